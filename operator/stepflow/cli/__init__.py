@@ -1,0 +1,40 @@
+"""The ``stepflow`` command, also installed as ``kubectl-stepflow``.
+
+Each subcommand lives in a module named after what it touches; this file only
+builds the argument parser and dispatches, importing heavy modules (kopf, the
+Kubernetes client) only for the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from stepflow import __version__
+from stepflow.cli import local
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stepflow",
+        description="Run Workflow resources: ordered, parallel and DAG steps, locally or as Kubernetes Jobs.",
+    )
+    parser.add_argument("--version", action="version", version=f"stepflow {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    local.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["operator"]:
+        from stepflow.operator.main import run_operator  # kopf parses its own options
+
+        return run_operator(args_list[1:])
+    args = build_parser().parse_args(args_list)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

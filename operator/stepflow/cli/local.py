@@ -1,0 +1,282 @@
+"""Commands that need no cluster: ``validate``, ``plan`` and ``run``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from stepflow.engine import SUCCEEDED
+from stepflow.local import LocalRun, unsupported_fields
+from stepflow.plan import Plan, critical_path, load_plan, load_plans, to_dot, to_mermaid
+from stepflow.spec import SpecError
+from stepflow.status import human_duration, parse_time
+from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    validate = commands.add_parser("validate", help="check Workflow files; exit 1 on any error")
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.set_defaults(handler=cmd_validate)
+
+    plan = commands.add_parser("plan", help="show the groups, prerequisites and ideal speedup")
+    plan.add_argument("file", metavar="FILE")
+    plan.add_argument("-o", "--output", choices=("text", "json", "mermaid", "dot"), default="text")
+    plan.add_argument("--durations", metavar="NAME=SECONDS,...|FILE.json",
+                      help="per-step durations for the speedup estimate (else estimatedSeconds)")
+    plan.set_defaults(handler=cmd_plan)
+
+    run = commands.add_parser("run", help="run a workflow locally, each step as a process")
+    run.add_argument("file", metavar="FILE")
+    run.add_argument("--max-concurrency", type=_positive_int, metavar="N",
+                     help="override spec.maxConcurrency")
+    run.add_argument("--report", metavar="PATH", help="write the final status document as JSON")
+    run.add_argument("--logs", metavar="DIR", help="per-step logs (default stepflow-logs/NAME)")
+    run.add_argument("--timeline", action="store_true", help="print a Gantt chart at the end")
+    run.set_defaults(handler=cmd_run)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return value
+
+
+def _print_errors(source: str, error: SpecError) -> None:
+    for item in error.errors:
+        print(f"{source}: {item}", file=sys.stderr)
+
+
+# --- validate ----------------------------------------------------------------------------------
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = EXIT_OK
+    for file in args.files:
+        try:
+            plans = load_plans(file)
+        except SpecError as exc:
+            _print_errors(file, exc)
+            status = EXIT_FAILED
+            continue
+        for plan in plans:
+            print(f"{file}: {plan.spec.name}: valid ({len(plan.steps)} steps in {len(plan.groups)} groups)")
+    return status
+
+
+# --- plan --------------------------------------------------------------------------------------
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    try:
+        plan = load_plan(args.file)
+        durations = _durations(plan, args.durations)
+    except SpecError as exc:
+        _print_errors(args.file, exc)
+        return EXIT_FAILED
+    if args.output == "json":
+        document = plan.as_json()
+        if durations:
+            document["estimate"] = _estimate(plan, durations)
+        print(json.dumps(document, indent=2))
+    elif args.output == "mermaid":
+        print(to_mermaid(plan), end="")
+    elif args.output == "dot":
+        print(to_dot(plan), end="")
+    else:
+        _print_plan_text(plan, durations)
+    return EXIT_OK
+
+
+def _durations(plan: Plan, option: str | None) -> dict[str, float]:
+    """--durations wins; otherwise each step's estimatedSeconds, if any step has one."""
+    from stepflow.spec import FieldError
+
+    if option is None:
+        return {s.name: s.estimated_seconds for s in plan.steps if s.estimated_seconds is not None}
+    if option.endswith(".json"):
+        try:
+            data = json.loads(Path(option).read_text())
+        except (OSError, ValueError) as exc:
+            raise SpecError([FieldError("--durations", str(exc))]) from None
+    else:
+        data = dict(item.split("=", 1) for item in option.split(",") if "=" in item)
+    try:
+        durations = {str(k): float(v) for k, v in data.items()}
+    except (TypeError, ValueError) as exc:
+        raise SpecError([FieldError("--durations", f"not a number: {exc}")]) from None
+    unknown = sorted(set(durations) - set(plan.step_by_name))
+    if unknown:
+        raise SpecError([FieldError("--durations", f"unknown step(s): {', '.join(unknown)}")])
+    return durations
+
+
+def _estimate(plan: Plan, durations: dict[str, float]) -> dict[str, Any]:
+    sequential = sum(durations.get(s.name, 0.0) for s in plan.steps)
+    ideal, chain = critical_path(plan, durations)
+    return {
+        "sequentialSeconds": sequential,
+        "criticalPathSeconds": ideal,
+        "criticalPath": chain,
+        "idealSpeedup": round(sequential / ideal, 2) if ideal > 0 else None,
+        "missing": [s.name for s in plan.steps if s.name not in durations],
+    }
+
+
+def _print_plan_text(plan: Plan, durations: dict[str, float]) -> None:
+    console = Console()
+    table = Table(title=f"plan of {plan.spec.name}: {len(plan.steps)} steps in {len(plan.groups)} groups")
+    for column in ("group", "step", "type", "waits for"):
+        table.add_column(column)
+    if durations:
+        table.add_column("estimate", justify="right")
+    for g, members in enumerate(plan.groups):
+        for i, name in enumerate(members):
+            step = plan.step_by_name[name]
+            if step.depends_on is not None:
+                waits = "dependsOn: " + (", ".join(step.depends_on) or "(nothing)")
+            else:
+                waits = f"group {g}" if g > 0 else "-"
+            row = [str(g + 1) if i == 0 else "", name, step.type, waits]
+            if durations:
+                row.append(human_duration(durations[name]) if name in durations else "?")
+            table.add_row(*row, end_section=i == len(members) - 1)
+    console.print(table)
+    spec = plan.spec
+    console.print(f"maxConcurrency {spec.max_concurrency}, failurePolicy {spec.failure_policy}"
+                  + (f", timeout {spec.timeout_seconds}s" if spec.timeout_seconds else ""))
+    if durations:
+        estimate = _estimate(plan, durations)
+        console.print(
+            f"sequential {human_duration(estimate['sequentialSeconds'])}, critical path "
+            f"{human_duration(estimate['criticalPathSeconds'])} ({' -> '.join(estimate['criticalPath'])}), "
+            f"ideal speedup {estimate['idealSpeedup']}x (unlimited slots)")
+        if estimate["missing"]:
+            console.print(f"[dim]no estimate for: {', '.join(estimate['missing'])} (counted as 0)[/dim]")
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        plan = load_plan(args.file)
+    except SpecError as exc:
+        _print_errors(args.file, exc)
+        return EXIT_FAILED
+    console = Console(stderr=False)
+    for note in unsupported_fields(plan):
+        console.print(f"[yellow]note:[/yellow] {note}")
+    log_dir = Path(args.logs or Path("stepflow-logs") / plan.spec.name)
+    run, interrupted = asyncio.run(_drive(plan, args, log_dir, console))
+    status = run.status()
+    if args.report:
+        Path(args.report).write_text(json.dumps(status, indent=2) + "\n")
+    console.print(summary_table(status))
+    console.print(speedup_line(status))
+    if args.timeline:
+        console.print(render_timeline(status, chart_width(status, console.width)))
+    console.print(f"logs: {log_dir}/")
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if status["phase"] == SUCCEEDED else EXIT_FAILED
+
+
+async def _drive(plan: Plan, args: argparse.Namespace, log_dir: Path, console: Console):
+    live_view = console.is_terminal
+    run = LocalRun(plan, log_dir=log_dir, max_concurrency=args.max_concurrency,
+                   listener=None if live_view else _event_printer(console))
+    interrupted = False
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        interrupted = True
+        run.interrupt()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+    try:
+        if live_view:
+            with Live(get_renderable=lambda: live_table(run), console=console,
+                      refresh_per_second=8, transient=True):
+                await run.run()
+        else:
+            await run.run()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
+    return run, interrupted
+
+
+def _event_printer(console: Console):
+    """Plain transition lines for logs and pipes, where a live view would be noise."""
+    def on_event(run: LocalRun, event: str, name: str) -> None:
+        state = run.states[name]
+        extra = f" ({state.reason}: {state.message})" if event in ("failed", "skipped", "cancelled") else ""
+        elapsed = run.clock() - (run.started_at or run.clock())
+        console.print(f"{elapsed:7.2f}s  {event:<9} {name}{extra}", highlight=False)
+    return on_event
+
+
+def live_table(run: LocalRun) -> Group:
+    """Steps by group with phase, elapsed time, and an overall progress bar."""
+    now = run.clock()
+    table = Table(title=f"{run.plan.spec.name}", show_edge=False)
+    for column in ("group", "step", "phase", "elapsed"):
+        table.add_column(column)
+    for g, members in enumerate(run.plan.groups):
+        for i, name in enumerate(members):
+            state = run.states[name]
+            end = state.finished_at or now
+            elapsed = human_duration(end - state.started_at) if state.started_at else ""
+            phase = state.phase
+            if run.decision is not None and name in run.decision.waiting and phase == "Pending":
+                phase = f"Pending ({run.decision.waiting[name].reason})"
+            table.add_row(str(g + 1) if i == 0 else "", name,
+                          Text(phase, style=PHASE_STYLES.get(state.phase, "")), elapsed,
+                          end_section=i == len(members) - 1)
+    done = sum(1 for s in run.states.values() if s.phase not in ("Pending", "Running"))
+    total = len(run.states)
+    width = 30
+    filled = int(width * done / total) if total else width
+    bar = Text("█" * filled, style="green") + Text("░" * (width - filled), style="grey50")
+    return Group(table, Text.assemble(bar, f" {done}/{total} steps, "
+                                      f"{human_duration(now - (run.started_at or now))}"))
+
+
+def summary_table(status: dict[str, Any]) -> Table:
+    table = Table(title=f"{status['phase']}: {status.get('message', '')}", show_edge=False)
+    for column in ("group", "step", "phase", "took", "detail"):
+        table.add_column(column)
+    for name, entry in sorted(status["steps"].items(), key=lambda kv: kv[1]["index"]):
+        start, end = parse_time(entry.get("startedAt")), parse_time(entry.get("finishedAt"))
+        took = human_duration(end - start) if start is not None and end is not None else ""
+        detail = entry.get("message", "")
+        if entry.get("exitCode") not in (None, 0):
+            detail = f"exit code {entry['exitCode']}" + (f"; {detail}" if detail else "")
+        table.add_row(str(entry["group"] + 1), name,
+                      Text(entry["phase"], style=PHASE_STYLES.get(entry["phase"], "")), took, detail)
+    return table
+
+
+def speedup_line(status: dict[str, Any]) -> str:
+    """Wall time against the sum of step times: the parallelism actually achieved."""
+    wall = (parse_time(status.get("finishedAt")) or 0) - (parse_time(status.get("startedAt")) or 0)
+    total = 0.0
+    for entry in status["steps"].values():
+        start, end = parse_time(entry.get("startedAt")), parse_time(entry.get("finishedAt"))
+        if start is not None and end is not None:
+            total += end - start
+    speedup = f"{total / wall:.2f}x" if wall > 0 else "n/a"
+    return (f"wall time {human_duration(wall)}, sum of step times {human_duration(total)}, "
+            f"measured speedup {speedup}")

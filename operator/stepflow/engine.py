@@ -1,0 +1,359 @@
+"""The scheduler: every scheduling rule of stepflow, and nothing else.
+
+``decide`` is a pure function. Given the plan, what each step is observed to
+be doing, the caps, the policy and the current time, it says which steps to
+start, skip and cancel, and what the workflow's phase is. It reads no clock
+and does no I/O, so the local runner and the operator share it, and a
+restarted operator or a replayed event gets the same answer again
+(level-triggered, like Kubernetes' own controllers).
+
+Rules implemented here (see DESIGN.md): G5 barriers, D1 dependsOn, D3 skip
+propagation, C1 per-workflow cap, C2 operator-wide first-come-first-served
+cap (:class:`SlotQueue`), F1-F5 failure policies, and suspend.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from stepflow.plan import Plan
+
+PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED, CANCELLED = (
+    "Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled",
+)
+TERMINAL = frozenset({SUCCEEDED, FAILED, SKIPPED, CANCELLED})
+SUSPENDED = "Suspended"  # a workflow phase only
+
+# Step reasons the engine gives.
+WAITING_FOR_SLOT = "WaitingForSlot"
+WAITING_FOR_PREREQUISITES = "WaitingForPrerequisites"
+PREREQUISITE_FAILED = "PrerequisiteFailed"
+PREREQUISITE_SKIPPED = "PrerequisiteSkipped"
+WORKFLOW_FAILED = "WorkflowFailed"
+FAIL_FAST = "FailFast"
+TIMEOUT = "Timeout"
+
+
+@dataclass(frozen=True)
+class StepState:
+    """What an executor observed about one step. Times are seconds since the epoch."""
+
+    phase: str = PENDING
+    reason: str = ""
+    message: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0
+    exit_code: int | None = None
+    termination_message: str = ""
+    job_name: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A reason and a human message, attached to a skip, cancel or wait."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the executor should do now, and how the workflow stands."""
+
+    start: tuple[str, ...]
+    skip: Mapping[str, Verdict]
+    cancel: Mapping[str, Verdict]
+    waiting: Mapping[str, Verdict]
+    phase: str
+    reason: str
+    message: str
+    done: int
+    total: int
+    wake_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in (SUCCEEDED, FAILED)
+
+    @property
+    def progress(self) -> str:
+        return f"{self.done}/{self.total}"
+
+
+def _frozen(d: Mapping[str, Verdict]) -> Mapping[str, Verdict]:
+    return MappingProxyType(dict(d))
+
+
+def succeeded_for_scheduling(plan: Plan, name: str, state: StepState) -> bool:
+    """F4/D3: success, or a failure the step declared harmless with continueOnError."""
+    if state.phase == SUCCEEDED:
+        return True
+    return state.phase == FAILED and plan.step_by_name[name].continue_on_error
+
+
+def _is_bad(plan: Plan, name: str, state: StepState) -> bool:
+    """A terminal outcome that blocks whatever waits on this step."""
+    return state.phase in TERMINAL and not succeeded_for_scheduling(plan, name, state)
+
+
+def failed_steps(plan: Plan, states: Mapping[str, StepState]) -> list[str]:
+    """Steps that failed for real (not continueOnError), in document order."""
+    return [s.name for s in plan.steps
+            if states.get(s.name, _PENDING).phase == FAILED and not s.continue_on_error]
+
+
+_PENDING = StepState()
+
+
+def decide(
+    plan: Plan,
+    states: Mapping[str, StepState],
+    *,
+    now: float,
+    started_at: float | None,
+    max_concurrency: int | None = None,
+    suspended: bool = False,
+    global_slots: int | None = None,
+    stop: Verdict | None = None,
+) -> Decision:
+    """Decide the next actions from the observed ``states`` (missing steps count as Pending).
+
+    ``global_slots`` is how many steps the operator-wide cap lets this workflow
+    start now (from :class:`SlotQueue`); None means unlimited. ``stop`` is an
+    outside request to end the run (Ctrl-C): it is handled like FailFast.
+    """
+    spec = plan.spec
+    cap = max_concurrency if max_concurrency is not None else spec.max_concurrency
+    state_of = {name: states.get(name, _PENDING) for name in plan.step_by_name}
+    failed = failed_steps(plan, state_of)
+    deadline = started_at + spec.timeout_seconds if started_at is not None and spec.timeout_seconds else None
+    timed_out = deadline is not None and now >= deadline and not _all_terminal(state_of)
+    abort = stop or _abort_verdict(spec.failure_policy, failed, timed_out, spec.timeout_seconds)
+
+    outcome = _Pass(plan, state_of, failed, abort)
+    outcome.run()
+    running = sum(1 for s in state_of.values() if s.phase == RUNNING)
+    start, waiting = [], dict(outcome.waiting)
+    for name in outcome.ready:  # ready is in document order (C1)
+        if suspended:
+            waiting[name] = Verdict(SUSPENDED, "workflow is suspended")
+        elif running + len(start) >= cap:
+            waiting[name] = Verdict(WAITING_FOR_SLOT, f"waiting for a slot (maxConcurrency {cap})")
+        elif global_slots is not None and len(start) >= global_slots:
+            waiting[name] = Verdict(WAITING_FOR_SLOT, "waiting for a slot (operator-wide limit)")
+        else:
+            start.append(name)
+    cancel = {n: abort for n, s in state_of.items() if s.phase == RUNNING} if abort else {}
+    phase, reason, message = _workflow_phase(plan, state_of, outcome, start, failed, abort, suspended)
+    done = sum(1 for s in state_of.values() if s.phase in TERMINAL) + len(outcome.skip)
+    return Decision(
+        start=tuple(start), skip=_frozen(outcome.skip), cancel=_frozen(cancel),
+        waiting=_frozen(waiting), phase=phase, reason=reason, message=message,
+        done=done, total=len(state_of),
+        wake_at=deadline if deadline is not None and not timed_out and phase not in TERMINAL else None,
+    )
+
+
+def _all_terminal(state_of: Mapping[str, StepState]) -> bool:
+    return all(s.phase in TERMINAL for s in state_of.values())
+
+
+def _abort_verdict(policy: str, failed: list[str], timed_out: bool, timeout: int | None) -> Verdict | None:
+    """F2 and F5: conditions under which running steps are stopped and nothing starts."""
+    if timed_out:
+        return Verdict(TIMEOUT, f"workflow timed out after {timeout}s")
+    if policy == "FailFast" and failed:
+        return Verdict(FAIL_FAST, f'stopped because step "{failed[0]}" failed (failurePolicy FailFast)')
+    return None
+
+
+@dataclass
+class _Pass:
+    """One walk over the steps in dependency order, deciding skips and readiness."""
+
+    plan: Plan
+    state_of: Mapping[str, StepState]
+    failed: list[str]
+    abort: Verdict | None
+    skip: dict[str, Verdict] = field(default_factory=dict)
+    waiting: dict[str, Verdict] = field(default_factory=dict)
+    ready: list[str] = field(default_factory=list)
+    _first_bad_in_group: dict[int, str | None] = field(default_factory=dict)
+    _first_unfinished_in_group: dict[int, str | None] = field(default_factory=dict)
+
+    def run(self) -> None:
+        plan = self.plan
+        # F1: once a step fails, only the rest of its group may still start.
+        open_groups = {plan.group_of[f] for f in self.failed}
+        stop_after_group = plan.spec.failure_policy == "StopAfterGroup" and bool(self.failed)
+        ready: set[str] = set()
+        for name in plan.topological_order:
+            if self.state_of[name].phase != PENDING:
+                continue
+            verdict = self._blocked(name)
+            if verdict is None and self.abort is not None:
+                verdict = self.abort
+            if verdict is None and stop_after_group and plan.group_of[name] not in open_groups:
+                verdict = Verdict(WORKFLOW_FAILED, f"not started: step {_quoted(self.failed)} failed "
+                                                   "(failurePolicy StopAfterGroup)")
+            if verdict is not None:
+                self.skip[name] = verdict
+            elif self._waiting_on(name) is None:
+                ready.add(name)
+            else:
+                self.waiting[name] = Verdict(WAITING_FOR_PREREQUISITES,
+                                             f'waiting for "{self._waiting_on(name)}"')
+        self.ready = [s.name for s in plan.steps if s.name in ready]
+
+    def _outcome(self, name: str) -> tuple[bool, str]:
+        """(is bad, phase) of a step, counting skips decided earlier in this pass."""
+        if name in self.skip:
+            return True, SKIPPED
+        state = self.state_of[name]
+        return _is_bad(self.plan, name, state), state.phase
+
+    def _blocked(self, name: str) -> Verdict | None:
+        """D3: a failed or skipped prerequisite skips this step, naming the upstream step."""
+        step = self.plan.step_by_name[name]
+        if step.depends_on is not None:
+            upstream = next((d for d in step.depends_on if self._outcome(d)[0]), None)
+        elif self.plan.group_of[name] > 0:
+            upstream = self._group_first_bad(self.plan.group_of[name] - 1)
+        else:
+            upstream = None
+        if upstream is None:
+            return None
+        phase = self._outcome(upstream)[1]
+        if phase == FAILED:
+            return Verdict(PREREQUISITE_FAILED, f'prerequisite "{upstream}" failed')
+        return Verdict(PREREQUISITE_SKIPPED, f'prerequisite "{upstream}" was {phase.lower()}')
+
+    def _group_first_bad(self, group: int) -> str | None:
+        if group not in self._first_bad_in_group:
+            members = self.plan.groups[group]
+            self._first_bad_in_group[group] = next((m for m in members if self._outcome(m)[0]), None)
+        return self._first_bad_in_group[group]
+
+    def _waiting_on(self, name: str) -> str | None:
+        """The first prerequisite that has not yet succeeded, if any (cached per barrier)."""
+        if not self.plan.waits_for_barrier(name):
+            return self._first_unfinished(self.plan.prerequisites(name))
+        group = self.plan.group_of[name] - 1
+        if group not in self._first_unfinished_in_group:
+            self._first_unfinished_in_group[group] = self._first_unfinished(self.plan.groups[group])
+        return self._first_unfinished_in_group[group]
+
+    def _first_unfinished(self, names: Iterable[str]) -> str | None:
+        return next((p for p in names
+                     if not succeeded_for_scheduling(self.plan, p, self.state_of[p])), None)
+
+
+def _quoted(names: Iterable[str]) -> str:
+    names = list(names)
+    shown = ", ".join(f'"{n}"' for n in names[:10])
+    return shown + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+
+
+def _workflow_phase(plan, state_of, outcome: _Pass, start, failed, abort, suspended) -> tuple[str, str, str]:
+    total = len(state_of)
+    unfinished = [n for n, s in state_of.items() if s.phase not in TERMINAL and n not in outcome.skip]
+    running = [n for n, s in state_of.items() if s.phase == RUNNING]
+    if not unfinished:
+        return _final_phase(plan, state_of, outcome, failed, abort)
+    if suspended:
+        return SUSPENDED, "Suspended", f"suspended; {len(running)} step(s) still running"
+    if abort is not None:
+        return RUNNING, abort.reason, f"{abort.message}; stopping {len(running)} running step(s)"
+    if failed:
+        return RUNNING, "StepsFailed", (f"step {_quoted(failed)} failed; finishing "
+                                        f"{len(running) + len(start)} step(s) already due")
+    if not running and not start and not any(s.phase in TERMINAL for s in state_of.values()):
+        return PENDING, "WaitingForSlot", "waiting for a slot to start"
+    waiting = sum(1 for v in outcome.waiting.values() if v.reason == WAITING_FOR_SLOT)
+    slot_note = f", {waiting} waiting for a slot" if waiting else ""
+    return RUNNING, "Running", f"{len(running) + len(start)} of {total} step(s) running{slot_note}"
+
+
+def _final_phase(plan, state_of, outcome: _Pass, failed, abort) -> tuple[str, str, str]:
+    """Every step is terminal: Succeeded unless something failed, was cancelled or skipped."""
+    skipped = [n for n, s in state_of.items() if s.phase == SKIPPED] + list(outcome.skip)
+    cancelled = [n for n, s in state_of.items() if s.phase == CANCELLED]
+    tail = "".join([f"; {len(cancelled)} cancelled" if cancelled else "",
+                    f"; {len(skipped)} skipped" if skipped else ""])
+    if failed:
+        return FAILED, "StepsFailed", f"step {_quoted(failed)} failed" + tail
+    stopped = [state_of[n] for n in cancelled] + [state_of[n] for n in skipped if n in state_of]
+    if (abort is not None and abort.reason == TIMEOUT) or any(s.reason == TIMEOUT for s in stopped):
+        return FAILED, TIMEOUT, f"workflow timed out after {plan.spec.timeout_seconds}s" + tail
+    if cancelled or skipped:
+        first = state_of[cancelled[0]] if cancelled else None
+        reason = first.reason if first is not None and first.reason else "Cancelled"
+        return FAILED, reason, tail[2:]
+    tolerated = [s.name for s in plan.steps if state_of[s.name].phase == FAILED]
+    note = f" ({_quoted(tolerated)} failed with continueOnError)" if tolerated else ""
+    return SUCCEEDED, "Succeeded", f"all {len(state_of)} step(s) succeeded{note}"
+
+
+def apply_skips(states: Mapping[str, StepState], decision: Decision, now: float) -> dict[str, StepState]:
+    """Record the decision's skips; both executors persist these exactly this way."""
+    updated = dict(states)
+    for name, verdict in decision.skip.items():
+        updated[name] = replace(updated.get(name, _PENDING), phase=SKIPPED, reason=verdict.reason,
+                                message=verdict.message, finished_at=now)
+    return updated
+
+
+class SlotQueue:
+    """C2: an operator-wide cap on running steps, shared first come, first served.
+
+    Each workflow reports the steps the engine wants to start. They queue in
+    arrival order; a workflow may start only the ones among the first free
+    slots, so a large workflow that arrived later cannot starve the others.
+    Pure bookkeeping: the operator owns one and calls it under its own lock.
+    """
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self._queue: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._running: dict[str, int] = {}
+
+    @property
+    def running(self) -> int:
+        return sum(self._running.values())
+
+    def grant(self, workflow: str, wanted: Iterable[str], running: int) -> int:
+        """Record ``workflow``'s wanted steps and running count; return how many it may start."""
+        wanted = list(wanted)
+        self._running[workflow] = running
+        keep = set(wanted)
+        for key in [k for k in self._queue if k[0] == workflow and k[1] not in keep]:
+            del self._queue[key]
+        for name in wanted:
+            self._queue.setdefault((workflow, name), None)
+        if self.limit is None:
+            return len(wanted)
+        free = max(self.limit - self.running, 0)
+        head = list(self._queue)[:free]
+        return sum(1 for key in head if key[0] == workflow)
+
+    def started(self, workflow: str, names: Iterable[str]) -> None:
+        for name in names:
+            self._queue.pop((workflow, name), None)
+            self._running[workflow] = self._running.get(workflow, 0) + 1
+
+    def forget(self, workflow: str) -> None:
+        """Drop a finished or deleted workflow from the books."""
+        self._running.pop(workflow, None)
+        for key in [k for k in self._queue if k[0] == workflow]:
+            del self._queue[key]
+
+    def next_in_line(self) -> list[str]:
+        """Workflows whose queued steps now fit in free slots: the operator wakes them."""
+        if self.limit is None:
+            return list(dict.fromkeys(w for w, _ in self._queue))
+        free = max(self.limit - self.running, 0)
+        return list(dict.fromkeys(w for w, _ in list(self._queue)[:free]))

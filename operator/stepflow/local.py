@@ -1,0 +1,239 @@
+"""Run a workflow on this machine: each step is a local process, the engine decides.
+
+This adapter only observes processes and applies the engine's decisions; it
+holds no scheduling rule of its own. It mirrors what a Job does: ``retries``
+re-runs a failed process (backoffLimit), ``timeoutSeconds`` kills it
+(activeDeadlineSeconds), and a failed step's last output lines become its
+termination message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from stepflow.engine import (
+    CANCELLED,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    Decision,
+    StepState,
+    Verdict,
+    apply_skips,
+    decide,
+)
+from stepflow.plan import Plan
+from stepflow.spec import Step
+from stepflow.status import build_status
+
+INTERRUPTED = "Interrupted"
+KILL_GRACE_SECONDS = 2.0
+TERMINATION_MESSAGE_BYTES = 1024
+
+Listener = Callable[["LocalRun", str, str], None]
+
+
+@dataclass
+class _Process:
+    task: asyncio.Task[StepState]
+    verdict: Verdict | None = None  # why we are stopping it, if we are
+
+
+class LocalRun:
+    """One local execution of a plan.
+
+    ``listener(run, event, step)`` is called on every step transition
+    (``started``, ``succeeded``, ``failed``, ``skipped``, ``cancelled``,
+    ``retrying``), so the CLI can draw a live view without polling.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        log_dir: Path,
+        max_concurrency: int | None = None,
+        clock: Callable[[], float] = time.time,
+        listener: Listener | None = None,
+    ):
+        self.plan = plan
+        self.log_dir = log_dir
+        self.max_concurrency = max_concurrency
+        self.clock = clock
+        self.listener = listener or (lambda run, event, step: None)
+        self.states: dict[str, StepState] = {s.name: StepState() for s in plan.steps}
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.decision: Decision | None = None
+        self._processes: dict[str, _Process] = {}
+        self._stop: Verdict | None = None
+        self._wakeup = asyncio.Event()
+
+    # --- public ---------------------------------------------------------------------------
+
+    async def run(self) -> Decision:
+        """Drive the workflow to a terminal phase and return the final decision."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.started_at = self.clock()
+        while True:
+            decision = self._decide()
+            if decision.finished:
+                break
+            if decision.skip or decision.start:
+                continue  # recorded; decide again at once, state changed
+            await self._wait(decision.wake_at)
+        self.finished_at = self.clock()
+        self.decision = decision
+        return decision
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop every process, skip the rest, and finish with status written."""
+        self._stop = Verdict(INTERRUPTED, "interrupted by the user")
+        self._wakeup.set()
+
+    def status(self) -> dict[str, Any]:
+        """The status document, the same shape the operator writes to the Workflow."""
+        decision = self.decision or decide(self.plan, self.states, now=self.clock(),
+                                           started_at=self.started_at,
+                                           max_concurrency=self.max_concurrency)
+        return build_status(self.plan, self.states, decision, now=self.clock(),
+                            started_at=self.started_at, finished_at=self.finished_at)
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _decide(self) -> Decision:
+        now = self.clock()
+        decision = decide(self.plan, self.states, now=now, started_at=self.started_at,
+                          max_concurrency=self.max_concurrency, stop=self._stop)
+        self.decision = decision
+        self.states = apply_skips(self.states, decision, now)
+        for name in decision.skip:
+            self.listener(self, "skipped", name)
+        for name, verdict in decision.cancel.items():
+            process = self._processes.get(name)
+            if process is not None and process.verdict is None:
+                process.verdict = verdict
+                process.task.cancel()
+        for name in decision.start:
+            self._start(self.plan.step_by_name[name], now)
+        return decision
+
+    async def _wait(self, wake_at: float | None) -> None:
+        timeout = None if wake_at is None else max(wake_at - self.clock(), 0.0)
+        self._wakeup.clear()
+        waiter = asyncio.ensure_future(self._wakeup.wait())
+        tasks = {p.task for p in self._processes.values()} | {waiter}
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        for name, process in list(self._processes.items()):
+            if process.task.done():
+                self._finish(name, process)
+
+    def _start(self, step: Step, now: float) -> None:
+        self.states[step.name] = StepState(phase=RUNNING, started_at=now, attempts=1)
+        task = asyncio.ensure_future(self._run_step(step))
+        self._processes[step.name] = _Process(task)
+        self.listener(self, "started", step.name)
+
+    def _finish(self, name: str, process: _Process) -> None:
+        del self._processes[name]
+        if process.task.cancelled():
+            verdict = process.verdict or Verdict(CANCELLED, "cancelled")
+            self.states[name] = replace(self.states[name], phase=CANCELLED, reason=verdict.reason,
+                                        message=verdict.message, finished_at=self.clock())
+            self.listener(self, "cancelled", name)
+            return
+        self.states[name] = process.task.result()
+        self.listener(self, "succeeded" if self.states[name].phase == SUCCEEDED else "failed", name)
+
+    # --- one step ---------------------------------------------------------------------------
+
+    async def _run_step(self, step: Step) -> StepState:
+        """Run the step's process, retrying like a Job's backoffLimit."""
+        state = self.states[step.name]
+        for attempt in range(1, step.retries + 2):
+            state = replace(self.states[step.name], attempts=attempt)
+            self.states[step.name] = state
+            if attempt > 1:
+                self.listener(self, "retrying", step.name)
+            code, reason, message = await self._run_process(step, attempt)
+            if code == 0:
+                return replace(state, phase=SUCCEEDED, reason="Completed", message="",
+                               finished_at=self.clock(), exit_code=0)
+        return replace(state, phase=FAILED, reason=reason, message=message, exit_code=code,
+                       finished_at=self.clock(), termination_message=self._log_tail(step.name))
+
+    async def _run_process(self, step: Step, attempt: int) -> tuple[int | None, str, str]:
+        """Returns (exit code, reason, message); the exit code is None if it never exited."""
+        with self.log_path(step.name).open("ab") as log:
+            if attempt > 1:
+                log.write(f"--- attempt {attempt} ---\n".encode())
+                log.flush()
+            try:
+                process = await asyncio.create_subprocess_exec(
+                    *step.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                    env=self._environment(step), cwd=step.working_dir, start_new_session=True)
+            except OSError as exc:
+                log.write(f"stepflow: cannot start {step.argv[0]!r}: {exc.strerror}\n".encode())
+                return 127, "Error", f"cannot start {step.argv[0]!r}: {exc.strerror}"
+            try:
+                code = await asyncio.wait_for(process.wait(), timeout=step.timeout_seconds)
+            except TimeoutError:
+                await _kill(process)
+                return None, "DeadlineExceeded", f"exceeded timeoutSeconds ({step.timeout_seconds}s)"
+            except asyncio.CancelledError:
+                await _kill(process)
+                raise
+        return code, "Error", f"exited with code {code}"
+
+    def _environment(self, step: Step) -> dict[str, str]:
+        env = dict(os.environ)
+        for var in (*self.plan.spec.defaults.env, *step.env):
+            if "value" in var:
+                env[var["name"]] = var["value"]
+        env.update(STEPFLOW_WORKFLOW=self.plan.spec.name, STEPFLOW_STEP=step.name)
+        return env
+
+    def _log_tail(self, name: str) -> str:
+        """The last lines of output, as a container's FallbackToLogsOnError would give."""
+        try:
+            data = self.log_path(name).read_bytes()[-TERMINATION_MESSAGE_BYTES:]
+        except OSError:
+            return ""
+        return data.decode("utf-8", "replace").strip()
+
+
+async def _kill(process: asyncio.subprocess.Process) -> None:
+    """Stop the whole process group: ``sh -c`` children must not outlive their step."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            await asyncio.wait_for(asyncio.shield(process.wait()), timeout=KILL_GRACE_SECONDS)
+            return
+        except TimeoutError:
+            continue
+
+
+def unsupported_fields(plan: Plan) -> list[str]:
+    """Fields a local run cannot honour; the CLI mentions them once instead of failing."""
+    notes = []
+    if any(s.image for s in plan.steps) or plan.spec.defaults.image:
+        notes.append("image is ignored: steps run as local processes")
+    if any("valueFrom" in v for s in plan.steps for v in s.env) or any(
+            "valueFrom" in v for v in plan.spec.defaults.env):
+        notes.append("env valueFrom is ignored locally (only literal values are set)")
+    if any(s.resources for s in plan.steps) or plan.spec.defaults.resources:
+        notes.append("resources are ignored locally")
+    return notes

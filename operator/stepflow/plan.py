@@ -1,0 +1,413 @@
+"""Turn a validated spec into an execution plan: groups, prerequisites, graphs.
+
+A step waits either for its ``dependsOn`` list (D1) or for the whole previous
+group (the G5 barrier). Barriers are kept as "group g must be done" rather
+than expanded into every pair of steps, so a 5,000-wide group followed by
+another stays linear in memory and in the cycle check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from stepflow.spec import FieldError, SpecError, Step, WorkflowSpec, read_documents, read_workflow
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The immutable schedule skeleton the engine works from."""
+
+    spec: WorkflowSpec
+    groups: tuple[tuple[str, ...], ...]
+    group_of: Mapping[str, int]
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.spec.steps
+
+    @cached_property
+    def step_by_name(self) -> dict[str, Step]:
+        return {s.name: s for s in self.spec.steps}
+
+    def waits_for_barrier(self, name: str) -> bool:
+        """True if the step waits for the previous group (no dependsOn, not in group 0)."""
+        return self.step_by_name[name].depends_on is None and self.group_of[name] > 0
+
+    def prerequisites(self, name: str) -> tuple[str, ...]:
+        """Every step this one waits for, barrier expanded; for display and tests."""
+        step = self.step_by_name[name]
+        if step.depends_on is not None:
+            return step.depends_on
+        group = self.group_of[name]
+        return self.groups[group - 1] if group > 0 else ()
+
+    @cached_property
+    def dependents(self) -> dict[str, tuple[str, ...]]:
+        """Reverse of :meth:`prerequisites`, built once for the engine's skip propagation."""
+        result: dict[str, list[str]] = {s.name: [] for s in self.steps}
+        for step in self.steps:
+            for prerequisite in self.prerequisites(step.name):
+                result[prerequisite].append(step.name)
+        return {k: tuple(v) for k, v in result.items()}
+
+    @cached_property
+    def topological_order(self) -> tuple[str, ...]:
+        """Steps ordered so that every prerequisite comes before the steps waiting for it."""
+        order = _post_order(_wait_edges(self.spec.steps, self.groups))
+        return tuple(n for n in order if not n.startswith("#"))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "groups": [list(g) for g in self.groups],
+            "steps": [
+                {
+                    "name": s.name,
+                    "group": self.group_of[s.name],
+                    "prerequisites": list(self.prerequisites(s.name)),
+                    "dependsOn": None if s.depends_on is None else list(s.depends_on),
+                }
+                for s in self.steps
+            ],
+        }
+
+
+# --- groups (G1-G4) and their errors (G6) ----------------------------------------------------
+
+def _kind(step: Step) -> tuple[str, int]:
+    """G1: numbered, parallel or sequential, with the number for numbered steps."""
+    if step.parallel_group >= 1:
+        return "numbered", step.parallel_group
+    if step.parallel:
+        return "parallel", 0
+    return "sequential", 0
+
+
+def group_steps(steps: Iterable[Step]) -> tuple[tuple[str, ...], ...]:
+    """Split steps into groups per G2-G4, in document order."""
+    groups: list[list[str]] = []
+    previous: tuple[str, int] | None = None
+    for step in steps:
+        kind = _kind(step)
+        joins = kind == previous and kind[0] != "sequential"
+        if joins:
+            groups[-1].append(step.name)
+        else:
+            groups.append([step.name])
+        previous = kind
+    return tuple(tuple(g) for g in groups)
+
+
+def group_errors(steps: tuple[Step, ...]) -> list[FieldError]:
+    """G6: numbers must be non-negative, adjacent, increasing, and not combined with parallel: false."""
+    errors: list[FieldError] = []
+    for step in steps:
+        path = f"spec.steps[{step.index}].parallelGroup"
+        if step.parallel_group < 0:
+            errors.append(FieldError(path, f'step "{step.name}" has parallelGroup '
+                                           f"{step.parallel_group}; it must be >= 0 (0 means unset)"))
+        elif step.parallel_group >= 1 and step.parallel is False:
+            errors.append(FieldError(
+                f"spec.steps[{step.index}].parallel",
+                f'step "{step.name}" sets parallel: false together with parallelGroup '
+                f"{step.parallel_group}; drop one of them"))
+    errors.extend(_number_order_errors(steps))
+    return errors
+
+
+def _number_order_errors(steps: tuple[Step, ...]) -> list[FieldError]:
+    errors: list[FieldError] = []
+    last_of: dict[int, Step] = {}
+    highest: Step | None = None
+    previous: Step | None = None
+    for step in steps:
+        number = step.parallel_group
+        if number >= 1:
+            path = f"spec.steps[{step.index}].parallelGroup"
+            earlier = last_of.get(number)
+            if earlier is not None and previous is not earlier:
+                between = [s.name for s in steps[earlier.index + 1 : step.index]]
+                errors.append(FieldError(path, (
+                    f'parallelGroup {number} is used by steps "{earlier.name}" and "{step.name}", '
+                    f"which are not adjacent (between them: {_names(between)}); "
+                    "steps of one group must stand together")))
+            elif highest is not None and number < highest.parallel_group:
+                errors.append(FieldError(path, (
+                    f'step "{step.name}" has parallelGroup {number} after step "{highest.name}" '
+                    f"with parallelGroup {highest.parallel_group}; numbers must increase "
+                    "down the document")))
+            last_of[number] = step
+            if highest is None or number > highest.parallel_group:
+                highest = step
+        previous = step
+    return errors
+
+
+def _names(names: Iterable[str], limit: int = 5) -> str:
+    names = list(names)
+    shown = ", ".join(f'"{n}"' for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# --- dependsOn (D1, D2) ----------------------------------------------------------------------
+
+def reference_errors(steps: tuple[Step, ...]) -> list[FieldError]:
+    """D2: every dependsOn entry names another, existing step, once."""
+    known = {s.name for s in steps}
+    errors: list[FieldError] = []
+    for step in steps:
+        seen: set[str] = set()
+        for i, target in enumerate(step.depends_on or ()):
+            path = f"spec.steps[{step.index}].dependsOn[{i}]"
+            if target == step.name:
+                errors.append(FieldError(path, f'step "{step.name}" depends on itself'))
+            elif target not in known:
+                hint = _close_match(target, known)
+                errors.append(FieldError(path, f'step "{step.name}" depends on unknown step '
+                                               f'"{target}"{hint}'))
+            elif target in seen:
+                errors.append(FieldError(path, f'step "{step.name}" lists "{target}" twice'))
+            seen.add(target)
+    return errors
+
+
+def _close_match(name: str, known: set[str]) -> str:
+    import difflib
+
+    match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.7)
+    return f' (did you mean "{match[0]}"?)' if match else ""
+
+
+def find_cycle(steps: tuple[Step, ...], groups: tuple[tuple[str, ...], ...]) -> list[str] | None:
+    """Return one cycle as a list of nodes (first == last), or None.
+
+    Nodes are step names and ``#g`` virtual nodes meaning "group g is done", so
+    barrier edges (G5) take part in the check without a quadratic blow-up.
+    """
+    return _dfs_cycle(_wait_edges(steps, groups))
+
+
+def _wait_edges(steps: Iterable[Step], groups: tuple[tuple[str, ...], ...]) -> dict[str, tuple[str, ...]]:
+    """'waits for' edges over steps and ``#g`` group-done nodes."""
+    group_of = {name: g for g, members in enumerate(groups) for name in members}
+    edges: dict[str, tuple[str, ...]] = {}
+    for step in steps:
+        if step.depends_on is not None:
+            edges[step.name] = step.depends_on
+        elif group_of[step.name] > 0:
+            edges[step.name] = (f"#{group_of[step.name] - 1}",)
+        else:
+            edges[step.name] = ()
+    for g, members in enumerate(groups):
+        edges[f"#{g}"] = members
+    return edges
+
+
+def _post_order(edges: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """Nodes after everything they wait for; assumes no cycle (checked before planning)."""
+    done: set[str] = set()
+    order: list[str] = []
+    for root in edges:
+        if root in done:
+            continue
+        done.add(root)
+        stack = [(root, iter(edges[root]))]
+        while stack:
+            node, children = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                order.append(node)
+            elif child not in done:
+                done.add(child)
+                stack.append((child, iter(edges[child])))
+    return order
+
+
+def _dfs_cycle(edges: Mapping[str, tuple[str, ...]]) -> list[str] | None:
+    done: set[str] = set()
+    for root in edges:
+        if root in done:
+            continue
+        path: list[str] = [root]
+        on_path = {root: 0}
+        iterators = [iter(edges.get(root, ()))]
+        while iterators:
+            nxt = next(iterators[-1], None)
+            if nxt is None:
+                node = path.pop()
+                del on_path[node]
+                done.add(node)
+                iterators.pop()
+            elif nxt in on_path:
+                return [*path[on_path[nxt]:], nxt]
+            elif nxt not in done:
+                on_path[nxt] = len(path)
+                path.append(nxt)
+                iterators.append(iter(edges.get(nxt, ())))
+    return None
+
+
+def describe_cycle(cycle: list[str], groups: tuple[tuple[str, ...], ...]) -> str:
+    """Render a cycle readably: 'a -> b -> (group 2 barrier) -> a'."""
+    parts = []
+    for node in cycle:
+        if node.startswith("#"):
+            parts.append(f"(end of group {int(node[1:]) + 1})")
+        else:
+            parts.append(f'"{node}"')
+    return " waits for ".join(parts)
+
+
+def cycle_errors(steps: tuple[Step, ...], groups: tuple[tuple[str, ...], ...]) -> list[FieldError]:
+    cycle = find_cycle(steps, groups)
+    if cycle is None:
+        return []
+    first = next(n for n in cycle if not n.startswith("#"))
+    index = next(s.index for s in steps if s.name == first)
+    return [FieldError(f"spec.steps[{index}].dependsOn",
+                       f"dependency cycle: {describe_cycle(cycle, groups)}")]
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+def plan_errors(spec: WorkflowSpec) -> list[FieldError]:
+    """Cross-step checks: G6 groups, then D2 references and cycles when names are sound."""
+    errors = group_errors(spec.steps)
+    names = [s.name for s in spec.steps]
+    if all(names) and len(set(names)) == len(names):
+        references = reference_errors(spec.steps)
+        errors.extend(references)
+        if not references:
+            errors.extend(cycle_errors(spec.steps, group_steps(spec.steps)))
+    return errors
+
+
+def build_plan(spec: WorkflowSpec) -> Plan:
+    """Plan a spec that already passed :func:`plan_errors`."""
+    groups = group_steps(spec.steps)
+    group_of = {name: g for g, members in enumerate(groups) for name in members}
+    return Plan(spec=spec, groups=groups, group_of=group_of)
+
+
+def compile_workflow(doc: Any) -> Plan:
+    """Validate a Workflow document completely (fields and cross-step rules) and plan it."""
+    spec, errors = read_workflow(doc)
+    if spec is not None and spec.steps:
+        errors = errors + plan_errors(spec)
+    if errors or spec is None:
+        raise SpecError(errors)
+    return build_plan(spec)
+
+
+def load_plans(path: str | Path) -> list[Plan]:
+    """Every Workflow in a file, planned; all errors of all documents in one SpecError."""
+    docs = read_documents(path)
+    plans, errors = [], []
+    for number, doc in enumerate(docs, start=1):
+        prefix = f"[document {number}] " if len(docs) > 1 else ""
+        try:
+            plans.append(compile_workflow(doc))
+        except SpecError as exc:
+            errors.extend(FieldError(prefix + e.path, e.message) for e in exc.errors)
+    if errors:
+        raise SpecError(errors)
+    return plans
+
+
+def load_plan(path: str | Path) -> Plan:
+    plans = load_plans(path)
+    if len(plans) != 1:
+        raise SpecError([FieldError("(file)", f"holds {len(plans)} Workflows; expected one")])
+    return plans[0]
+
+
+# --- estimates and graphs --------------------------------------------------------------------
+
+def critical_path(plan: Plan, durations: Mapping[str, float]) -> tuple[float, list[str]]:
+    """Longest chain of prerequisites by duration: the ideal wall time with unlimited slots."""
+    finish: dict[str, float] = {}
+    via: dict[str, str | None] = {}
+    group_done: list[tuple[float, str | None]] = []
+    for members in plan.groups:
+        for name in members:
+            before = [(finish[p], p) for p in plan.step_by_name[name].depends_on or ()]
+            if plan.waits_for_barrier(name):
+                before = [group_done[plan.group_of[name] - 1]]
+            start, previous = max(before, default=(0.0, None))
+            finish[name] = start + durations.get(name, 0.0)
+            via[name] = previous
+        group_done.append(max(((finish[n], n) for n in members), default=(0.0, None)))
+    if not finish:
+        return 0.0, []
+    end = max(finish, key=finish.__getitem__)
+    chain: list[str] = []
+    node: str | None = end
+    while node is not None:
+        chain.append(node)
+        node = via[node]
+    return finish[end], chain[::-1]
+
+
+PHASE_COLOURS = {
+    "Pending": "#eeeeee", "Running": "#9ecbff", "Succeeded": "#a6e3a1",
+    "Failed": "#f38ba8", "Skipped": "#d0d0d0", "Cancelled": "#fab387",
+}
+
+
+def _edges(plan: Plan) -> list[tuple[str, str]]:
+    """Graph edges; a barrier is drawn through one join node ``#g`` per group boundary."""
+    edges = []
+    needed_joins = {plan.group_of[s.name] - 1 for s in plan.steps if plan.waits_for_barrier(s.name)}
+    for g in sorted(needed_joins):
+        edges.extend((name, f"#{g}") for name in plan.groups[g])
+    for step in plan.steps:
+        if step.depends_on is not None:
+            edges.extend((d, step.name) for d in step.depends_on)
+        elif plan.waits_for_barrier(step.name):
+            edges.append((f"#{plan.group_of[step.name] - 1}", step.name))
+    return edges
+
+
+def _mermaid_id(node: str) -> str:
+    """Mermaid ids allow no '-'; DNS labels have no '_', so the mapping stays one-to-one."""
+    return f"j_{node[1:]}" if node.startswith("#") else "s_" + node.replace("-", "_")
+
+
+def to_mermaid(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
+    edges = _edges(plan)
+    lines = ["flowchart TD"]
+    for g, members in enumerate(plan.groups):
+        lines.append(f'  subgraph group{g + 1}["group {g + 1}"]')
+        lines.extend(f'    {_mermaid_id(n)}["{n}"]' for n in members)
+        lines.append("  end")
+    joins = sorted({a for a, _ in edges if a.startswith("#")})
+    lines.extend(f"  {_mermaid_id(j)}(( ))" for j in joins)
+    lines.extend(f"  {_mermaid_id(a)} --> {_mermaid_id(b)}" for a, b in edges)
+    if phases:
+        lines.extend(f"  classDef {phase} fill:{colour},stroke:#555"
+                     for phase, colour in PHASE_COLOURS.items())
+        lines.extend(f"  class {_mermaid_id(name)} {phase}"
+                     for name, phase in phases.items() if phase in PHASE_COLOURS)
+    return "\n".join(lines) + "\n"
+
+
+def to_dot(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
+    edges = _edges(plan)
+    lines = [f'digraph "{plan.spec.name}" {{', "  rankdir=TB;", "  node [shape=box, style=rounded];"]
+    for g, members in enumerate(plan.groups):
+        lines.append(f'  subgraph cluster_{g + 1} {{ label="group {g + 1}"; style=dashed;')
+        for name in members:
+            colour = PHASE_COLOURS.get((phases or {}).get(name, ""), "")
+            style = f', style="rounded,filled", fillcolor="{colour}"' if colour else ""
+            lines.append(f'    "{name}" [label="{name}"{style}];')
+        lines.append("  }")
+    joins = sorted({a for a, _ in edges if a.startswith("#")})
+    lines.extend(f'  "{j}" [shape=point, label=""];' for j in joins)
+    lines.extend(f'  "{a}" -> "{b}";' for a, b in edges)
+    lines.append("}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,375 @@
+"""Parse and validate a Workflow document into plain, immutable dataclasses.
+
+Validation collects *every* problem before failing, because a user fixing a
+manifest wants the whole list at once, each with the field path it concerns.
+Rules that need the whole step list (G6 ordering, D2 references and cycles)
+live in :mod:`stepflow.plan`, whose ``compile_workflow`` runs both layers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+API_GROUP = "stepflow.dev"
+API_VERSION = "v1alpha1"
+KIND = "Workflow"
+FAILURE_POLICIES = ("StopAfterGroup", "FailFast", "Continue")
+DEFAULT_MAX_CONCURRENCY = 5
+MAX_STEPS = 10_000
+MAX_RETRIES = 10
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+SPEC_FIELDS = (
+    "maxConcurrency", "failurePolicy", "timeoutSeconds", "suspend",
+    "serviceAccountName", "defaults", "steps",
+)
+DEFAULTS_FIELDS = ("image", "env", "resources")
+STEP_FIELDS = (
+    "name", "type", "parallel", "parallelGroup", "dependsOn", "image", "command", "args",
+    "script", "workingDir", "env", "resources", "timeoutSeconds", "retries",
+    "continueOnError", "estimatedSeconds",
+)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem in a document, located by its field path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A document is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, errors: Iterable[FieldError]):
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step; optional fields keep ``None`` so that "unset" stays visible."""
+
+    name: str
+    index: int
+    type: str = ""
+    parallel: bool | None = None  # None = unset, so `parallel: false` + parallelGroup is caught
+    parallel_group: int = 0
+    depends_on: tuple[str, ...] | None = None
+    image: str | None = None
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    script: str | None = None
+    working_dir: str | None = None
+    env: tuple[Mapping[str, Any], ...] = ()
+    resources: Mapping[str, Any] | None = None
+    timeout_seconds: int | None = None
+    retries: int = 0
+    continue_on_error: bool = False
+    estimated_seconds: float | None = None
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """The process to run, the same way a container would: script runs under sh -c."""
+        if self.script is not None:
+            return ("sh", "-c", self.script)
+        return self.command + self.args
+
+
+@dataclass(frozen=True)
+class Defaults:
+    image: str | None = None
+    env: tuple[Mapping[str, Any], ...] = ()
+    resources: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class WorkflowSpec:
+    name: str
+    namespace: str | None
+    steps: tuple[Step, ...]
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    failure_policy: str = "StopAfterGroup"
+    timeout_seconds: int | None = None
+    suspend: bool = False
+    service_account_name: str | None = None
+    defaults: Defaults = field(default_factory=Defaults)
+
+    def step(self, name: str) -> Step:
+        return self.steps[self.index_of[name]]
+
+    @property
+    def index_of(self) -> dict[str, int]:
+        return {s.name: s.index for s in self.steps}
+
+
+class _Collector:
+    """Type-checking accessors that record errors instead of raising."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(path, message))
+
+    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.error(path, f"must be an object, got {_kind(value)}")
+            return {}
+        return value
+
+    def unknown_fields(self, obj: Mapping[str, Any], known: tuple[str, ...], path: str) -> None:
+        for key in obj:
+            if key in known:
+                continue
+            hint = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            suffix = f' (did you mean "{hint[0]}"?)' if hint else ""
+            self.error(f"{path}.{key}", f"unknown field{suffix}")
+
+    def typed(self, obj: Mapping[str, Any], key: str, path: str, kind: type, default: Any = None):
+        value = obj.get(key)
+        if value is None:
+            return default
+        # bool is an int in Python; YAML's `yes` must not pass as a number, nor 1 as a bool.
+        if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+            return value
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        self.error(f"{path}.{key}", f"must be {_TYPE_NAMES[kind]}, got {_kind(value)} {value!r}")
+        return default
+
+    def integer(self, obj, key, path, default=None, minimum=None, maximum=None) -> int | None:
+        value = self.typed(obj, key, path, int, default)
+        if value is None or value is default:
+            return value
+        if minimum is not None and value < minimum:
+            self.error(f"{path}.{key}", f"must be >= {minimum}, got {value}")
+            return default
+        if maximum is not None and value > maximum:
+            self.error(f"{path}.{key}", f"must be <= {maximum}, got {value}")
+            return default
+        return value
+
+    def strings(self, obj, key, path) -> tuple[str, ...] | None:
+        value = obj.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            self.error(f"{path}.{key}", f"must be a list of strings, got {_kind(value)}")
+            return None
+        good = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                good.append(item)
+            else:
+                self.error(f"{path}.{key}[{i}]", f"must be a string, got {_kind(item)} {item!r}")
+        return tuple(good)
+
+    def env(self, obj, key, path) -> tuple[Mapping[str, Any], ...]:
+        value = obj.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.error(f"{path}.{key}", f"must be a list of {{name, value}}, got {_kind(value)}")
+            return ()
+        good = []
+        for i, item in enumerate(value):
+            where = f"{path}.{key}[{i}]"
+            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+                self.error(where, "must be an object with a string name")
+                continue
+            if "value" in item and not isinstance(item["value"], str):
+                self.error(f"{where}.value", f"must be a string, got {_kind(item['value'])}"
+                           " (quote numbers and booleans)")
+                continue
+            good.append(dict(item))
+        return tuple(good)
+
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string", float: "a number"}
+
+
+def _kind(value: Any) -> str:
+    return {
+        bool: "boolean", int: "integer", float: "number", str: "string",
+        list: "list", dict: "object", type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
+    """Parse what can be parsed and return it with every field-level error found.
+
+    The partial spec lets :mod:`stepflow.plan` add its cross-step errors to the
+    same list, so a user sees all problems in one go.
+    """
+    c = _Collector()
+    if not isinstance(doc, Mapping):
+        return None, [FieldError("(document)", f"must be an object, got {_kind(doc)}")]
+    c.unknown_fields(doc, TOP_FIELDS, "")
+    _check_header(doc, c)
+    meta = c.mapping(doc.get("metadata"), "metadata")
+    spec = c.mapping(doc.get("spec"), "spec")
+    c.unknown_fields(spec, SPEC_FIELDS, "spec")
+    steps = _parse_steps(spec.get("steps"), c)
+    policy = c.typed(spec, "failurePolicy", "spec", str, "StopAfterGroup")
+    if policy not in FAILURE_POLICIES:
+        c.error("spec.failurePolicy", f"must be one of {', '.join(FAILURE_POLICIES)}, got {policy!r}")
+        policy = "StopAfterGroup"
+    workflow = WorkflowSpec(
+        name=str(meta.get("name") or ""),
+        namespace=meta.get("namespace"),
+        steps=steps,
+        max_concurrency=c.integer(spec, "maxConcurrency", "spec", DEFAULT_MAX_CONCURRENCY, 1),
+        failure_policy=policy,
+        timeout_seconds=c.integer(spec, "timeoutSeconds", "spec", None, 1),
+        suspend=c.typed(spec, "suspend", "spec", bool, False),
+        service_account_name=c.typed(spec, "serviceAccountName", "spec", str),
+        defaults=_parse_defaults(spec.get("defaults"), c),
+    )
+    if not workflow.name:
+        c.error("metadata.name", "is required")
+    _check_step_commands(workflow, c)
+    return workflow, c.errors
+
+
+def parse_workflow(doc: Any) -> WorkflowSpec:
+    """Field-level parse only; use :func:`stepflow.plan.compile_workflow` for full validation."""
+    workflow, errors = read_workflow(doc)
+    if errors or workflow is None:
+        raise SpecError(errors)
+    return workflow
+
+
+def _check_header(doc: Mapping[str, Any], c: _Collector) -> None:
+    expected = f"{API_GROUP}/{API_VERSION}"
+    if doc.get("apiVersion") != expected:
+        c.error("apiVersion", f"must be {expected!r}, got {doc.get('apiVersion')!r}")
+    if doc.get("kind") != KIND:
+        c.error("kind", f"must be {KIND!r}, got {doc.get('kind')!r}")
+
+
+def _parse_defaults(value: Any, c: _Collector) -> Defaults:
+    obj = c.mapping(value, "spec.defaults")
+    c.unknown_fields(obj, DEFAULTS_FIELDS, "spec.defaults")
+    return Defaults(
+        image=c.typed(obj, "image", "spec.defaults", str),
+        env=c.env(obj, "env", "spec.defaults"),
+        resources=c.typed(obj, "resources", "spec.defaults", dict),
+    )
+
+
+def _parse_steps(value: Any, c: _Collector) -> tuple[Step, ...]:
+    if value is None or value == []:
+        c.error("spec.steps", "must list at least one step")
+        return ()
+    if not isinstance(value, list):
+        c.error("spec.steps", f"must be a list, got {_kind(value)}")
+        return ()
+    if len(value) > MAX_STEPS:
+        c.error("spec.steps", f"has {len(value)} steps; at most {MAX_STEPS} are allowed")
+        return ()
+    steps = tuple(_parse_step(item, i, c) for i, item in enumerate(value))
+    _check_names(steps, c)
+    return steps
+
+
+def _parse_step(item: Any, index: int, c: _Collector) -> Step:
+    path = f"spec.steps[{index}]"
+    obj = c.mapping(item, path)
+    c.unknown_fields(obj, STEP_FIELDS, path)
+    name = c.typed(obj, "name", path, str, "")
+    return Step(
+        name=name,
+        index=index,
+        type=c.typed(obj, "type", path, str, ""),
+        parallel=c.typed(obj, "parallel", path, bool, None),
+        parallel_group=c.typed(obj, "parallelGroup", path, int, 0),
+        depends_on=c.strings(obj, "dependsOn", path),
+        image=c.typed(obj, "image", path, str),
+        command=c.strings(obj, "command", path) or (),
+        args=c.strings(obj, "args", path) or (),
+        script=c.typed(obj, "script", path, str),
+        working_dir=c.typed(obj, "workingDir", path, str),
+        env=c.env(obj, "env", path),
+        resources=c.typed(obj, "resources", path, dict),
+        timeout_seconds=c.integer(obj, "timeoutSeconds", path, None, 1),
+        retries=c.integer(obj, "retries", path, 0, 0, MAX_RETRIES),
+        continue_on_error=c.typed(obj, "continueOnError", path, bool, False),
+        estimated_seconds=_estimate(obj, path, c),
+    )
+
+
+def _estimate(obj: Mapping[str, Any], path: str, c: _Collector) -> float | None:
+    value = c.typed(obj, "estimatedSeconds", path, float)
+    if value is not None and value < 0:
+        c.error(f"{path}.estimatedSeconds", f"must be >= 0, got {value}")
+        return None
+    return value
+
+
+def _check_names(steps: tuple[Step, ...], c: _Collector) -> None:
+    first_seen: dict[str, int] = {}
+    for step in steps:
+        path = f"spec.steps[{step.index}].name"
+        if not step.name:
+            c.error(path, "is required")
+        elif len(step.name) > 63 or not DNS1123_LABEL.match(step.name):
+            c.error(path, f'step "{step.name}" is not a DNS-1123 label (lower-case letters, '
+                          "digits and '-', starting and ending alphanumeric, at most 63 characters)")
+        elif step.name in first_seen:
+            c.error(path, f'duplicate step name "{step.name}" (also spec.steps[{first_seen[step.name]}])')
+        else:
+            first_seen[step.name] = step.index
+
+
+def _check_step_commands(workflow: WorkflowSpec, c: _Collector) -> None:
+    for step in workflow.steps:
+        path = f"spec.steps[{step.index}]"
+        label = f'step "{step.name}"'
+        if step.script is not None and (step.command or step.args):
+            c.error(path, f"{label} sets both script and command/args; use one")
+        elif step.script is None and not step.command:
+            c.error(path, f"{label} has nothing to run: set command or script")
+        elif step.script is not None and not step.script.strip():
+            c.error(f"{path}.script", f"{label} has an empty script")
+
+
+def iter_documents(text: str) -> Iterator[Any]:
+    """Yield the YAML documents of a file, turning parser errors into SpecError."""
+    try:
+        for doc in yaml.safe_load_all(text):
+            if doc is not None:
+                yield doc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([FieldError(where, f"malformed YAML: {problem}")]) from None
+
+
+def read_documents(path: str | Path) -> list[Any]:
+    """Read the YAML documents of a file; unreadable or malformed files raise SpecError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([FieldError("(file)", exc.strerror or str(exc))]) from None
+    except UnicodeDecodeError:
+        raise SpecError([FieldError("(file)", "is not UTF-8 text")]) from None
+    docs = list(iter_documents(text))
+    if not docs:
+        raise SpecError([FieldError("(file)", "contains no Workflow document")])
+    return docs

@@ -1,0 +1,196 @@
+"""Build the Workflow ``status`` document, the one both executors publish.
+
+The operator writes exactly this to the status subresource, and ``stepflow
+run --report`` writes it to a file, so tools that read one read the other.
+Empty fields are left out: a 1,000-step status must stay well under the
+256 KiB target, and a merge patch then carries only what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from stepflow.engine import (
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    SUSPENDED,
+    Decision,
+    StepState,
+)
+from stepflow.plan import Plan
+
+RUNNING_PHASES = (PENDING, RUNNING, SUSPENDED)
+
+
+def rfc3339(ts: float | None) -> str | None:
+    """Seconds since the epoch as RFC 3339 UTC with milliseconds (``...T21:30:55.123Z``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str | None) -> float | None:
+    """The inverse of :func:`rfc3339`; accepts Kubernetes' second-precision times too."""
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def human_duration(seconds: float | None) -> str:
+    """Like kubectl's ages: 850ms, 42s, 3m05s, 2h01m."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def step_entry(plan: Plan, name: str, state: StepState, waiting: Mapping[str, Any]) -> dict[str, Any]:
+    """One entry of ``status.steps``; a Pending step shows why it waits."""
+    step = plan.step_by_name[name]
+    reason, message = state.reason, state.message
+    if state.phase == PENDING and name in waiting:
+        reason, message = waiting[name].reason, waiting[name].message
+    entry: dict[str, Any] = {
+        "group": plan.group_of[name],
+        "index": step.index,
+        "type": step.type,
+        "phase": state.phase,
+        "reason": reason,
+        "message": message,
+        "jobName": state.job_name,
+        "startedAt": rfc3339(state.started_at),
+        "finishedAt": rfc3339(state.finished_at),
+        "attempts": state.attempts,
+        "exitCode": state.exit_code,
+        "terminationMessage": state.termination_message,
+        "continuedOnError": state.phase == FAILED and step.continue_on_error,
+    }
+    return {k: v for k, v in entry.items() if v not in ("", None, False) or k in ("group", "index")}
+
+
+def step_state(entry: Mapping[str, Any]) -> StepState:
+    """Read a ``status.steps`` entry back; the operator resumes from this after a restart."""
+    return StepState(
+        phase=entry.get("phase", PENDING),
+        reason=entry.get("reason", ""),
+        message=entry.get("message", ""),
+        started_at=parse_time(entry.get("startedAt")),
+        finished_at=parse_time(entry.get("finishedAt")),
+        attempts=entry.get("attempts", 0),
+        exit_code=entry.get("exitCode"),
+        termination_message=entry.get("terminationMessage", ""),
+        job_name=entry.get("jobName", ""),
+    )
+
+
+def states_from_status(status: Mapping[str, Any] | None) -> dict[str, StepState]:
+    return {name: step_state(entry) for name, entry in ((status or {}).get("steps") or {}).items()}
+
+
+def build_status(
+    plan: Plan,
+    states: Mapping[str, StepState],
+    decision: Decision,
+    *,
+    now: float,
+    started_at: float | None,
+    finished_at: float | None = None,
+    run_generation: int | None = None,
+    observed_generation: int | None = None,
+    previous: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The whole status document for the current decision."""
+    end = finished_at if decision.finished else None
+    if decision.finished and end is None:
+        end = now
+    status: dict[str, Any] = {
+        "phase": decision.phase,
+        "reason": decision.reason,
+        "message": decision.message,
+        "progress": decision.progress,
+        "startedAt": rfc3339(started_at),
+        "finishedAt": rfc3339(end),
+        "duration": human_duration((end or now) - started_at) if started_at is not None else "",
+        "observedGeneration": observed_generation,
+        "runGeneration": run_generation,
+        "groups": [list(g) for g in plan.groups],
+        "steps": {s.name: step_entry(plan, s.name, states.get(s.name, StepState()), decision.waiting)
+                  for s in plan.steps},
+    }
+    status["conditions"] = conditions(decision.phase, decision.reason, decision.message,
+                                      observed_generation, now, (previous or {}).get("conditions"))
+    return {k: v for k, v in status.items() if v not in ("", None)}
+
+
+def conditions(
+    phase: str,
+    reason: str,
+    message: str,
+    generation: int | None,
+    now: float,
+    previous: Sequence[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """kstatus conditions (Ready, Reconciling, Stalled) plus Job-style Complete and Failed.
+
+    ``lastTransitionTime`` is kept from ``previous`` while a condition's status
+    holds, as Kubernetes conventions require.
+    """
+    in_progress = phase in RUNNING_PHASES
+    truth = {
+        "Ready": phase == SUCCEEDED,
+        "Reconciling": in_progress,
+        "Stalled": phase == FAILED,
+        "Complete": phase == SUCCEEDED,
+        "Failed": phase == FAILED,
+    }
+    before = {c.get("type"): c for c in previous or ()}
+    result = []
+    for kind, value in truth.items():
+        status = "True" if value else "False"
+        old = before.get(kind)
+        since = old.get("lastTransitionTime") if old and old.get("status") == status else rfc3339(now)
+        condition = {
+            "type": kind,
+            "status": status,
+            "reason": reason or phase,
+            "message": message,
+            "lastTransitionTime": since,
+        }
+        if generation is not None:
+            condition["observedGeneration"] = generation
+        result.append(condition)
+    return result
+
+
+def invalid_status(
+    errors: Sequence[Any],
+    *,
+    now: float,
+    observed_generation: int | None,
+    previous: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Status of a Workflow whose spec is invalid: Failed/InvalidSpec with every error listed."""
+    message = "invalid spec: " + "; ".join(str(e) for e in errors)
+    status: dict[str, Any] = {
+        "phase": FAILED,
+        "reason": "InvalidSpec",
+        "message": message,
+        "errors": [str(e) for e in errors],
+        "observedGeneration": observed_generation,
+        "runGeneration": observed_generation,
+        "finishedAt": rfc3339(now),
+        "conditions": conditions(FAILED, "InvalidSpec", message, observed_generation, now,
+                                 (previous or {}).get("conditions")),
+    }
+    return {k: v for k, v in status.items() if v is not None}
