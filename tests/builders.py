@@ -1,0 +1,101 @@
+"""Build Workflow documents for tests, tersely.
+
+``shorthand("p a, pg1 b, s c")`` reads the notation DESIGN.md uses for its
+examples, so a test can quote a rule's example verbatim instead of spelling
+out YAML. Everything returns plain dicts, exactly what a user would apply.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stepflow.plan import Plan, compile_workflow
+
+API_VERSION = "stepflow.dev/v1alpha1"
+
+
+def step(
+    name: str,
+    *,
+    parallel: bool | None = None,
+    group: int | None = None,
+    depends_on: list[str] | None = None,
+    script: str = "true",
+    **fields: Any,
+) -> dict[str, Any]:
+    """One step; keyword fields are passed through under their camelCase name."""
+    doc: dict[str, Any] = {"name": name, "script": script}
+    if parallel is not None:
+        doc["parallel"] = parallel
+    if group is not None:
+        doc["parallelGroup"] = group
+    if depends_on is not None:
+        doc["dependsOn"] = list(depends_on)
+    doc.update(fields)
+    return doc
+
+
+def workflow(*steps: dict[str, Any], name: str = "wf", **spec: Any) -> dict[str, Any]:
+    """A whole Workflow document around ``steps``; keyword spec fields in camelCase."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {**spec, "steps": list(steps)},
+    }
+
+
+def shorthand(text: str) -> list[dict[str, Any]]:
+    """DESIGN.md's notation: ``p a`` parallel, ``pgN a`` parallelGroup N, ``s a`` sequential.
+
+    A trailing ``->x+y`` adds ``dependsOn: [x, y]``; ``->`` alone adds ``dependsOn: []``.
+    """
+    steps = []
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        kind, _, rest = item.partition(" ")
+        name, arrow, deps = rest.strip().partition("->")
+        depends_on = [d for d in deps.split("+") if d] if arrow else None
+        if kind == "p":
+            steps.append(step(name.strip(), parallel=True, depends_on=depends_on))
+        elif kind.startswith("pg"):
+            steps.append(step(name.strip(), group=int(kind[2:]), depends_on=depends_on))
+        elif kind == "s":
+            steps.append(step(name.strip(), depends_on=depends_on))
+        else:
+            raise ValueError(f"unknown step kind {kind!r} in {item!r}")
+    return steps
+
+
+def plan_of(text_or_steps: str | list[dict[str, Any]], **spec: Any) -> Plan:
+    """Compile a shorthand string or a step list into a plan (valid input expected)."""
+    steps = shorthand(text_or_steps) if isinstance(text_or_steps, str) else text_or_steps
+    return compile_workflow(workflow(*steps, **spec))
+
+
+def write_workflow(path: Path, doc: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def chain_steps(n: int) -> list[dict[str, Any]]:
+    """n sequential steps (F6's default shape)."""
+    return [step(f"s{i}") for i in range(n)]
+
+
+def wide_steps(n: int, width: int = 100) -> list[dict[str, Any]]:
+    """n steps in numbered groups of ``width`` parallel steps."""
+    return [step(f"s{i}", group=i // width + 1) for i in range(n)]
+
+
+def random_dag_steps(n: int, seed: int = 0, fan_in: int = 3) -> list[dict[str, Any]]:
+    """n steps, each depending on up to ``fan_in`` random earlier steps (never a cycle)."""
+    rng = random.Random(seed)
+    steps = []
+    for i in range(n):
+        deps = sorted({f"s{rng.randrange(i)}" for _ in range(rng.randint(0, fan_in))}) if i else []
+        steps.append(step(f"s{i}", depends_on=deps))
+    return steps
