@@ -267,8 +267,10 @@ def cycle_errors(steps: tuple[Step, ...], groups: tuple[tuple[str, ...], ...]) -
     cycle = find_cycle(steps, groups)
     if cycle is None:
         return []
-    first = next(n for n in cycle if not n.startswith("#"))
-    index = next(s.index for s in steps if s.name == first)
+    # Point at a dependsOn the user can edit: barrier edges only go back a group, so every
+    # cycle has at least one step with dependsOn on it.
+    on_cycle = {n for n in cycle if not n.startswith("#")}
+    index = next(s.index for s in steps if s.name in on_cycle and s.depends_on is not None)
     return [FieldError(f"spec.steps[{index}].dependsOn",
                        f"dependency cycle: {describe_cycle(cycle, groups)}")]
 
@@ -332,16 +334,18 @@ def critical_path(plan: Plan, durations: Mapping[str, float]) -> tuple[float, li
     """Longest chain of prerequisites by duration: the ideal wall time with unlimited slots."""
     finish: dict[str, float] = {}
     via: dict[str, str | None] = {}
-    group_done: list[tuple[float, str | None]] = []
-    for members in plan.groups:
-        for name in members:
-            before = [(finish[p], p) for p in plan.step_by_name[name].depends_on or ()]
-            if plan.waits_for_barrier(name):
-                before = [group_done[plan.group_of[name] - 1]]
-            start, previous = max(before, default=(0.0, None))
-            finish[name] = start + durations.get(name, 0.0)
-            via[name] = previous
-        group_done.append(max(((finish[n], n) for n in members), default=(0.0, None)))
+    group_done: dict[int, tuple[float, str | None]] = {}
+    # Topological, not document, order: a dependsOn may name a later step.
+    for name in plan.topological_order:
+        before = [(finish[p], p) for p in plan.step_by_name[name].depends_on or ()]
+        if plan.waits_for_barrier(name):
+            group = plan.group_of[name] - 1
+            if group not in group_done:
+                group_done[group] = max((finish[n], n) for n in plan.groups[group])
+            before = [group_done[group]]
+        start, previous = max(before, default=(0.0, None))
+        finish[name] = start + durations.get(name, 0.0)
+        via[name] = previous
     if not finish:
         return 0.0, []
     end = max(finish, key=finish.__getitem__)

@@ -138,7 +138,7 @@ class _Collector:
                 continue
             hint = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             suffix = f' (did you mean "{hint[0]}"?)' if hint else ""
-            self.error(f"{path}.{key}", f"unknown field{suffix}")
+            self.error(f"{path}.{key}" if path else str(key), f"unknown field{suffix}")
 
     def typed(self, obj: Mapping[str, Any], key: str, path: str, kind: type, default: Any = None):
         value = obj.get(key)

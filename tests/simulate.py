@@ -1,0 +1,202 @@
+"""A small deterministic discrete-event executor for the pure engine.
+
+It does what both real executors do (decide, record skips, stop cancelled
+steps, start steps, wait), but time is a number that jumps to the next step
+completion, ``wake_at`` or scripted event. Every start, finish and decision is
+recorded, so tests can assert on what a user would see on a timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from stepflow.engine import (
+    CANCELLED,
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    Decision,
+    SlotQueue,
+    StepState,
+    Verdict,
+    apply_skips,
+    decide,
+)
+from stepflow.plan import Plan
+
+MAX_ROUNDS = 100_000
+
+
+@dataclass
+class Interval:
+    start: float
+    end: float | None = None
+
+
+@dataclass
+class Result:
+    states: dict[str, StepState]
+    decision: Decision
+    decisions: list[tuple[float, Decision]]
+    intervals: dict[str, Interval]
+    start_order: list[str]
+    max_running: int
+    end_time: float
+    stuck: bool = False
+    # (time, name, states just before the start): for "prerequisites done" checks
+    starts: list[tuple[float, str, Mapping[str, StepState]]] = field(default_factory=list)
+
+    def phase(self, name: str) -> str:
+        return self.states[name].phase
+
+    def phases(self) -> dict[str, str]:
+        return {n: s.phase for n, s in self.states.items()}
+
+
+@dataclass
+class Sim:
+    """Drive one workflow. ``durations`` default to 1.0; ``fails`` lists steps that exit non-zero."""
+
+    plan: Plan
+    durations: Mapping[str, float] = field(default_factory=dict)
+    fails: frozenset[str] | set[str] = frozenset()
+    max_concurrency: int | None = None
+    suspended: bool = False
+    t0: float = 1_000.0
+    # scripted outside events: (time, action(sim)); e.g. suspend, resume, interrupt
+    events: list[tuple[float, Callable[[Sim], None]]] = field(default_factory=list)
+    stop: Verdict | None = None
+
+    def run(self) -> Result:
+        now = self.t0
+        states: dict[str, StepState] = {}
+        end_at: dict[str, float] = {}
+        intervals: dict[str, Interval] = {}
+        decisions: list[tuple[float, Decision]] = []
+        order: list[str] = []
+        starts: list[tuple[float, str, Mapping[str, StepState]]] = []
+        events = sorted(self.events, key=lambda e: e[0])
+        max_running = 0
+        for _ in range(MAX_ROUNDS):
+            while events and events[0][0] <= now:
+                events.pop(0)[1](self)
+            decision = decide(self.plan, states, now=now, started_at=self.t0,
+                              max_concurrency=self.max_concurrency, suspended=self.suspended,
+                              stop=self.stop)
+            decisions.append((now, decision))
+            states = apply_skips(states, decision, now)
+            for name, verdict in decision.cancel.items():
+                states[name] = replace(states[name], phase=CANCELLED, reason=verdict.reason,
+                                       message=verdict.message, finished_at=now)
+                intervals[name].end = now
+                del end_at[name]
+            for name in decision.start:
+                starts.append((now, name, dict(states)))
+                states[name] = StepState(phase=RUNNING, started_at=now, attempts=1)
+                end_at[name] = now + self.durations.get(name, 1.0)
+                intervals[name] = Interval(now)
+                order.append(name)
+            max_running = max(max_running, sum(1 for s in states.values() if s.phase == RUNNING))
+            if decision.finished:
+                return Result(states, decision, decisions, intervals, order, max_running, now,
+                              starts=starts)
+            if decision.start or decision.skip or decision.cancel:
+                continue  # state changed: decide again at the same instant
+            candidates = list(end_at.values())
+            if decision.wake_at is not None:
+                candidates.append(decision.wake_at)
+            if events:
+                candidates.append(events[0][0])
+            if not candidates:
+                return Result(states, decision, decisions, intervals, order, max_running, now,
+                              stuck=True, starts=starts)
+            now = max(now, min(candidates))
+            for name in sorted(n for n, t in end_at.items() if t <= now):
+                phase = FAILED if name in self.fails else SUCCEEDED
+                states[name] = replace(states[name], phase=phase, finished_at=now,
+                                       exit_code=1 if phase == FAILED else 0,
+                                       reason="Error" if phase == FAILED else "Completed")
+                intervals[name].end = now
+                del end_at[name]
+        raise AssertionError("simulation did not settle")
+
+
+def simulate(plan: Plan, durations: Mapping[str, float] | None = None, fails=(), **kwargs) -> Result:
+    return Sim(plan, durations or {}, frozenset(fails), **kwargs).run()
+
+
+@dataclass
+class Arrival:
+    """A workflow that reaches the operator at time ``at``."""
+
+    name: str
+    plan: Plan
+    at: float
+    durations: Mapping[str, float] = field(default_factory=dict)
+
+
+def simulate_fleet(arrivals: list[Arrival], limit: int | None,
+                   reconcile_order: Callable[[list[str]], list[str]] = lambda names: names,
+                   ) -> dict[str, dict[str, Interval]]:
+    """Several workflows under one operator-wide cap (C2), shared through :class:`SlotQueue`.
+
+    Each reconcile asks the engine what it wants to start, asks the queue how
+    many it may, and decides again with that many global slots, as an operator
+    would. ``reconcile_order`` lets a test prove the order of reconciles does
+    not matter. Returns each workflow's step intervals (times relative to 0).
+    """
+    queue = SlotQueue(limit)
+    states: dict[str, dict[str, StepState]] = {a.name: {} for a in arrivals}
+    end_at: dict[tuple[str, str], float] = {}
+    intervals: dict[str, dict[str, Interval]] = {a.name: {} for a in arrivals}
+    finished: set[str] = set()
+    by_name = {a.name: a for a in arrivals}
+    now = 0.0
+    for _ in range(MAX_ROUNDS):
+        changed = False
+        present = [a.name for a in arrivals if a.at <= now and a.name not in finished]
+        for name in reconcile_order(present):
+            arrival = by_name[name]
+            wf = states[name]
+            running = sum(1 for s in wf.values() if s.phase == RUNNING)
+            wanted = decide(arrival.plan, wf, now=now, started_at=arrival.at).start
+            slots = queue.grant(name, wanted, running)
+            decision = decide(arrival.plan, wf, now=now, started_at=arrival.at, global_slots=slots)
+            wf = apply_skips(wf, decision, now)
+            for step_name in decision.start:
+                wf[step_name] = StepState(phase=RUNNING, started_at=now)
+                end_at[(name, step_name)] = now + arrival.durations.get(step_name, 1.0)
+                intervals[name][step_name] = Interval(now)
+            queue.started(name, decision.start)
+            states[name] = wf
+            changed = changed or bool(decision.start or decision.skip)
+            if decision.finished:
+                finished.add(name)
+                queue.forget(name)
+        if len(finished) == len(arrivals):
+            return intervals
+        if changed:
+            continue
+        candidates = list(end_at.values()) + [a.at for a in arrivals if a.at > now]
+        if not candidates:
+            raise AssertionError(f"fleet stuck at {now}: {states}")
+        now = min(candidates)
+        for key in sorted(k for k, t in end_at.items() if t <= now):
+            wf_name, step_name = key
+            states[wf_name][step_name] = replace(states[wf_name][step_name], phase=SUCCEEDED,
+                                                 finished_at=now)
+            intervals[wf_name][step_name].end = now
+            del end_at[key]
+    raise AssertionError("fleet simulation did not settle")
+
+
+def max_overlap(intervals: list[tuple[float, float]]) -> int:
+    """Most intervals open at one instant; an interval ending at t does not overlap one starting at t."""
+    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
+                    key=lambda p: (p[0], p[1]))
+    best = current = 0
+    for _, delta in points:
+        current += delta
+        best = max(best, current)
+    return best

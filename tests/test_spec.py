@@ -1,0 +1,267 @@
+"""Field-level validation: types, names, unknown fields, and every error reported at once."""
+
+from __future__ import annotations
+
+import pytest
+
+from builders import step, workflow
+from stepflow.plan import compile_workflow
+from stepflow.spec import (
+    DEFAULT_MAX_CONCURRENCY,
+    FieldError,
+    SpecError,
+    iter_documents,
+    parse_workflow,
+    read_documents,
+    read_workflow,
+)
+
+
+def errors_of(doc) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        compile_workflow(doc)
+    return [str(e) for e in info.value.errors]
+
+
+def single_error(doc) -> str:
+    errors = errors_of(doc)
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+# --- a valid document ------------------------------------------------------------------------
+
+def test_a_full_step_parses_with_every_field():
+    doc = workflow(
+        step("build", type="build", image="alpine:3.20", parallel=True, group=2,
+             env=[{"name": "A", "value": "1"}], resources={"limits": {"cpu": "1"}},
+             timeoutSeconds=60, retries=2, continueOnError=True, estimatedSeconds=1.5,
+             workingDir="/tmp", script="echo hi"),
+        maxConcurrency=3, failurePolicy="Continue", timeoutSeconds=600, suspend=True,
+        serviceAccountName="deployer", defaults={"image": "alpine", "env": [{"name": "B", "value": "x"}]},
+    )
+    spec = parse_workflow(doc)
+    s = spec.steps[0]
+    assert (s.name, s.type, s.parallel, s.parallel_group) == ("build", "build", True, 2)
+    assert (s.timeout_seconds, s.retries, s.continue_on_error, s.estimated_seconds) == (60, 2, True, 1.5)
+    assert s.argv == ("sh", "-c", "echo hi")
+    assert (spec.max_concurrency, spec.failure_policy, spec.timeout_seconds) == (3, "Continue", 600)
+    assert spec.suspend is True and spec.service_account_name == "deployer"
+    assert spec.defaults.env == ({"name": "B", "value": "x"},)
+
+
+def test_defaults_when_fields_are_absent():
+    spec = parse_workflow(workflow(step("a")))
+    assert spec.max_concurrency == DEFAULT_MAX_CONCURRENCY == 5
+    assert spec.failure_policy == "StopAfterGroup"
+    assert spec.timeout_seconds is None and spec.suspend is False
+    assert spec.steps[0].retries == 0 and spec.steps[0].continue_on_error is False
+
+
+def test_command_and_args_form_the_argv():
+    spec = parse_workflow(workflow({"name": "a", "command": ["echo"], "args": ["x", "y"]}))
+    assert spec.steps[0].argv == ("echo", "x", "y")
+
+
+# --- G6: names and the step list -------------------------------------------------------------
+
+def test_empty_step_list():
+    assert single_error(workflow()) == "spec.steps: must list at least one step"
+
+
+def test_missing_step_list():
+    doc = workflow(step("a"))
+    del doc["spec"]["steps"]
+    assert single_error(doc) == "spec.steps: must list at least one step"
+
+
+def test_duplicate_names_point_at_both_entries():
+    error = single_error(workflow(step("a"), step("b"), step("a")))
+    assert error.startswith("spec.steps[2].name: ")
+    assert '"a"' in error and "spec.steps[0]" in error
+
+
+@pytest.mark.parametrize("name", ["Build", "build_api", "-lead", "trail-", "a.b", "x" * 64, "with space"])
+def test_name_must_be_a_dns1123_label(name):
+    error = single_error(workflow(step(name)))
+    assert error.startswith("spec.steps[0].name: ")
+    assert f'"{name}"' in error and "DNS-1123" in error
+
+
+@pytest.mark.parametrize("name", ["a", "build-api", "x" * 63, "0day", "a1-b2"])
+def test_valid_dns1123_names(name):
+    assert compile_workflow(workflow(step(name))).groups == ((name,),)
+
+
+def test_missing_name():
+    doc = workflow({"script": "true"})
+    errors = errors_of(doc)
+    assert "spec.steps[0].name: is required" in errors
+
+
+# --- wrong types -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("parallel", "yes", 'spec.steps[0].parallel: must be a boolean, got string \'yes\''),
+    ("parallel", 1, "spec.steps[0].parallel: must be a boolean, got integer 1"),
+    ("parallelGroup", "2", "spec.steps[0].parallelGroup: must be an integer, got string '2'"),
+    ("parallelGroup", True, "spec.steps[0].parallelGroup: must be an integer, got boolean True"),
+    ("parallelGroup", 1.5, "spec.steps[0].parallelGroup: must be an integer, got number 1.5"),
+    ("retries", 11, "spec.steps[0].retries: must be <= 10, got 11"),
+    ("retries", -1, "spec.steps[0].retries: must be >= 0, got -1"),
+    ("timeoutSeconds", 0, "spec.steps[0].timeoutSeconds: must be >= 1, got 0"),
+    ("continueOnError", "true", "spec.steps[0].continueOnError: must be a boolean, got string 'true'"),
+    ("dependsOn", "a", "spec.steps[0].dependsOn: must be a list of strings, got string"),
+    ("estimatedSeconds", -2, "spec.steps[0].estimatedSeconds: must be >= 0, got -2.0"),
+])
+def test_wrong_types_are_named_with_their_path(field, value, expected):
+    assert single_error(workflow(step("x", **{field: value}))) == expected
+
+
+def test_depends_on_items_must_be_strings():
+    error = single_error(workflow(step("a"), step("b", depends_on=["a", 3])))
+    assert error == "spec.steps[1].dependsOn[1]: must be a string, got integer 3"
+
+
+def test_env_values_must_be_strings_with_a_hint():
+    error = single_error(workflow(step("a", env=[{"name": "N", "value": 5}])))
+    assert error.startswith("spec.steps[0].env[0].value: must be a string")
+    assert "quote" in error
+
+
+@pytest.mark.parametrize(("field", "value", "fragment"), [
+    ("maxConcurrency", 0, "spec.maxConcurrency: must be >= 1, got 0"),
+    ("maxConcurrency", "5", "spec.maxConcurrency: must be an integer"),
+    ("failurePolicy", "StopAfterGrop",
+     "spec.failurePolicy: must be one of StopAfterGroup, FailFast, Continue"),
+    ("timeoutSeconds", -5, "spec.timeoutSeconds: must be >= 1"),
+    ("suspend", "no", "spec.suspend: must be a boolean"),
+    ("steps", {"a": 1}, "spec.steps: must be a list, got object"),
+])
+def test_spec_level_wrong_values(field, value, fragment):
+    doc = workflow(step("a"), **{field: value})
+    if field == "steps":
+        doc["spec"]["steps"] = value
+    assert single_error(doc).startswith(fragment)
+
+
+def test_step_that_is_not_an_object():
+    errors = errors_of(workflow(step("a"), "just-a-string"))
+    assert "spec.steps[1]: must be an object, got string" in errors
+
+
+# --- unknown fields --------------------------------------------------------------------------
+
+def test_unknown_step_field_with_did_you_mean():
+    error = single_error(workflow(step("a", dependOn=["b"])))
+    assert error == 'spec.steps[0].dependOn: unknown field (did you mean "dependsOn"?)'
+
+
+def test_unknown_spec_field_with_did_you_mean():
+    error = single_error(workflow(step("a"), maxConcurency=3))
+    assert error == 'spec.maxConcurency: unknown field (did you mean "maxConcurrency"?)'
+
+
+def test_unknown_field_without_a_close_match():
+    assert single_error(workflow(step("a", zzz=1))) == "spec.steps[0].zzz: unknown field"
+
+
+def test_unknown_top_level_field_path_has_no_leading_dot():
+    """Found by this suite: the path read ".spce"; it must read like every other path."""
+    doc = workflow(step("a"))
+    doc["spce"] = {}
+    assert single_error(doc) == 'spce: unknown field (did you mean "spec"?)'
+
+
+# --- nothing to run --------------------------------------------------------------------------
+
+def test_step_with_nothing_to_run():
+    error = single_error(workflow({"name": "idle"}))
+    assert error == 'spec.steps[0]: step "idle" has nothing to run: set command or script'
+
+
+def test_step_with_both_script_and_command():
+    error = single_error(workflow(step("both", command=["echo"])))
+    assert error.startswith("spec.steps[0]: ") and '"both"' in error and "script" in error
+
+
+def test_step_with_an_empty_script():
+    assert single_error(workflow(step("blank", script="  "))) == \
+        'spec.steps[0].script: step "blank" has an empty script'
+
+
+def test_args_without_command():
+    error = single_error(workflow({"name": "x", "args": ["y"]}))
+    assert '"x"' in error and "nothing to run" in error
+
+
+# --- header ----------------------------------------------------------------------------------
+
+def test_header_and_name_are_checked():
+    doc = workflow(step("a"))
+    doc["apiVersion"] = "stepflow.dev/v1"
+    doc["kind"] = "Workflo"
+    doc["metadata"] = {}
+    errors = errors_of(doc)
+    assert any(e.startswith("apiVersion: must be 'stepflow.dev/v1alpha1'") for e in errors)
+    assert any(e.startswith("kind: must be 'Workflow'") for e in errors)
+    assert "metadata.name: is required" in errors
+
+
+def test_document_that_is_not_an_object():
+    spec, errors = read_workflow(["a", "list"])
+    assert spec is None
+    assert errors == [FieldError("(document)", "must be an object, got list")]
+
+
+# --- every error at once ---------------------------------------------------------------------
+
+def test_three_problems_give_three_errors():
+    doc = workflow(
+        step("Bad_Name"),                        # not DNS-1123
+        step("b", parallel="yes"),               # wrong type
+        step("c", group=2), step("d", group=1),  # decreasing numbers (plan layer)
+    )
+    errors = errors_of(doc)
+    assert len(errors) == 3, errors
+    assert sorted(e.split(":")[0] for e in errors) == [
+        "spec.steps[0].name", "spec.steps[1].parallel", "spec.steps[3].parallelGroup"]
+
+
+def test_field_and_cross_step_errors_are_reported_together():
+    doc = workflow(step("a", retries=99), step("b", depends_on=["nope"]), step("c", group=-3))
+    paths = sorted(e.split(": ")[0] for e in errors_of(doc))
+    assert paths == ["spec.steps[0].retries", "spec.steps[1].dependsOn[0]", "spec.steps[2].parallelGroup"]
+
+
+def test_spec_error_message_lists_every_error_one_per_line():
+    with pytest.raises(SpecError) as info:
+        compile_workflow(workflow(step("A"), step("B")))
+    assert str(info.value).count("\n") == 1
+    assert "spec.steps[0].name" in str(info.value) and "spec.steps[1].name" in str(info.value)
+
+
+# --- reading files ---------------------------------------------------------------------------
+
+def test_malformed_yaml_names_line_and_column(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("spec:\n  steps: [a, b\n  other: 1\n")
+    with pytest.raises(SpecError) as info:
+        read_documents(path)
+    [error] = info.value.errors
+    assert error.path.startswith("line ") and "column" in error.path
+    assert error.message.startswith("malformed YAML")
+
+
+def test_missing_file_and_empty_file(tmp_path):
+    with pytest.raises(SpecError, match="No such file"):
+        read_documents(tmp_path / "nope.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing\n")
+    with pytest.raises(SpecError, match="contains no Workflow document"):
+        read_documents(empty)
+
+
+def test_multi_document_stream_skips_empty_documents():
+    docs = list(iter_documents("a: 1\n---\n---\nb: 2\n"))
+    assert docs == [{"a": 1}, {"b": 2}]
