@@ -1,0 +1,149 @@
+"""The few API calls the operator makes, through the official client, with retries.
+
+Transient failures (429, 5xx, timeouts, dropped connections) are retried here
+with a short backoff that honours Retry-After; whatever still fails is raised
+so the work queue retries the whole reconcile later. Responses are read as
+raw JSON: the operator works with plain dicts, and skipping the client's model
+deserialisation is the cheapest win on the hot path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from stepflow.operator import metrics
+from stepflow.spec import API_GROUP, API_VERSION
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRIABLE = frozenset({429, 500, 502, 503, 504})
+ATTEMPTS = 5
+REQUEST_TIMEOUT = (5, 30)  # connect, read
+
+
+class Conflict(Exception):
+    """409: the object exists already (create) or changed under us (update)."""
+
+
+class NotFound(Exception):
+    """404."""
+
+
+class Invalid(Exception):
+    """422 or 400: the API server refuses the object; retrying cannot help."""
+
+
+def load_config() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the current kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def _retry_after(exc: ApiException, attempt: int) -> float:
+    header = (exc.headers or {}).get("Retry-After") if exc.headers else None
+    try:
+        return min(float(header), 10.0) if header else min(0.05 * 2**attempt, 2.0)
+    except ValueError:
+        return min(0.05 * 2**attempt, 2.0)
+
+
+def call(fn: Callable[[], T]) -> T:
+    """Run one API call, retrying transient failures, translating the final ones."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return fn()
+        except ApiException as exc:
+            metrics.API_ERRORS.labels(code=str(exc.status)).inc()
+            if exc.status == 409:
+                raise Conflict(_reason(exc)) from None
+            if exc.status == 404:
+                raise NotFound(_reason(exc)) from None
+            if exc.status in (400, 422):
+                raise Invalid(_reason(exc)) from None
+            if exc.status not in RETRIABLE or attempt == ATTEMPTS - 1:
+                raise
+            delay = _retry_after(exc, attempt)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            metrics.API_ERRORS.labels(code="network").inc()
+            if attempt == ATTEMPTS - 1:
+                raise
+            delay = min(0.05 * 2**attempt, 2.0)
+            log.debug("API call failed (%s), retrying in %.2fs", exc, delay)
+        time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body).get("message") or str(exc.reason)
+    except (TypeError, ValueError):
+        return str(exc.reason)
+
+
+class Api:
+    """The operator's whole vocabulary of API calls, as plain dicts.
+
+    It uses the official client's configuration, authentication and REST
+    layer, but not its generated model classes: those validate every body
+    into pydantic models, which costs more than the operator's whole reconcile.
+    """
+
+    def __init__(self, api_client: client.ApiClient):
+        self.client = api_client
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                body: Any = None, content_type: str = "application/json") -> dict[str, Any]:
+        def send() -> dict[str, Any]:
+            serialized = self.client.param_serialize(
+                method, path, query_params=list((query or {}).items()),
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body, auth_settings=["BearerToken"])
+            response = self.client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
+            response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException.from_response(http_resp=response, body=response.data.decode(
+                    "utf-8", "replace"), data=None)
+            return json.loads(response.data) if response.data else {}
+
+        return call(send)
+
+    def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        return self.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=manifest)
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Background propagation: the Job goes at once, its pods right after."""
+        with contextlib.suppress(NotFound):
+            self.request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+                         body={"propagationPolicy": "Background"})
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        pods = self.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                            query={"labelSelector": f"job-name={job}"})
+        return pods.get("items") or []
+
+    def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the status subresource: only the fields that changed."""
+        return self.request(
+            "PATCH", f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/workflows/{name}/status",
+            body={"status": patch}, content_type="application/merge-patch+json")
+
+    def get_workflow(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/workflows/{name}")
+
+    def post_event(self, event: Mapping[str, Any]) -> None:
+        self.request("POST", f"/api/v1/namespaces/{event['metadata']['namespace']}/events", body=event)

@@ -1,0 +1,71 @@
+"""Kubernetes Events on Workflows, posted off the reconcile path.
+
+Events are for humans (``kubectl describe``); losing one must never fail or
+slow a reconcile, so they go through a bounded queue drained by one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from stepflow.spec import API_GROUP, API_VERSION, KIND
+from stepflow.status import rfc3339
+
+log = logging.getLogger(__name__)
+COMPONENT = "stepflow-operator"
+QUEUE_SIZE = 5000
+
+
+def build_event(workflow: Mapping[str, Any], kind: str, reason: str, message: str,
+                now: float) -> dict[str, Any]:
+    meta = workflow["metadata"]
+    stamp = rfc3339(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "name": meta["name"],
+            "namespace": meta["namespace"], "uid": meta.get("uid"),
+        },
+        "type": kind,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": COMPONENT},
+        "reportingComponent": f"{API_GROUP}/operator",
+        "reportingInstance": socket.gethostname(),
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+
+
+class EventRecorder:
+    def __init__(self, post: Callable[[Mapping[str, Any]], None]):
+        self._post = post
+        self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue(QUEUE_SIZE)
+        self._thread = threading.Thread(target=self._drain, name="stepflow-events", daemon=True)
+        self._thread.start()
+
+    def record(self, workflow: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        try:
+            self._queue.put_nowait(build_event(workflow, kind, reason, message, time.time()))
+        except queue.Full:
+            log.warning("event queue full; dropped %s event for %s", reason, workflow["metadata"]["name"])
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _drain(self) -> None:
+        while (event := self._queue.get()) is not None:
+            try:
+                self._post(event)
+            except Exception as exc:  # an event is never worth crashing for
+                log.warning("could not post event %s: %s", event.get("reason"), exc)

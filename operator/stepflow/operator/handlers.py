@@ -1,0 +1,127 @@
+"""kopf wiring only: settings, startup/cleanup, and the watch-event handlers.
+
+The handlers are ``on.event`` handlers: kopf calls them for every watch
+event and writes nothing back, so no progress or last-handled annotations,
+no finalizers, and no Events per log line cost API writes. They feed the
+cache and queue a reconcile; the work queue guarantees one reconcile per
+workflow at a time. The logic lives in :mod:`stepflow.operator.reconcile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+import prometheus_client
+
+from stepflow.engine import SlotQueue
+from stepflow.operator import metrics
+from stepflow.operator.api import Api, load_config
+from stepflow.operator.events import EventRecorder
+from stepflow.operator.jobs import MANAGED_BY, MANAGED_BY_LABEL, WORKFLOW_LABEL
+from stepflow.operator.reconcile import Reconciler
+from stepflow.operator.store import Key, Store
+from stepflow.operator.workqueue import WorkQueue
+from stepflow.spec import API_GROUP, API_VERSION
+
+log = logging.getLogger(__name__)
+WORKERS = int(os.environ.get("STEPFLOW_WORKERS", "8"))
+
+
+@dataclass
+class Runtime:
+    """Everything one operator instance owns; kept in kopf's memo, so tests can run several."""
+
+    store: Store
+    queue: WorkQueue
+    reconciler: Reconciler
+    events: EventRecorder
+    executor: ThreadPoolExecutor
+    task: asyncio.Task[None] | None = None
+
+
+def max_running_jobs() -> int | None:
+    value = os.environ.get("STEPFLOW_MAX_RUNNING_JOBS", "").strip()
+    return int(value) if value else None
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # We post our own step and workflow Events; kopf's would add one write per log line.
+    settings.posting.enabled = False
+    settings.peering.standalone = True
+    # Only our own Jobs, filtered by the API server rather than on our side.
+    settings.watching.label_selectors["batch/jobs"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    # Reconnect a dropped or silent watch quickly; resume from the last resourceVersion.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.reconnect_backoff = 0.2
+    settings.networking.error_backoffs = (0.1, 0.2, 0.5, 1, 2, 5)
+
+    executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="stepflow-reconcile")
+    api = Api(load_config())
+    store = Store()
+    events = EventRecorder(api.post_event)
+    limit = max_running_jobs()
+    holder: dict[str, WorkQueue] = {}
+    reconciler = Reconciler(api, store, events, SlotQueue(limit), wake=lambda key: holder["q"].add(key))
+    queue = WorkQueue(reconciler, workers=WORKERS, executor=executor)
+    holder["q"] = queue
+    runtime = Runtime(store, queue, reconciler, events, executor)
+    runtime.task = asyncio.create_task(queue.run(), name="stepflow-workqueue")
+    await asyncio.sleep(0)  # let the queue bind to this loop before the first event arrives
+    memo.stepflow = runtime
+    metrics.RUNNING_LIMIT.set(-1 if limit is None else limit)
+    metrics.watch_phases(store.workflow_phases)
+    port = int(os.environ.get("STEPFLOW_METRICS_PORT", "9090") or 0)
+    if port:
+        prometheus_client.start_http_server(port)
+    log.info("stepflow operator started: %d workers, max running jobs %s, metrics %s",
+             WORKERS, "unlimited" if limit is None else limit, f":{port}" if port else "off")
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.stepflow
+    if runtime.task is not None:
+        runtime.task.cancel()
+    runtime.events.close()
+    runtime.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _key(obj: dict[str, Any], name: str | None = None) -> Key:
+    meta = obj["metadata"]
+    return meta["namespace"], name or meta["name"]
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "workflows")
+async def workflow_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.stepflow
+    obj = event["object"]
+    key = _key(obj)
+    if event["type"] == "DELETED":
+        runtime.store.drop_workflow(key)
+        runtime.queue.add(key)  # the reconcile sees it gone and frees its slots
+        return
+    runtime.store.put_workflow(obj)
+    runtime.queue.add(key)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY})
+async def job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime = memo.stepflow
+    obj = event["object"]
+    workflow = (obj["metadata"].get("labels") or {}).get(WORKFLOW_LABEL)
+    if not workflow:
+        return
+    key = _key(obj, workflow)
+    if event["type"] == "DELETED":
+        runtime.store.drop_job(key, obj["metadata"]["name"])
+    else:
+        runtime.store.put_job(key, obj)
+    runtime.queue.add(key)

@@ -1,0 +1,191 @@
+"""Pure functions between steps and Kubernetes Jobs: names, manifests, observations.
+
+Nothing here talks to the API, so all of it is unit-tested without a cluster
+(the dask-kubernetes ``build_*_spec`` pattern).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from stepflow.engine import FAILED, PENDING, RUNNING, SUCCEEDED, TERMINAL, StepState
+from stepflow.plan import Plan
+from stepflow.spec import API_GROUP, API_VERSION, KIND, FieldError, Step
+from stepflow.status import parse_time
+
+WORKFLOW_LABEL = "stepflow.dev/workflow"
+STEP_LABEL = "stepflow.dev/step"
+RUN_LABEL = "stepflow.dev/run"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "stepflow"
+JOB_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+CONTAINER_NAME = "step"
+MAX_NAME = 63
+RUN_FIELDS_IGNORED = ("suspend", "maxConcurrency")
+
+
+def job_name(workflow: str, generation: int, step: str) -> str:
+    """``<workflow>-<generation>-<step>``, shortened with a hash to at most 63 characters.
+
+    Deterministic per run, so a restarted operator finds the Jobs it created
+    instead of creating them twice.
+    """
+    name = f"{workflow}-{generation}-{step}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    return f"{name[: MAX_NAME - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+def spec_hash(spec: Mapping[str, Any]) -> str:
+    """Fingerprint of what defines a run; suspend and maxConcurrency never start a new one."""
+    relevant = {k: v for k, v in spec.items() if k not in RUN_FIELDS_IGNORED}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def image_errors(plan: Plan) -> list[FieldError]:
+    """A Job needs an image; a local run does not, so this check lives here."""
+    if plan.spec.defaults.image:
+        return []
+    return [FieldError(f"spec.steps[{s.index}].image",
+                       f'step "{s.name}" has no image; set it or spec.defaults.image')
+            for s in plan.steps if not s.image]
+
+
+def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generation: int) -> dict[str, Any]:
+    """The Job manifest for one step of one run."""
+    spec = plan.spec
+    labels = {
+        WORKFLOW_LABEL: spec.name,
+        STEP_LABEL: step.name,
+        RUN_LABEL: str(generation),
+        MANAGED_BY_LABEL: MANAGED_BY,
+    }
+    job_spec: dict[str, Any] = {
+        "backoffLimit": step.retries,
+        "template": {
+            "metadata": {"labels": labels},
+            "spec": _pod_spec(plan, step),
+        },
+    }
+    if step.timeout_seconds:
+        job_spec["activeDeadlineSeconds"] = step.timeout_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(spec.name, generation, step.name),
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {"stepflow.dev/step-type": step.type} if step.type else {},
+            "ownerReferences": [{
+                "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                "kind": KIND,
+                "name": spec.name,
+                "uid": owner_uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }],
+        },
+        "spec": job_spec,
+    }
+
+
+def _pod_spec(plan: Plan, step: Step) -> dict[str, Any]:
+    defaults = plan.spec.defaults
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": step.image or defaults.image,
+        "command": list(step.command) if step.script is None else ["sh", "-c", step.script],
+        # The last log lines become the termination message, shown in the step status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if step.args:
+        container["args"] = list(step.args)
+    env = {v["name"]: dict(v) for v in (*defaults.env, *step.env)}  # step wins over defaults
+    if env:
+        container["env"] = list(env.values())
+    resources = step.resources or defaults.resources
+    if resources:
+        container["resources"] = dict(resources)
+    if step.working_dir:
+        container["workingDir"] = step.working_dir
+    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if plan.spec.service_account_name:
+        pod["serviceAccountName"] = plan.spec.service_account_name
+    else:
+        # No API credentials in a step's pod unless the workflow asks for an identity.
+        pod["automountServiceAccountToken"] = False
+    return pod
+
+
+def _condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_outcome(job: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(phase, reason, message) from the Job's conditions, never from its counters.
+
+    ``SuccessCriteriaMet`` and ``FailureTarget`` arrive before ``Complete`` and
+    ``Failed`` on Kubernetes >= 1.31, so they are read too.
+    """
+    for kind in ("Complete", "SuccessCriteriaMet"):
+        if _condition(job, kind) is not None:
+            return SUCCEEDED, "Completed", ""
+    for kind in ("Failed", "FailureTarget"):
+        condition = _condition(job, kind)
+        if condition is not None:
+            return FAILED, condition.get("reason") or "Failed", condition.get("message") or ""
+    return RUNNING, "", ""
+
+
+def observe_job(previous: StepState, job: Mapping[str, Any]) -> StepState:
+    """A step's state as its Job shows it; steps already terminal keep their recorded state."""
+    if previous.phase in TERMINAL:
+        return previous
+    status = job.get("status") or {}
+    meta = job.get("metadata") or {}
+    phase, reason, message = job_outcome(job)
+    started = (previous.started_at or parse_time(status.get("startTime"))
+               or parse_time(meta.get("creationTimestamp")))
+    attempts = max(previous.attempts,
+                   int(status.get("failed") or 0) + int(status.get("succeeded") or 0)
+                   + int(status.get("active") or 0), 1)
+    finished = None
+    if phase in TERMINAL:
+        finished = parse_time(status.get("completionTime")) or _condition_time(job) or started
+    return replace(previous, phase=phase, reason=reason, message=message, started_at=started,
+                   finished_at=finished, attempts=attempts, job_name=meta.get("name", ""),
+                   exit_code=0 if phase == SUCCEEDED else previous.exit_code)
+
+
+def _condition_time(job: Mapping[str, Any]) -> float | None:
+    times = [parse_time(c.get("lastTransitionTime"))
+             for c in (job.get("status") or {}).get("conditions") or () if c.get("status") == "True"]
+    return max((t for t in times if t is not None), default=None)
+
+
+def failure_details(pods: list[Mapping[str, Any]]) -> tuple[int | None, str]:
+    """Exit code and termination message of the step container in the Job's newest pod."""
+    def created(pod: Mapping[str, Any]) -> str:
+        return (pod.get("metadata") or {}).get("creationTimestamp") or ""
+
+    for pod in sorted(pods, key=created, reverse=True):
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            terminated = (status.get("state") or {}).get("terminated") or (
+                (status.get("lastState") or {}).get("terminated"))
+            if status.get("name") == CONTAINER_NAME and terminated:
+                message = (terminated.get("message") or terminated.get("reason") or "").strip()
+                return terminated.get("exitCode"), message[-1024:]
+    return None, ""
+
+
+def needs_job(state: StepState) -> bool:
+    return state.phase in (PENDING, RUNNING)

@@ -1,0 +1,317 @@
+"""One reconcile of one Workflow: observe, let the engine decide, apply, record.
+
+This is a thin adapter. Scheduling is the engine's; this module only turns
+Jobs into observed step states and decisions into API calls, in an order
+that survives a crash at any point:
+
+* a Job is created *before* its step is recorded as Running; a restarted
+  operator finds it by its deterministic name and adopts it (409 → read it);
+* a step is recorded as Cancelled *before* its Job is deleted; an active Job
+  whose step is already over is deleted by the next reconcile, whatever
+  interrupted the last one;
+* Events are posted only after the status patch they describe succeeded, so
+  a retried reconcile does not post them twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from stepflow.engine import (
+    CANCELLED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    TERMINAL,
+    Decision,
+    SlotQueue,
+    StepState,
+    apply_skips,
+    decide,
+)
+from stepflow.operator import metrics
+from stepflow.operator.api import Api, Conflict, Invalid, NotFound
+from stepflow.operator.events import EventRecorder
+from stepflow.operator.jobs import (
+    RUN_LABEL,
+    STEP_LABEL,
+    build_job,
+    failure_details,
+    image_errors,
+    job_name,
+    job_outcome,
+    observe_job,
+    spec_hash,
+)
+from stepflow.operator.store import Key, Store
+from stepflow.plan import Plan, compile_workflow
+from stepflow.spec import SpecError
+from stepflow.status import build_status, invalid_status, parse_time, states_from_status
+
+log = logging.getLogger(__name__)
+FINISHED = (SUCCEEDED, FAILED)
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch turning ``old`` into ``new``: only what changed, nulls for removals."""
+    patch: dict[str, Any] = {key: None for key in old.keys() - new.keys()}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before:
+            patch[key] = value
+    return patch
+
+
+@dataclass(frozen=True)
+class Run:
+    """Which run of the workflow this reconcile continues (or starts)."""
+
+    generation: int
+    spec_hash: str
+    is_new: bool
+    started_at: float
+    finished_at: float | None
+
+
+def current_run(body: Mapping[str, Any], now: float) -> Run:
+    """A new run starts when the run-defining spec changed; suspend/maxConcurrency never start one."""
+    status = body.get("status") or {}
+    fingerprint = spec_hash(body.get("spec") or {})
+    generation = body["metadata"].get("generation") or 1
+    if status.get("specHash") != fingerprint or status.get("runGeneration") is None:
+        return Run(generation, fingerprint, True, now, None)
+    return Run(status["runGeneration"], fingerprint, False,
+               parse_time(status.get("startedAt")) or now, parse_time(status.get("finishedAt")))
+
+
+class Reconciler:
+    """Callable by the work queue: ``reconciler(key)`` returns seconds until it wants to run again."""
+
+    def __init__(self, api: Api, store: Store, events: EventRecorder, slots: SlotQueue,
+                 wake: Callable[[Key], None], clock: Callable[[], float] = time.time):
+        self.api = api
+        self.store = store
+        self.events = events
+        self.slots = slots
+        self.wake = wake
+        self.clock = clock
+        self._running: dict[Key, int] = {}
+
+    def __call__(self, key: Key) -> float | None:
+        started = time.perf_counter()
+        try:
+            return self.reconcile(key)
+        finally:
+            metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
+
+    def forget(self, key: Key) -> None:
+        """The workflow is gone: free its slots and let the next in line start."""
+        self.slots.forget(key)
+        self._running.pop(key, None)
+        metrics.RUNNING_STEPS.set(sum(self._running.values()))
+        for other in self.slots.next_in_line():
+            self.wake(other)
+
+    # --- the reconcile ----------------------------------------------------------------------
+
+    def reconcile(self, key: Key) -> float | None:
+        body = self.store.workflow(key)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            self.forget(key)
+            return None
+        now = self.clock()
+        try:
+            plan = compile_workflow(body)
+            errors = image_errors(plan)
+            if errors:
+                raise SpecError(errors)
+        except SpecError as exc:
+            self._record_invalid(key, body, exc, now)
+            return None
+        run = current_run(body, now)
+        old_status = body.get("status") or {}
+        before = {} if run.is_new else states_from_status(old_status)
+        states = self._observe(key, plan, before, run)
+        decision, states, requeue = self._act(key, plan, body, run, states, now)
+        new_status = build_status(
+            plan, states, decision, now=now, started_at=run.started_at, finished_at=run.finished_at,
+            run_generation=run.generation, observed_generation=body["metadata"].get("generation"),
+            previous=old_status)
+        new_status["specHash"] = run.spec_hash
+        self._write_status(key, body, old_status, new_status)
+        self._after_write(key, body, plan, before, states, decision, run, old_status)
+        if requeue:
+            return 0.0
+        return None if decision.wake_at is None else max(decision.wake_at - now, 0.0)
+
+    def _observe(self, key: Key, plan: Plan, before: Mapping[str, StepState],
+                 run: Run) -> dict[str, StepState]:
+        """Each step's state from its recorded status and its Job."""
+        namespace = key[0]
+        jobs = self.store.jobs(key)
+        states = {}
+        for step in plan.steps:
+            previous = before.get(step.name, StepState())
+            name = job_name(plan.spec.name, run.generation, step.name)
+            job = jobs.get(name)
+            if previous.phase in TERMINAL:
+                states[step.name] = previous
+                continue
+            if job is None and previous.phase == RUNNING:
+                job = self._fetch_job(key, name)  # the cache may lag; only a 404 means gone
+                if job is None:
+                    states[step.name] = replace(
+                        previous, phase=FAILED, reason="JobDeleted", finished_at=self.clock(),
+                        message=f"Job {name} was deleted before the step finished")
+                    continue
+            if job is None:
+                states[step.name] = previous
+                continue
+            state = observe_job(previous, job)
+            if state.phase == FAILED and previous.phase != FAILED:
+                exit_code, message = failure_details(self.api.job_pods(namespace, name))
+                state = replace(state, exit_code=exit_code, termination_message=message)
+            states[step.name] = state
+        return states
+
+    def _fetch_job(self, key: Key, name: str) -> dict[str, Any] | None:
+        try:
+            job = self.api.get_job(key[0], name)
+        except NotFound:
+            return None
+        self.store.put_job(key, job)
+        return job
+
+    def _act(self, key: Key, plan: Plan, body: Mapping[str, Any], run: Run,
+             states: dict[str, StepState], now: float) -> tuple[Decision, dict[str, StepState], bool]:
+        """Apply the engine's decision; returns the decision to publish and the new states."""
+        spec = plan.spec
+        options = {"now": now, "started_at": run.started_at, "max_concurrency": spec.max_concurrency,
+                   "suspended": spec.suspend}
+        decision = decide(plan, states, **options)
+        running = sum(1 for s in states.values() if s.phase == RUNNING)
+        capped = self.slots.limit is not None
+        if capped:
+            granted = self.slots.grant(key, decision.start, running)
+            if granted < len(decision.start):
+                decision = decide(plan, states, global_slots=granted, **options)
+        states = apply_skips(states, decision, now)
+        requeue = False
+        for name, verdict in decision.cancel.items():
+            states[name] = replace(states[name], phase=CANCELLED, reason=verdict.reason,
+                                   message=verdict.message, finished_at=now)
+        for name in decision.start:
+            states[name] = self._start(key, plan, name, body, run, now)
+            requeue = requeue or states[name].phase != RUNNING
+        self.slots.started(key, [n for n in decision.start if states[n].phase == RUNNING])
+        requeue = requeue or bool(decision.cancel)
+        final = decide(plan, states, global_slots=0 if capped else None, **options)
+        return final, states, requeue
+
+    def _start(self, key: Key, plan: Plan, name: str, body: Mapping[str, Any], run: Run,
+               now: float) -> StepState:
+        step = plan.step_by_name[name]
+        manifest = build_job(plan, step, namespace=key[0], owner_uid=body["metadata"].get("uid", ""),
+                             generation=run.generation)
+        job_id = manifest["metadata"]["name"]
+        try:
+            job = self.api.create_job(key[0], manifest)
+        except Conflict:
+            job = self.api.get_job(key[0], job_id)  # created before a restart: adopt it
+        except Invalid as exc:
+            return StepState(phase=FAILED, reason="InvalidJob", message=str(exc), started_at=now,
+                             finished_at=now, job_name=job_id)
+        self.store.put_job(key, job)
+        state = StepState(phase=RUNNING, started_at=now, attempts=1, job_name=job_id)
+        return observe_job(state, job) if job_outcome(job)[0] != RUNNING else state
+
+    def _write_status(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],
+                      new: Mapping[str, Any]) -> None:
+        patch = merge_patch(old, new)
+        if not patch:
+            return
+        updated = self.api.patch_status(key[0], key[1], patch)
+        self.store.put_workflow(updated)
+
+    def _after_write(self, key: Key, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
+                     states: Mapping[str, StepState], decision: Decision, run: Run,
+                     old_status: Mapping[str, Any]) -> None:
+        self._delete_stale_jobs(key, states, run)
+        self._record_transitions(body, plan, before, states)
+        was_finished = old_status.get("phase") in FINISHED and not run.is_new
+        if decision.finished and not was_finished:
+            kind = "Normal" if decision.phase == SUCCEEDED else "Warning"
+            self.events.record(body, kind, f"Workflow{decision.phase}", decision.message)
+        running = sum(1 for s in states.values() if s.phase == RUNNING)
+        freed = running < self._running.get(key, 0)
+        self._running[key] = running
+        metrics.RUNNING_STEPS.set(sum(self._running.values()))
+        if decision.finished:
+            self.slots.forget(key)
+        if self.slots.limit is not None and (freed or decision.finished):
+            for other in self.slots.next_in_line():
+                if other != key:
+                    self.wake(other)
+
+    def _delete_stale_jobs(self, key: Key, states: Mapping[str, StepState], run: Run) -> None:
+        """Active Jobs of an older run, or of a step already over, are stopped (level-triggered)."""
+        for name, job in self.store.jobs(key).items():
+            labels = job["metadata"].get("labels") or {}
+            if job_outcome(job)[0] != RUNNING or job["metadata"].get("deletionTimestamp"):
+                continue
+            state = states.get(labels.get(STEP_LABEL, ""))
+            stale_run = labels.get(RUN_LABEL) != str(run.generation)
+            if stale_run or state is None or state.phase in (CANCELLED, SKIPPED):
+                self.api.delete_job(key[0], name)
+                self.store.drop_job(key, name)
+
+    def _record_transitions(self, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
+                            states: Mapping[str, StepState]) -> None:
+        for step in plan.steps:
+            old = before.get(step.name, StepState()).phase
+            state = states[step.name]
+            if state.phase == old:
+                continue
+            label = f'step "{step.name}"' + (f" ({step.type})" if step.type else "")
+            if old == PENDING and state.phase in (RUNNING, SUCCEEDED, FAILED):
+                self.events.record(body, "Normal", "StepStarted", f"{label} started as Job {state.job_name}")
+                self._observe_wait(plan, step.name, states)
+            if state.phase == SUCCEEDED:
+                self.events.record(body, "Normal", "StepSucceeded", f"{label} succeeded")
+            elif state.phase in (FAILED, CANCELLED):
+                detail = f"exit code {state.exit_code}: " if state.exit_code not in (None, 0) else ""
+                text = f"{label} {state.phase.lower()}: {detail}{state.reason} {state.message}"
+                self.events.record(body, "Warning", f"Step{state.phase}", text.strip())
+            if state.phase in (SUCCEEDED, FAILED, CANCELLED) and state.started_at and state.finished_at:
+                metrics.STEP_DURATION.labels(type=step.type or "none", outcome=state.phase).observe(
+                    max(state.finished_at - state.started_at, 0.0))
+
+    def _observe_wait(self, plan: Plan, name: str, states: Mapping[str, StepState]) -> None:
+        """Time between a step's prerequisites being met and its start: the cost of the caps."""
+        state = states[name]
+        ends = [states[p].finished_at for p in plan.prerequisites(name)]
+        ready = max((e for e in ends if e is not None), default=None)
+        if ready is not None and state.started_at is not None:
+            metrics.STEP_WAIT.observe(max(state.started_at - ready, 0.0))
+
+    def _record_invalid(self, key: Key, body: Mapping[str, Any], error: SpecError, now: float) -> None:
+        """InvalidSpec is final for this generation: recorded once, never retried."""
+        old = body.get("status") or {}
+        generation = body["metadata"].get("generation")
+        if old.get("reason") == "InvalidSpec" and old.get("observedGeneration") == generation:
+            return
+        new = invalid_status(error.errors, now=now, observed_generation=generation, previous=old)
+        self._write_status(key, body, old, new)
+        self.events.record(body, "Warning", "InvalidSpec", new["message"])
+        self._delete_stale_jobs(key, {}, Run(generation or 0, "", True, now, None))
+        self.forget(key)

@@ -1,0 +1,68 @@
+"""The operator's view of the cluster, fed by kopf's watch events (an informer cache).
+
+Reconciles read from here instead of listing the API each time. The cache
+never goes backwards: a watch event older than a write's response (which
+the operator stores at once) is ignored.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
+
+Key = tuple[str, str]  # namespace, workflow name
+
+
+def _version(obj: Mapping[str, Any]) -> int | None:
+    value = (obj.get("metadata") or {}).get("resourceVersion")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _newer(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    if old is None:
+        return True
+    a, b = _version(new), _version(old)
+    return a is None or b is None or a >= b
+
+
+class Store:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._workflows: dict[Key, dict[str, Any]] = {}
+        self._jobs: dict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
+
+    def put_workflow(self, body: Mapping[str, Any]) -> None:
+        key = (body["metadata"]["namespace"], body["metadata"]["name"])
+        with self._lock:
+            if _newer(body, self._workflows.get(key)):
+                self._workflows[key] = dict(body)
+
+    def drop_workflow(self, key: Key) -> None:
+        with self._lock:
+            self._workflows.pop(key, None)
+            self._jobs.pop(key, None)
+
+    def workflow(self, key: Key) -> dict[str, Any] | None:
+        with self._lock:
+            return self._workflows.get(key)
+
+    def workflow_phases(self) -> list[str]:
+        with self._lock:
+            return [(w.get("status") or {}).get("phase", "Pending") for w in self._workflows.values()]
+
+    def put_job(self, key: Key, job: Mapping[str, Any]) -> None:
+        name = job["metadata"]["name"]
+        with self._lock:
+            if _newer(job, self._jobs[key].get(name)):
+                self._jobs[key][name] = dict(job)
+
+    def drop_job(self, key: Key, name: str) -> None:
+        with self._lock:
+            self._jobs.get(key, {}).pop(name, None)
+
+    def jobs(self, key: Key) -> dict[str, dict[str, Any]]:
+        """Jobs of one workflow, by Job name."""
+        with self._lock:
+            return dict(self._jobs.get(key, {}))
