@@ -1,0 +1,119 @@
+"""Job names, manifests and observations: the operator's pure half."""
+
+from __future__ import annotations
+
+import re
+
+from builders import step, workflow
+from stepflow.engine import FAILED, RUNNING, SUCCEEDED, StepState
+from stepflow.operator.jobs import (
+    build_job,
+    failure_details,
+    image_errors,
+    job_name,
+    job_outcome,
+    observe_job,
+    spec_hash,
+)
+from stepflow.plan import compile_workflow
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def test_job_name_is_deterministic_per_run_and_step():
+    assert job_name("deploy", 3, "build") == "deploy-3-build"
+    assert job_name("deploy", 3, "build") == job_name("deploy", 3, "build")
+    assert job_name("deploy", 4, "build") != job_name("deploy", 3, "build")
+
+
+def test_long_job_names_are_shortened_with_a_hash_and_stay_unique():
+    workflow_name = "w" * 60
+    a = job_name(workflow_name, 12, "s" * 63)
+    b = job_name(workflow_name, 12, "s" * 62 + "t")
+    assert len(a) <= 63 and len(b) <= 63
+    assert DNS_LABEL.match(a) and DNS_LABEL.match(b)
+    assert a != b
+
+
+def test_spec_hash_ignores_suspend_and_max_concurrency_only():
+    base = {"steps": [{"name": "a", "script": "true"}], "maxConcurrency": 2}
+    assert spec_hash(base) == spec_hash({**base, "maxConcurrency": 9, "suspend": True})
+    assert spec_hash(base) != spec_hash({**base, "failurePolicy": "FailFast"})
+
+
+def _plan(**spec):
+    return compile_workflow(workflow(
+        step("build", script="make", type="build", retries=2, timeoutSeconds=30,
+             env=[{"name": "A", "value": "step"}]),
+        defaults={"image": "alpine:3.20", "env": [{"name": "A", "value": "default"},
+                                                 {"name": "B", "value": "b"}]}, **spec))
+
+
+def test_build_job_maps_step_fields_to_the_job_spec():
+    plan = _plan()
+    job = build_job(plan, plan.steps[0], namespace="team-a", owner_uid="uid-1", generation=2)
+    meta, spec = job["metadata"], job["spec"]
+    assert meta["name"] == "wf-2-build" and meta["namespace"] == "team-a"
+    assert meta["labels"]["stepflow.dev/workflow"] == "wf"
+    assert meta["labels"]["stepflow.dev/step"] == "build"
+    assert meta["labels"]["app.kubernetes.io/managed-by"] == "stepflow"
+    owner = meta["ownerReferences"][0]
+    assert owner["uid"] == "uid-1" and owner["controller"] and owner["kind"] == "Workflow"
+    assert spec["backoffLimit"] == 2 and spec["activeDeadlineSeconds"] == 30
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    container = pod["containers"][0]
+    assert container["image"] == "alpine:3.20"
+    assert container["command"] == ["sh", "-c", "make"]
+    assert {e["name"]: e["value"] for e in container["env"]} == {"A": "step", "B": "b"}
+
+
+def test_a_named_service_account_gets_its_token():
+    plan = _plan(serviceAccountName="deployer")
+    job = build_job(plan, plan.steps[0], namespace="n", owner_uid="u", generation=1)
+    pod = job["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "deployer"
+    assert "automountServiceAccountToken" not in pod
+
+
+def test_a_step_without_any_image_is_an_error_for_the_operator():
+    plan = compile_workflow(workflow(step("a"), step("b", image="busybox")))
+    errors = image_errors(plan)
+    assert [e.path for e in errors] == ["spec.steps[0].image"]
+    assert '"a"' in errors[0].message
+
+
+def _job(conditions=(), **status):
+    return {"metadata": {"name": "wf-1-a", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"conditions": [dict(type=t, status="True", **extra) for t, extra in conditions],
+                       **status}}
+
+
+def test_outcome_comes_from_conditions_not_counters():
+    assert job_outcome(_job(succeeded=1))[0] == RUNNING  # counters alone decide nothing
+    assert job_outcome(_job([("Complete", {})]))[0] == SUCCEEDED
+    assert job_outcome(_job([("SuccessCriteriaMet", {})]))[0] == SUCCEEDED
+    phase, reason, _ = job_outcome(_job([("FailureTarget", {"reason": "BackoffLimitExceeded"})]))
+    assert (phase, reason) == (FAILED, "BackoffLimitExceeded")
+
+
+def test_observe_keeps_terminal_states_and_counts_attempts():
+    done = StepState(phase="Cancelled", reason="FailFast")
+    assert observe_job(done, _job([("Complete", {})])) is done
+    failed = observe_job(StepState(phase=RUNNING),
+                         _job([("Failed", {"reason": "BackoffLimitExceeded"})], failed=3,
+                              startTime="2026-01-01T00:00:01Z"))
+    assert failed.phase == FAILED and failed.attempts == 3 and failed.job_name == "wf-1-a"
+    assert failed.started_at is not None
+
+
+def test_failure_details_reads_the_newest_pod():
+    def pod(created, code, message):
+        return {"metadata": {"creationTimestamp": created}, "status": {"containerStatuses": [
+            {"name": "step", "state": {"terminated": {"exitCode": code, "message": message}}}]}}
+
+    code, message = failure_details([pod("2026-01-01T00:00:01Z", 1, "first"),
+                                     pod("2026-01-01T00:00:05Z", 3, "disk full\n")])
+    assert (code, message) == (3, "disk full")
+    assert failure_details([]) == (None, "")
