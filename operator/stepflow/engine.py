@@ -148,7 +148,8 @@ def decide(
         else:
             start.append(name)
     cancel = {n: abort for n, s in state_of.items() if s.phase == RUNNING} if abort else {}
-    phase, reason, message = _workflow_phase(plan, state_of, outcome, start, failed, abort, suspended)
+    phase, reason, message = _workflow_phase(plan, state_of, outcome, start, waiting, failed, abort,
+                                             suspended)
     done = sum(1 for s in state_of.values() if s.phase in TERMINAL) + len(outcome.skip)
     return Decision(
         start=tuple(start), skip=_frozen(outcome.skip), cancel=_frozen(cancel),
@@ -258,7 +259,8 @@ def _quoted(names: Iterable[str]) -> str:
     return shown + (f" and {len(names) - 10} more" if len(names) > 10 else "")
 
 
-def _workflow_phase(plan, state_of, outcome: _Pass, start, failed, abort, suspended) -> tuple[str, str, str]:
+def _workflow_phase(plan, state_of, outcome: _Pass, start, waiting_for, failed, abort,
+                    suspended) -> tuple[str, str, str]:
     total = len(state_of)
     unfinished = [n for n, s in state_of.items() if s.phase not in TERMINAL and n not in outcome.skip]
     running = [n for n, s in state_of.items() if s.phase == RUNNING]
@@ -273,7 +275,8 @@ def _workflow_phase(plan, state_of, outcome: _Pass, start, failed, abort, suspen
                                         f"{len(running) + len(start)} step(s) already due")
     if not running and not start and not any(s.phase in TERMINAL for s in state_of.values()):
         return PENDING, "WaitingForSlot", "waiting for a slot to start"
-    waiting = sum(1 for v in outcome.waiting.values() if v.reason == WAITING_FOR_SLOT)
+    # Slot waits are decided after the pass, so count them from the final waiting map.
+    waiting = sum(1 for v in waiting_for.values() if v.reason == WAITING_FOR_SLOT)
     slot_note = f", {waiting} waiting for a slot" if waiting else ""
     return RUNNING, "Running", f"{len(running) + len(start)} of {total} step(s) running{slot_note}"
 
