@@ -29,7 +29,7 @@ DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 SPEC_FIELDS = (
     "maxConcurrency", "failurePolicy", "timeoutSeconds", "suspend",
-    "serviceAccountName", "defaults", "steps",
+    "serviceAccountName", "defaults", "steps", "runToken",
 )
 DEFAULTS_FIELDS = ("image", "env", "resources")
 STEP_FIELDS = (
@@ -106,6 +106,7 @@ class WorkflowSpec:
     suspend: bool = False
     service_account_name: str | None = None
     defaults: Defaults = field(default_factory=Defaults)
+    run_token: str | None = None  # changing it starts a new run of an unchanged workflow
 
     def step(self, name: str) -> Step:
         return self.steps[self.index_of[name]]
@@ -239,6 +240,7 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
         suspend=c.typed(spec, "suspend", "spec", bool, False),
         service_account_name=c.typed(spec, "serviceAccountName", "spec", str),
         defaults=_parse_defaults(spec.get("defaults"), c),
+        run_token=c.typed(spec, "runToken", "spec", str),
     )
     if not workflow.name:
         c.error("metadata.name", "is required")

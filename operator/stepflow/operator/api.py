@@ -13,7 +13,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import urllib3
@@ -103,21 +103,33 @@ class Api:
     def __init__(self, api_client: client.ApiClient):
         self.client = api_client
 
+    def _open(self, method: str, path: str, query: Mapping[str, Any] | None, body: Any,
+              content_type: str, timeout: Any) -> Any:
+        serialized = self.client.param_serialize(
+            method, path, query_params=list((query or {}).items()),
+            header_params={"Content-Type": content_type, "Accept": "application/json, */*"},
+            body=body, auth_settings=["BearerToken"])
+        response = self.client.call_api(*serialized, _request_timeout=timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=response.data.decode(
+                "utf-8", "replace"), data=None)
+        return response
+
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str = "application/json") -> dict[str, Any]:
         def send() -> dict[str, Any]:
-            serialized = self.client.param_serialize(
-                method, path, query_params=list((query or {}).items()),
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body, auth_settings=["BearerToken"])
-            response = self.client.call_api(*serialized, _request_timeout=REQUEST_TIMEOUT)
+            response = self._open(method, path, query, body, content_type, REQUEST_TIMEOUT)
             response.read()
-            if not 200 <= response.status <= 299:
-                raise ApiException.from_response(http_resp=response, body=response.data.decode(
-                    "utf-8", "replace"), data=None)
             return json.loads(response.data) if response.data else {}
 
         return call(send)
+
+    def stream(self, path: str, *, query: Mapping[str, Any] | None = None) -> Iterator[str]:
+        """A GET whose body is read as it arrives (pod logs with follow)."""
+        response = call(lambda: self._open("GET", path, query, None, "application/json", None))
+        for chunk in response.response.stream(4096, decode_content=True):
+            yield chunk.decode("utf-8", "replace")
 
     def create_job(self, namespace: str, manifest: Mapping[str, Any]) -> dict[str, Any]:
         return self.request("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=manifest)

@@ -56,6 +56,7 @@ from stepflow.status import build_status, invalid_status, parse_time, states_fro
 
 log = logging.getLogger(__name__)
 FINISHED = (SUCCEEDED, FAILED)
+RERUN_FAILED_ANNOTATION = "stepflow.dev/rerun-failed"
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -81,6 +82,21 @@ class Run:
     is_new: bool
     started_at: float
     finished_at: float | None
+
+
+def carried_over(body: Mapping[str, Any], run: Run) -> dict[str, StepState]:
+    """``stepflow rerun --failed``: a new run that keeps the previous run's successes.
+
+    The CLI sets a new ``spec.runToken`` and names that same token in an
+    annotation; only a run started by that very token keeps anything.
+    """
+    annotations = body["metadata"].get("annotations") or {}
+    token = (body.get("spec") or {}).get("runToken")
+    if not run.is_new or not token or annotations.get(RERUN_FAILED_ANNOTATION) != token:
+        return {}
+    previous = states_from_status(body.get("status"))
+    return {name: replace(state, message="kept from the previous run")
+            for name, state in previous.items() if state.phase == SUCCEEDED}
 
 
 def current_run(body: Mapping[str, Any], now: float) -> Run:
@@ -140,7 +156,7 @@ class Reconciler:
             return None
         run = current_run(body, now)
         old_status = body.get("status") or {}
-        before = {} if run.is_new else states_from_status(old_status)
+        before = carried_over(body, run) if run.is_new else states_from_status(old_status)
         states = self._observe(key, plan, before, run)
         decision, states, requeue = self._act(key, plan, body, run, states, now)
         new_status = build_status(

@@ -1,0 +1,259 @@
+"""Commands that read or steer Workflows in a cluster, like a kubectl plugin.
+
+They use the current kubeconfig context (``--kubeconfig``, ``--context``),
+its namespace unless ``-n`` is given, and ``-A`` for all namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from stepflow.operator.api import Api, NotFound
+from stepflow.operator.reconcile import RERUN_FAILED_ANNOTATION
+from stepflow.plan import compile_workflow, to_dot, to_mermaid
+from stepflow.spec import API_GROUP, API_VERSION, SpecError
+from stepflow.status import human_duration, parse_time, rfc3339
+from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline, timeline_svg
+
+WORKFLOWS = f"/apis/{API_GROUP}/{API_VERSION}"
+IN_PROGRESS = ("Pending", "Running", "Suspended")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    def command(name: str, handler: Callable[[argparse.Namespace], int], help_text: str,
+                needs_name: bool = True) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, help=help_text)
+        parser.add_argument("--kubeconfig", help="path to the kubeconfig file")
+        parser.add_argument("--context", help="kubeconfig context to use")
+        parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
+        if needs_name:
+            parser.add_argument("name", metavar="NAME")
+        parser.set_defaults(handler=handler)
+        return parser
+
+    listing = command("list", cmd_list, "list workflows with phase, progress, age and duration", False)
+    listing.add_argument("-A", "--all-namespaces", action="store_true")
+    status = command("status", cmd_status, "show each step: group, phase, times, Job and message")
+    status.add_argument("-w", "--watch", action="store_true", help="update until the workflow ends")
+    timeline = command("timeline", cmd_timeline, "Gantt chart of the run, one bar per step")
+    timeline.add_argument("--svg", metavar="FILE", help="also write the chart as SVG")
+    logs = command("logs", cmd_logs, "print a step's pod logs")
+    logs.add_argument("step", metavar="STEP")
+    logs.add_argument("-f", "--follow", action="store_true")
+    command("suspend", cmd_suspend, "start no new steps; running ones finish")
+    command("resume", cmd_resume, "let a suspended workflow go on")
+    rerun = command("rerun", cmd_rerun, "start a new run of an unchanged, finished workflow")
+    rerun.add_argument("--failed", action="store_true",
+                       help="re-run only the failed and skipped steps, keeping successes")
+    graph = command("graph", cmd_graph, "the workflow's graph, coloured by step phase")
+    graph.add_argument("-o", "--output", choices=("mermaid", "dot"), default="mermaid")
+
+
+# --- connection --------------------------------------------------------------------------------
+
+def connect(args: argparse.Namespace) -> tuple[Api, str]:
+    """An API handle and the namespace to use, the way kubectl picks them."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    try:
+        config.load_kube_config(config_file=args.kubeconfig, context=args.context,
+                                client_configuration=configuration)
+        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        if args.context:
+            contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
+            active = next((c for c in contexts if c["name"] == args.context), active)
+        default_namespace = (active or {}).get("context", {}).get("namespace") or "default"
+    except config.ConfigException:
+        config.load_incluster_config(client_configuration=configuration)
+        default_namespace = "default"
+    return Api(client.ApiClient(configuration)), args.namespace or default_namespace
+
+
+def _workflow_path(namespace: str, name: str) -> str:
+    return f"{WORKFLOWS}/namespaces/{namespace}/workflows/{name}"
+
+
+def get_workflow(api: Api, namespace: str, name: str) -> dict[str, Any]:
+    try:
+        return api.request("GET", _workflow_path(namespace, name))
+    except NotFound:
+        raise SystemExit(f'error: workflow "{name}" not found in namespace "{namespace}"') from None
+
+
+def patch_workflow(api: Api, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return api.request("PATCH", _workflow_path(namespace, name), body=patch,
+                           content_type="application/merge-patch+json")
+    except NotFound:
+        raise SystemExit(f'error: workflow "{name}" not found in namespace "{namespace}"') from None
+
+
+# --- list / status -----------------------------------------------------------------------------
+
+def _age(timestamp: str | None, now: float) -> str:
+    start = parse_time(timestamp)
+    return human_duration(now - start) if start is not None else ""
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    api, namespace = connect(args)
+    scope = "" if args.all_namespaces else f"/namespaces/{namespace}"
+    path = f"{WORKFLOWS}{scope}/workflows"
+    items = api.request("GET", path).get("items") or []
+    now = time.time()
+    table = Table(box=None, pad_edge=False)
+    for column in ("NAMESPACE", "NAME", "PHASE", "PROGRESS", "AGE", "DURATION"):
+        table.add_column(column, no_wrap=True)
+    for item in sorted(items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"])):
+        status = item.get("status") or {}
+        phase = status.get("phase", "Pending")
+        table.add_row(item["metadata"]["namespace"], item["metadata"]["name"],
+                      Text(phase, style=PHASE_STYLES.get(phase, "")), status.get("progress", ""),
+                      _age(item["metadata"].get("creationTimestamp"), now), _duration(status, now))
+    if not items:
+        print(f"No workflows found in {'any namespace' if args.all_namespaces else namespace}.",
+              file=sys.stderr)
+        return 0
+    Console().print(table)
+    return 0
+
+
+def _duration(status: dict[str, Any], now: float) -> str:
+    start = parse_time(status.get("startedAt"))
+    if start is None:
+        return ""
+    return human_duration((parse_time(status.get("finishedAt")) or now) - start)
+
+
+def status_view(workflow: dict[str, Any], now: float) -> Table:
+    """Steps by group: phase, start, duration, Job and message; failures with their exit code."""
+    status = workflow.get("status") or {}
+    meta = workflow["metadata"]
+    title = (f"{meta['namespace']}/{meta['name']}: {status.get('phase', 'Pending')} "
+             f"{status.get('progress', '')} {_duration(status, now)} - {status.get('message', '')}")
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    for column in ("GROUP", "STEP", "PHASE", "STARTED", "DURATION", "JOB", "MESSAGE"):
+        table.add_column(column, no_wrap=column != "MESSAGE")
+    steps = status.get("steps") or {}
+    for name, entry in sorted(steps.items(), key=lambda kv: kv[1].get("index", 0)):
+        phase = entry.get("phase", "Pending")
+        start, end = parse_time(entry.get("startedAt")), parse_time(entry.get("finishedAt"))
+        took = human_duration((end or now) - start) if start is not None else ""
+        message = entry.get("message", "")
+        if entry.get("reason") and phase not in ("Succeeded", "Running"):
+            message = f"{entry['reason']}: {message}" if message else entry["reason"]
+        if entry.get("exitCode") not in (None, 0):
+            message = f"exit code {entry['exitCode']}; {message}"
+        if entry.get("terminationMessage"):
+            message += f" | {entry['terminationMessage'].splitlines()[-1]}"
+        started = (rfc3339(start) or "")[11:19]
+        table.add_row(str(entry.get("group", 0) + 1), name, Text(phase, style=PHASE_STYLES.get(phase, "")),
+                      started, took, entry.get("jobName", ""), message)
+    return table
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    api, namespace = connect(args)
+    console = Console()
+    workflow = get_workflow(api, namespace, args.name)
+    if not args.watch:
+        console.print(status_view(workflow, time.time()))
+        return 0
+    with Live(status_view(workflow, time.time()), console=console, refresh_per_second=4) as live:
+        while (workflow.get("status") or {}).get("phase", "Pending") in IN_PROGRESS:
+            time.sleep(1.0)
+            workflow = get_workflow(api, namespace, args.name)
+            live.update(status_view(workflow, time.time()))
+    return 0
+
+
+# --- timeline / graph / logs -------------------------------------------------------------------
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    api, namespace = connect(args)
+    status = get_workflow(api, namespace, args.name).get("status") or {}
+    now = time.time()
+    console = Console()
+    console.print(render_timeline(status, chart_width(status, console.width), now=now))
+    if args.svg:
+        with open(args.svg, "w", encoding="utf-8") as handle:
+            handle.write(timeline_svg(status, now=now))
+        console.print(f"wrote {args.svg}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    api, namespace = connect(args)
+    workflow = get_workflow(api, namespace, args.name)
+    try:
+        plan = compile_workflow({k: workflow[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    except SpecError as exc:
+        for error in exc.errors:
+            print(f"{args.name}: {error}", file=sys.stderr)
+        return 1
+    steps = (workflow.get("status") or {}).get("steps") or {}
+    phases = {name: entry.get("phase", "Pending") for name, entry in steps.items()}
+    print((to_dot if args.output == "dot" else to_mermaid)(plan, phases), end="")
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    api, namespace = connect(args)
+    entry = ((get_workflow(api, namespace, args.name).get("status") or {}).get("steps") or {}).get(args.step)
+    if entry is None:
+        raise SystemExit(f'error: workflow "{args.name}" has no step "{args.step}"')
+    if not entry.get("jobName"):
+        raise SystemExit(f'error: step "{args.step}" has not started ({entry.get("phase", "Pending")})')
+    pods = api.job_pods(namespace, entry["jobName"])
+    if not pods:
+        raise SystemExit(f"error: Job {entry['jobName']} has no pods (they may have been deleted)")
+    newest = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    path = f"/api/v1/namespaces/{namespace}/pods/{newest['metadata']['name']}/log"
+    for chunk in api.stream(path, query={"container": "step", "follow": str(args.follow).lower()}):
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    return 0
+
+
+# --- steering ----------------------------------------------------------------------------------
+
+def cmd_suspend(args: argparse.Namespace) -> int:
+    api, namespace = connect(args)
+    patch_workflow(api, namespace, args.name, {"spec": {"suspend": True}})
+    print(f"workflow {args.name} suspended: no new steps start; running steps finish")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    api, namespace = connect(args)
+    patch_workflow(api, namespace, args.name, {"spec": {"suspend": False}})
+    print(f"workflow {args.name} resumed")
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """A new ``spec.runToken`` bumps the generation, so the operator starts a fresh run."""
+    api, namespace = connect(args)
+    workflow = get_workflow(api, namespace, args.name)
+    phase = (workflow.get("status") or {}).get("phase")
+    if phase in IN_PROGRESS:
+        print(f"error: workflow {args.name} is {phase}; wait for it to finish (or delete it) "
+              "before starting a new run", file=sys.stderr)
+        return 1
+    token = f"{time.time():.3f}"
+    patch: dict[str, Any] = {"spec": {"runToken": token}}
+    patch["metadata"] = {"annotations": {RERUN_FAILED_ANNOTATION: token if args.failed else None}}
+    patch_workflow(api, namespace, args.name, patch)
+    kept = " keeping successful steps" if args.failed else ""
+    print(f"workflow {args.name}: new run requested{kept} (runToken {token})")
+    return 0
