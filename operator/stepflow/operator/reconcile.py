@@ -254,7 +254,9 @@ class Reconciler:
     def _write_status(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],
                       new: Mapping[str, Any]) -> None:
         patch = merge_patch(old, new)
-        if not patch:
+        # The duration moves with the clock; writing it alone would make every write trigger
+        # a watch event, a reconcile and another write. It rides along with real changes.
+        if set(patch) <= {"duration"}:
             return
         updated = self.api.patch_status(key[0], key[1], patch)
         self.store.put_workflow(updated)
