@@ -189,7 +189,7 @@ class _Pass:
     def run(self) -> None:
         plan = self.plan
         # F1: once a step fails, only the rest of its group may still start.
-        open_groups = {plan.group_of[f] for f in self.failed} | {plan.group_of[f] + 1 for f in self.failed}
+        open_groups = {plan.group_of[f] for f in self.failed}
         stop_after_group = plan.spec.failure_policy == "StopAfterGroup" and bool(self.failed)
         ready: set[str] = set()
         for name in plan.topological_order:
