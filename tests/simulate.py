@@ -67,6 +67,8 @@ class Sim:
     # scripted outside events: (time, action(sim)); e.g. suspend, resume, interrupt
     events: list[tuple[float, Callable[[Sim], None]]] = field(default_factory=list)
     stop: Verdict | None = None
+    # decide twice per round, the second time from a reversed copy of the states: must be equal
+    check_determinism: bool = False
 
     def run(self) -> Result:
         now = self.t0
@@ -84,6 +86,11 @@ class Sim:
             decision = decide(self.plan, states, now=now, started_at=self.t0,
                               max_concurrency=self.max_concurrency, suspended=self.suspended,
                               stop=self.stop)
+            if self.check_determinism:
+                again = decide(self.plan, dict(reversed(states.items())), now=now, started_at=self.t0,
+                               max_concurrency=self.max_concurrency, suspended=self.suspended,
+                               stop=self.stop)
+                assert again == decision, f"decide is not deterministic at t={now}"
             decisions.append((now, decision))
             states = apply_skips(states, decision, now)
             for name, verdict in decision.cancel.items():
