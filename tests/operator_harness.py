@@ -1,0 +1,106 @@
+"""Run the real ``stepflow operator`` as a subprocess against the emulator.
+
+A subprocess, not a thread: killing it mid-run is a real crash, and a
+restart is a cold start with empty caches, exactly what restart safety
+has to survive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cluster.cluster import Cluster, wait_for
+
+FINISHED = ("Succeeded", "Failed")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class OperatorProcess:
+    def __init__(self, cluster: Cluster, log_path: Path, *args: str, env: dict[str, str] | None = None):
+        self.cluster = cluster
+        self.log_path = log_path
+        self.args = list(args)
+        self.env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), STEPFLOW_METRICS_PORT="0",
+                        **(env or {}))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> OperatorProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stepflow", "operator", *self.args], env=self.env,
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        return self
+
+    def kill(self) -> None:
+        """A crash: SIGKILL, no cleanup handlers."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def load_example(name: str, namespace: str = "default") -> dict[str, Any]:
+    doc = yaml.safe_load((ROOT / "examples" / name).read_text())
+    doc["metadata"]["namespace"] = namespace
+    return doc
+
+
+def workflow(name: str, steps: Iterable[dict[str, Any]], namespace: str = "default",
+             **spec: Any) -> dict[str, Any]:
+    spec.setdefault("defaults", {"image": "alpine:3.20"})
+    return {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {**spec, "steps": list(steps)}}
+
+
+def status_of(cluster: Cluster, name: str, namespace: str = "default") -> dict[str, Any]:
+    return (cluster.get("workflows", name, namespace) or {}).get("status") or {}
+
+
+def wait_phase(cluster: Cluster, name: str, phases: Iterable[str] = FINISHED, timeout: float = 30,
+               namespace: str = "default") -> dict[str, Any]:
+    wanted = tuple(phases)
+    wait_for(lambda: status_of(cluster, name, namespace).get("phase") in wanted, timeout=timeout,
+             message=f"workflow {name} never reached {wanted}: {status_of(cluster, name, namespace)}")
+    return status_of(cluster, name, namespace)
+
+
+def job_runs(cluster: Cluster, workflow_name: str) -> dict[str, Any]:
+    """The emulator's record of each Job of a workflow, by step name (last run wins)."""
+    return {r.labels.get("stepflow.dev/step"): r for r in cluster.jobs.runs
+            if r.labels.get("stepflow.dev/workflow") == workflow_name}
+
+
+def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
+    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
+                    key=lambda p: (p[0], p[1]))
+    running = peak = 0
+    for _, delta in points:
+        running += delta
+        peak = max(peak, running)
+    return peak
