@@ -97,6 +97,8 @@ def job_runs(cluster: Cluster, workflow_name: str) -> dict[str, Any]:
 
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
+    """Most intervals open at once; an end and a start at the same instant do not overlap."""
+    intervals = list(intervals)
     points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
                     key=lambda p: (p[0], p[1]))
     running = peak = 0

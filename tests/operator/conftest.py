@@ -4,9 +4,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from operator_harness import OperatorProcess
 
 from cluster.cluster import Cluster
+from operator_harness import OperatorProcess
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from operator_harness import job_runs, load_example, max_overlap, wait_phase
 
+from operator_harness import job_runs, load_example, max_overlap, wait_phase
 from stepflow.plan import compile_workflow
 
 pytestmark = pytest.mark.cluster(time_scale=0.5)
