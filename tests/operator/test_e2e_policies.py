@@ -15,8 +15,11 @@ def step(name, **fields):
 @pytest.mark.cluster(time_scale=0.5)
 def test_max_concurrency_caps_running_jobs_and_shows_waiting_for_slot(cluster, operator):
     cluster.create(workflow("capped", [step(f"s{i}", parallel=True) for i in range(6)], maxConcurrency=2))
-    waiting = cluster.wait_for(lambda: [n for n, e in (status_of(cluster, "capped").get("steps") or {}).items()
-                                        if e.get("reason") == "WaitingForSlot"])
+    def waiting_steps():
+        steps = status_of(cluster, "capped").get("steps") or {}
+        return [n for n, e in steps.items() if e.get("reason") == "WaitingForSlot"]
+
+    waiting = cluster.wait_for(waiting_steps)
     assert waiting  # visible to `kubectl get -o yaml` while they wait
     status = wait_phase(cluster, "capped")
     assert status["phase"] == "Succeeded"
