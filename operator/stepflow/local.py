@@ -35,6 +35,7 @@ from stepflow.spec import Step
 from stepflow.status import build_status
 
 INTERRUPTED = "Interrupted"
+DEADLINE_EXCEEDED = "DeadlineExceeded"
 KILL_GRACE_SECONDS = 2.0
 TERMINATION_MESSAGE_BYTES = 1024
 
@@ -162,21 +163,27 @@ class LocalRun:
     async def _run_step(self, step: Step) -> StepState:
         """Run the step's process, retrying like a Job's backoffLimit."""
         state = self.states[step.name]
+        # Like activeDeadlineSeconds, timeoutSeconds bounds the whole step, retries included.
+        deadline = None if step.timeout_seconds is None else time.monotonic() + step.timeout_seconds
         for attempt in range(1, step.retries + 2):
             state = replace(self.states[step.name], attempts=attempt)
             self.states[step.name] = state
             if attempt > 1:
                 self.listener(self, "retrying", step.name)
-            code, reason, message = await self._run_process(step, attempt)
+            code, reason, message = await self._run_process(step, attempt, deadline)
             if code == 0:
-                return replace(state, phase=SUCCEEDED, reason="Completed", message="",
+                return replace(state, phase=SUCCEEDED, reason="", message="",
                                finished_at=self.clock(), exit_code=0)
+            if reason == DEADLINE_EXCEEDED:
+                break
         return replace(state, phase=FAILED, reason=reason, message=message, exit_code=code,
                        finished_at=self.clock(), termination_message=self._log_tail(step.name))
 
-    async def _run_process(self, step: Step, attempt: int) -> tuple[int | None, str, str]:
+    async def _run_process(self, step: Step, attempt: int,
+                           deadline: float | None) -> tuple[int | None, str, str]:
         """Returns (exit code, reason, message); the exit code is None if it never exited."""
-        with self.log_path(step.name).open("ab") as log:
+        # A new run starts a fresh log, so output (and termination messages) never mix runs.
+        with self.log_path(step.name).open("wb" if attempt == 1 else "ab") as log:
             if attempt > 1:
                 log.write(f"--- attempt {attempt} ---\n".encode())
                 log.flush()
@@ -188,10 +195,11 @@ class LocalRun:
                 log.write(f"stepflow: cannot start {step.argv[0]!r}: {exc.strerror}\n".encode())
                 return 127, "Error", f"cannot start {step.argv[0]!r}: {exc.strerror}"
             try:
-                code = await asyncio.wait_for(process.wait(), timeout=step.timeout_seconds)
+                timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+                code = await asyncio.wait_for(process.wait(), timeout=timeout)
             except TimeoutError:
                 await _kill(process)
-                return None, "DeadlineExceeded", f"exceeded timeoutSeconds ({step.timeout_seconds}s)"
+                return None, DEADLINE_EXCEEDED, f"exceeded timeoutSeconds ({step.timeout_seconds}s)"
             except asyncio.CancelledError:
                 await _kill(process)
                 raise

@@ -1,0 +1,235 @@
+"""The local executor with real processes (``sh -c`` and short sleeps).
+
+Concurrency is read from the status report's timestamps, as a user would read
+it; timing checks compare intervals and ratios, never tight wall-clock limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from builders import plan_of, step
+from simulate import max_overlap
+from stepflow.local import LocalRun
+from stepflow.status import parse_time
+
+
+def run_local(tmp_path: Path, steps, *, interrupt_after: float | None = None,
+              max_concurrency: int | None = None, **spec) -> tuple[LocalRun, dict]:
+    plan = plan_of(steps, **spec)
+    run = LocalRun(plan, log_dir=tmp_path / "logs", max_concurrency=max_concurrency)
+
+    async def main():
+        if interrupt_after is not None:
+            asyncio.get_running_loop().call_later(interrupt_after, run.interrupt)
+        return await run.run()
+
+    asyncio.run(main())
+    report = json.loads(json.dumps(run.status()))  # exactly what --report writes
+    return run, report
+
+
+def interval(report: dict, name: str) -> tuple[float, float]:
+    entry = report["steps"][name]
+    return parse_time(entry["startedAt"]), parse_time(entry["finishedAt"])
+
+
+def phases(report: dict) -> dict[str, str]:
+    return {n: e["phase"] for n, e in report["steps"].items()}
+
+
+# --- concurrency ---------------------------------------------------------------------------------
+
+def test_parallel_steps_really_overlap(tmp_path):
+    steps = [step(n, parallel=True, script="sleep 0.5") for n in ("a", "b", "c")]
+    _, report = run_local(tmp_path, steps)
+    assert report["phase"] == "Succeeded"
+    spans = [interval(report, n) for n in "abc"]
+    assert max_overlap(spans) == 3
+    assert max(s for s, _ in spans) < min(e for _, e in spans)  # one instant where all three run
+    wall = parse_time(report["finishedAt"]) - parse_time(report["startedAt"])
+    assert wall < 0.7 * sum(e - s for s, e in spans)  # ideal is 1/3
+
+
+def test_groups_never_overlap(tmp_path):
+    steps = [step("a", parallel=True, script="sleep 0.3"), step("b", parallel=True, script="sleep 0.4"),
+             step("c", script="sleep 0.3"), step("d", parallel=True, script="sleep 0.3"),
+             step("e", parallel=True, script="sleep 0.3")]
+    _, report = run_local(tmp_path, steps)
+    a, b, c, d, e = (interval(report, n) for n in "abcde")
+    assert c[0] >= max(a[1], b[1])
+    assert min(d[0], e[0]) >= c[1]
+    assert max_overlap([d, e]) == 2
+
+
+def test_max_concurrency_is_never_exceeded(tmp_path):
+    steps = [step(f"s{i}", parallel=True, script="sleep 0.3") for i in range(6)]
+    _, report = run_local(tmp_path, steps, maxConcurrency=2)
+    spans = [interval(report, f"s{i}") for i in range(6)]
+    assert max_overlap(spans) == 2
+    starts = sorted(range(6), key=lambda i: spans[i][0])
+    assert starts == list(range(6))  # waiting steps got slots in document order
+
+
+def test_max_concurrency_override(tmp_path):
+    steps = [step(f"s{i}", parallel=True, script="sleep 0.3") for i in range(4)]
+    _, report = run_local(tmp_path, steps, max_concurrency=1)
+    assert max_overlap([interval(report, f"s{i}") for i in range(4)]) == 1
+
+
+def test_depends_on_starts_without_waiting_for_the_group(tmp_path):
+    steps = [step("slow", script="sleep 0.8"), step("quick", depends_on=[], script="sleep 0.1")]
+    _, report = run_local(tmp_path, steps)
+    slow, quick = interval(report, "slow"), interval(report, "quick")
+    assert quick[1] < slow[1]
+
+
+# --- outcomes ------------------------------------------------------------------------------------
+
+def test_failure_records_exit_code_and_output_and_skips_the_rest(tmp_path):
+    steps = [step("a", script="echo about to fail; echo 'disk full' >&2; exit 3"), step("b")]
+    _, report = run_local(tmp_path, steps)
+    a, b = report["steps"]["a"], report["steps"]["b"]
+    assert (a["phase"], a["exitCode"], a["reason"]) == ("Failed", 3, "Error")
+    assert "disk full" in a["terminationMessage"]
+    assert (b["phase"], b["reason"]) == ("Skipped", "PrerequisiteFailed") and '"a"' in b["message"]
+    assert report["phase"] == "Failed" and '"a"' in report["message"]
+
+
+def test_continue_on_error_step_fails_but_the_workflow_succeeds(tmp_path):
+    steps = [step("a", script="exit 1", continueOnError=True), step("b")]
+    _, report = run_local(tmp_path, steps)
+    assert phases(report) == {"a": "Failed", "b": "Succeeded"}
+    assert report["phase"] == "Succeeded"
+
+
+def test_a_command_that_cannot_start_fails_the_step(tmp_path):
+    steps = [{"name": "ghost", "command": ["/nonexistent/stepflow-test-binary"]}]
+    _, report = run_local(tmp_path, steps)
+    ghost = report["steps"]["ghost"]
+    assert (ghost["phase"], ghost["exitCode"]) == ("Failed", 127)
+    assert "cannot start" in ghost["message"]
+
+
+def test_fail_fast_cancels_running_processes(tmp_path):
+    marker = tmp_path / "slow-finished"
+    steps = [step("a", parallel=True, script="sleep 0.2; exit 1"),
+             step("b", parallel=True, script=f"sleep 0.8; touch {marker}"),
+             step("c")]
+    _, report = run_local(tmp_path, steps, failurePolicy="FailFast")
+    b = report["steps"]["b"]
+    assert (b["phase"], b["reason"]) == ("Cancelled", "FailFast") and '"a"' in b["message"]
+    start, end = interval(report, "b")
+    assert end - start < 0.8  # stopped before its sleep was over
+    assert report["steps"]["c"]["phase"] == "Skipped"
+    time.sleep(max(0.0, start + 1.1 - time.time()))
+    assert not marker.exists(), "the cancelled step's process kept running"
+
+
+def test_stop_after_group_lets_running_steps_finish(tmp_path):
+    steps = [step("a", parallel=True, script="sleep 0.1; exit 1"),
+             step("b", parallel=True, script="sleep 0.4"), step("c")]
+    _, report = run_local(tmp_path, steps)
+    assert phases(report) == {"a": "Failed", "b": "Succeeded", "c": "Skipped"}
+
+
+# --- timeouts and retries ----------------------------------------------------------------------
+
+def test_step_timeout_kills_the_process(tmp_path):
+    marker = tmp_path / "outlived"
+    steps = [step("slow", timeoutSeconds=1, script=f"sleep 1.6; touch {marker}")]
+    _, report = run_local(tmp_path, steps)
+    slow = report["steps"]["slow"]
+    assert (slow["phase"], slow["reason"]) == ("Failed", "DeadlineExceeded")
+    start, end = interval(report, "slow")
+    assert end - start < 1.6
+    time.sleep(max(0.0, start + 1.9 - time.time()))
+    assert not marker.exists()
+
+
+def test_step_timeout_bounds_all_attempts_like_a_jobs_active_deadline(tmp_path):
+    """timeoutSeconds maps to activeDeadlineSeconds, which ends the Job, retries included."""
+    steps = [step("slow", timeoutSeconds=1, retries=3, script="sleep 5")]
+    _, report = run_local(tmp_path, steps)
+    slow = report["steps"]["slow"]
+    assert (slow["phase"], slow["reason"]) == ("Failed", "DeadlineExceeded")
+    start, end = interval(report, "slow")
+    assert end - start < 2.5  # 4 attempts of 1 s each would take 4 s
+    assert slow["attempts"] == 1
+
+
+def test_retries_rerun_a_failed_step_and_count_attempts(tmp_path):
+    counter = tmp_path / "count"
+    script = f'n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; ' \
+             f'echo "try $n"; [ "$n" -ge 3 ]'
+    run, report = run_local(tmp_path, [step("flaky", retries=4, script=script)])
+    assert report["steps"]["flaky"]["phase"] == "Succeeded"
+    assert report["steps"]["flaky"]["attempts"] == 3
+    log = run.log_path("flaky").read_text()
+    assert "try 1" in log and "--- attempt 3 ---" in log and "try 3" in log
+
+
+def test_retries_exhausted(tmp_path):
+    _, report = run_local(tmp_path, [step("bad", retries=2, script="exit 4")])
+    bad = report["steps"]["bad"]
+    assert (bad["phase"], bad["attempts"], bad["exitCode"]) == ("Failed", 3, 4)
+
+
+# --- environment and logs ----------------------------------------------------------------------
+
+def test_environment_from_defaults_and_step(tmp_path):
+    out = tmp_path / "env.txt"
+    steps = [step("show", env=[{"name": "B", "value": "step-b"}, {"name": "A", "value": "step-a"}],
+                  script=f'echo "$A|$B|$C|$STEPFLOW_WORKFLOW|$STEPFLOW_STEP" > {out}')]
+    defaults = {"env": [{"name": "A", "value": "default-a"}, {"name": "C", "value": "default-c"}]}
+    run_local(tmp_path, steps, defaults=defaults, name="env-check")
+    assert out.read_text().strip() == "step-a|step-b|default-c|env-check|show"
+
+
+def test_each_step_writes_its_own_log(tmp_path):
+    steps = [step("one", parallel=True, script="echo out-one; echo err-one >&2"),
+             step("two", parallel=True, script="echo out-two")]
+    run, _ = run_local(tmp_path, steps)
+    one, two = run.log_path("one").read_text(), run.log_path("two").read_text()
+    assert "out-one" in one and "err-one" in one and "out-two" not in one
+    assert "out-two" in two and "one" not in two
+    assert run.log_path("one").parent == tmp_path / "logs"
+
+
+def test_a_second_run_does_not_mix_its_log_with_the_first(tmp_path):
+    """Found by this suite: logs were appended across runs, and a failed step's termination
+    message could quote the previous run's output."""
+    run_local(tmp_path, [step("job", script="echo first-run")])
+    run, report = run_local(tmp_path, [step("job", script="exit 2")])
+    assert "first-run" not in run.log_path("job").read_text()
+    assert "first-run" not in report["steps"]["job"].get("terminationMessage", "")
+
+
+# --- interrupt -----------------------------------------------------------------------------------
+
+def test_interrupt_cancels_running_steps_and_skips_the_rest(tmp_path):
+    marker = tmp_path / "after-interrupt"
+    steps = [step("a", parallel=True, script=f"sleep 0.8; touch {marker}"),
+             step("b", parallel=True, script="sleep 0.8"), step("c")]
+    _, report = run_local(tmp_path, steps, interrupt_after=0.3)
+    assert phases(report) == {"a": "Cancelled", "b": "Cancelled", "c": "Skipped"}
+    assert report["steps"]["a"]["reason"] == "Interrupted"
+    assert (report["phase"], report["reason"]) == ("Failed", "Interrupted")
+    start, _ = interval(report, "a")
+    time.sleep(max(0.0, start + 1.1 - time.time()))
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("policy", ["StopAfterGroup", "Continue"])
+def test_report_lists_every_step_with_ms_timestamps(tmp_path, policy):
+    steps = [step("a", parallel=True, script="exit 1"), step("b", parallel=True), step("c")]
+    _, report = run_local(tmp_path, steps, failurePolicy=policy)
+    assert set(report["steps"]) == {"a", "b", "c"}
+    assert report["groups"] == [["a", "b"], ["c"]]
+    for key in ("startedAt", "finishedAt"):
+        assert report[key].endswith("Z") and len(report[key].split(".")[1]) == 4  # "123Z"
