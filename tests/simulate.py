@@ -123,7 +123,7 @@ class Sim:
                 phase = FAILED if name in self.fails else SUCCEEDED
                 states[name] = replace(states[name], phase=phase, finished_at=now,
                                        exit_code=1 if phase == FAILED else 0,
-                                       reason="Error" if phase == FAILED else "Completed")
+                                       reason="Error" if phase == FAILED else "")
                 intervals[name].end = now
                 del end_at[name]
         raise AssertionError("simulation did not settle")

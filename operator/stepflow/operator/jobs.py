@@ -138,7 +138,7 @@ def job_outcome(job: Mapping[str, Any]) -> tuple[str, str, str]:
     """
     for kind in ("Complete", "SuccessCriteriaMet"):
         if _condition(job, kind) is not None:
-            return SUCCEEDED, "Completed", ""
+            return SUCCEEDED, "", ""  # the phase says it all; status stays small
     for kind in ("Failed", "FailureTarget"):
         condition = _condition(job, kind)
         if condition is not None:
