@@ -1,0 +1,1 @@
+"""Offline checks of deploy/, examples/ and the Dockerfile: no cluster, no docker engine."""

@@ -1,0 +1,132 @@
+"""deploy/: kustomize output that Kubernetes accepts, least-privilege RBAC, a locked-down pod."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from manifests import render
+from manifests.checks import DEPLOY, kubernetes_errors
+
+VARIANTS = {"cluster": DEPLOY, "namespaced": DEPLOY / "namespaced"}
+IMAGE = "ghcr.io/stepflow/stepflow-operator:0.1.0"
+LIVENESS = "--liveness=http://0.0.0.0:8080/healthz"
+OPERATOR_RULES = {
+    ("stepflow.dev", "workflows"): {"get", "list", "watch", "patch"},
+    ("stepflow.dev", "workflows/status"): {"get", "patch"},
+    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+    ("", "pods"): {"get", "list"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request):
+    return request.param, render.render(VARIANTS[request.param])
+
+
+def by_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def test_kubernetes_accepts_every_object(variant):
+    _, objects = variant
+    assert objects
+    assert kubernetes_errors(objects) == []
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_small_renderer_matches_kubectl(name):
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl not on PATH; the tests render deploy/ with the Python renderer")
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    python = sorted(render.render(VARIANTS[name], use_kubectl=False), key=key)
+    assert python == sorted(render.render(VARIANTS[name], use_kubectl=True), key=key)
+
+
+def test_cluster_install_contents():
+    objects = render.render(DEPLOY)
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted(["CustomResourceDefinition", "Namespace", "ClusterRole",
+                            "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service"])
+    assert by_kind(objects, "Namespace")[0]["metadata"]["name"] == "stepflow-system"
+    for obj in objects:
+        if obj["kind"] in ("ServiceAccount", "Deployment", "Service"):
+            assert obj["metadata"]["namespace"] == "stepflow-system"
+    subject = by_kind(objects, "ClusterRoleBinding")[0]["subjects"][0]
+    assert subject == {"kind": "ServiceAccount", "name": "stepflow-operator",
+                       "namespace": "stepflow-system"}
+
+
+def test_namespaced_install_has_no_cluster_objects():
+    objects = render.render(DEPLOY / "namespaced")
+    assert sorted(o["kind"] for o in objects) == sorted(
+        ["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"])
+    namespace = objects[0]["metadata"]["namespace"]
+    assert all(o["metadata"]["namespace"] == namespace for o in objects)
+    binding = by_kind(objects, "RoleBinding")[0]
+    assert binding["roleRef"]["kind"] == "Role"
+    assert binding["subjects"][0]["namespace"] == namespace
+
+
+def _rules(role):
+    granted = {}
+    for rule in role["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, rule  # no resourceNames tricks
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
+def test_rbac_is_least_privilege(variant):
+    name, objects = variant
+    roles = by_kind(objects, "ClusterRole" if name == "cluster" else "Role")
+    assert len(roles) == 1
+    assert _rules(roles[0]) == OPERATOR_RULES
+    text = str(roles[0]["rules"])
+    assert "*" not in text and "secrets" not in text
+
+
+def test_operator_deployment(variant):
+    name, objects = variant
+    (deployment,) = by_kind(objects, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "stepflow-operator"
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    assert container["image"] == IMAGE
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert {"requests", "limits"} <= set(container["resources"])
+    probe = container["livenessProbe"]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
+    assert ports["metrics"] == 9090
+    args = container["args"]
+    assert "--standalone" in args and LIVENESS in args
+    if name == "cluster":
+        assert "--all-namespaces" in args
+    else:
+        assert "--namespace=$(POD_NAMESPACE)" in args and "--all-namespaces" not in args
+        env = {e["name"]: e for e in container["env"]}
+        assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+
+
+def test_metrics_service(variant):
+    _, objects = variant
+    (service,) = by_kind(objects, "Service")
+    (deployment,) = by_kind(objects, "Deployment")
+    assert service["spec"]["ports"] == [
+        {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
