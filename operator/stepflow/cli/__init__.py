@@ -8,6 +8,7 @@ Kubernetes client) only for the commands that need them.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -37,7 +38,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_operator(args_list[1:])
     args = build_parser().parse_args(args_list)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except BrokenPipeError:
+        # `stepflow plan -o json | head`: the reader left early. Exit quietly like other Unix
+        # tools, and point stdout at /dev/null so the interpreter's final flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a command killed by it
 
 
 if __name__ == "__main__":  # pragma: no cover

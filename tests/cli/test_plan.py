@@ -1,0 +1,95 @@
+"""`stepflow plan FILE`: groups as JSON, graphs, and the speedup estimate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from builders import shorthand, step, workflow, write_workflow
+from stepflow.cli import main
+
+STEPFLOW = Path(sys.executable).with_name("stepflow")
+
+
+def plan(capsys, *args) -> tuple[int, str, str]:
+    code = main(["plan", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_json_has_groups_as_lists_of_names_in_document_order(tmp_path, capsys):
+    file = write_workflow(tmp_path / "wf.yaml",
+                          workflow(*shorthand("pg1 a, pg1 b, s c, pg2 d, pg2 e, s f")))
+    code, out, err = plan(capsys, file, "-o", "json")
+    assert (code, err) == (0, "")
+    document = json.loads(out)
+    assert document["groups"] == [["a", "b"], ["c"], ["d", "e"], ["f"]]
+    assert [s["prerequisites"] for s in document["steps"]][2] == ["a", "b"]
+
+
+def test_invalid_file_exits_1_with_the_validate_errors(tmp_path, capsys):
+    file = write_workflow(tmp_path / "bad.yaml", workflow(*shorthand("pg1 a, s b, pg1 c, s d->zz")))
+    code, out, err = plan(capsys, file, "-o", "json")
+    assert code == 1 and out == ""
+    assert main(["validate", str(file)]) == 1
+    _, validate_err = capsys.readouterr()
+    assert err == validate_err
+    assert len(err.splitlines()) == 2
+
+
+def test_durations_give_the_ideal_speedup(tmp_path, capsys):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*shorthand("p a, p b, p c, s d")))
+    code, out, _ = plan(capsys, file, "-o", "json", "--durations", "a=2,b=2,c=2,d=1")
+    assert code == 0
+    estimate = json.loads(out)["estimate"]
+    assert estimate["sequentialSeconds"] == 7 and estimate["criticalPathSeconds"] == 3
+    assert estimate["idealSpeedup"] == 2.33
+    assert estimate["criticalPath"] in (["a", "d"], ["b", "d"], ["c", "d"])
+
+
+def test_durations_from_a_json_file_and_from_estimated_seconds(tmp_path, capsys):
+    steps = [step("a", parallel=True, estimatedSeconds=4), step("b", parallel=True, estimatedSeconds=4)]
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*steps))
+    code, out, _ = plan(capsys, file, "-o", "json")
+    assert json.loads(out)["estimate"]["idealSpeedup"] == 2.0
+    durations = tmp_path / "d.json"
+    durations.write_text(json.dumps({"a": 1, "b": 3}))
+    code, out, _ = plan(capsys, file, "-o", "json", "--durations", durations)
+    assert code == 0 and json.loads(out)["estimate"]["criticalPathSeconds"] == 3
+
+
+def test_durations_naming_an_unknown_step_is_an_error(tmp_path, capsys):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(step("a")))
+    code, _, err = plan(capsys, file, "--durations", "a=1,ghost=2")
+    assert code == 1 and "ghost" in err and err.startswith(f"{file}: --durations: ")
+
+
+def test_durations_with_a_dependency_on_a_later_step(tmp_path, capsys):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*shorthand("s a->b, s b->")))
+    code, out, _ = plan(capsys, file, "-o", "json", "--durations", "a=1,b=2")
+    assert code == 0 and json.loads(out)["estimate"]["criticalPath"] == ["b", "a"]
+
+
+def test_text_output_shows_groups_and_the_estimate(tmp_path, capsys):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*shorthand("p lint, p test, s ship"), name="rel"))
+    code, out, _ = plan(capsys, file, "--durations", "lint=1,test=3,ship=1")
+    assert code == 0
+    assert "plan of rel: 3 steps in 2 groups" in out
+    assert "ideal speedup 1.25x" in out and "lint" in out and "ship" in out
+
+
+def test_mermaid_and_dot(tmp_path, capsys):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*shorthand("p a, p b, s c")))
+    assert plan(capsys, file, "-o", "mermaid")[1].startswith("flowchart TD")
+    assert plan(capsys, file, "-o", "dot")[1].startswith('digraph "wf"')
+
+
+def test_piping_into_a_reader_that_leaves_early_is_not_a_traceback(tmp_path):
+    """`stepflow plan -o json | head -1` on a large plan."""
+    file = write_workflow(tmp_path / "big.yaml", workflow(*[step(f"s{i}") for i in range(3000)]))
+    pipeline = f"{STEPFLOW} plan {file} -o json | head -1"
+    result = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, timeout=60)
+    assert result.stdout == "{\n"
+    assert "Traceback" not in result.stderr, result.stderr
