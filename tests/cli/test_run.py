@@ -1,0 +1,118 @@
+"""`stepflow run FILE --report PATH`: exit codes, the report, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from builders import shorthand, step, workflow, write_workflow
+from stepflow.cli import main
+from stepflow.status import parse_time
+
+EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
+STEPFLOW = Path(sys.executable).with_name("stepflow")
+RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def run(capsys, tmp_path, file, *extra) -> tuple[int, dict | None, str, str]:
+    report = tmp_path / "report.json"
+    code = main(["run", str(file), "--report", str(report), "--logs", str(tmp_path / "logs"), *extra])
+    out, err = capsys.readouterr()
+    return code, json.loads(report.read_text()) if report.exists() else None, out, err
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_runs_to_success(capsys, tmp_path, example):
+    code, report, out, _ = run(capsys, tmp_path, example)
+    assert code == 0, out
+    assert report["phase"] == "Succeeded"
+    assert all(e["phase"] == "Succeeded" for e in report["steps"].values())
+    assert "measured speedup" in out
+
+
+def test_report_is_the_status_document_with_millisecond_timestamps(capsys, tmp_path):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*shorthand("p a, p b, s c"), name="rep"))
+    code, report, _, _ = run(capsys, tmp_path, file)
+    assert code == 0
+    assert report["groups"] == [["a", "b"], ["c"]]
+    assert report["progress"] == "3/3"
+    assert RFC3339_MS.match(report["startedAt"]) and RFC3339_MS.match(report["finishedAt"])
+    for entry in report["steps"].values():
+        assert RFC3339_MS.match(entry["startedAt"]) and RFC3339_MS.match(entry["finishedAt"])
+    assert {c["type"]: c["status"] for c in report["conditions"]}["Ready"] == "True"
+
+
+def test_failed_workflow_exits_1_with_the_failure_in_the_report(capsys, tmp_path):
+    steps = [step("a", script="echo nope >&2; exit 5"), step("b")]
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*steps))
+    code, report, out, _ = run(capsys, tmp_path, file)
+    assert code == 1
+    assert report["phase"] == "Failed" and '"a"' in report["message"]
+    assert report["steps"]["a"]["exitCode"] == 5 and "nope" in report["steps"]["a"]["terminationMessage"]
+    assert report["steps"]["b"]["phase"] == "Skipped"
+    assert "exit code 5" in out
+
+
+def test_invalid_file_exits_1_with_the_validate_errors_and_runs_nothing(capsys, tmp_path):
+    marker = tmp_path / "ran"
+    file = write_workflow(tmp_path / "wf.yaml", workflow(step("a", script=f"touch {marker}"),
+                                                         step("b", depends_on=["a", "b"])))
+    code, report, _, err = run(capsys, tmp_path, file)
+    assert code == 1 and report is None and not marker.exists()
+    assert err.strip() == f'{file}: spec.steps[1].dependsOn[1]: step "b" depends on itself'
+
+
+def test_max_concurrency_option_and_timeline(capsys, tmp_path):
+    steps = [step(f"s{i}", parallel=True, script="sleep 0.2") for i in range(3)]
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*steps))
+    code, report, out, _ = run(capsys, tmp_path, file, "--max-concurrency", "1", "--timeline")
+    assert code == 0
+    spans = sorted((parse_time(e["startedAt"]), parse_time(e["finishedAt"]))
+                   for e in report["steps"].values())
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(2))  # one at a time
+    assert "timeline" in out
+
+
+def test_fields_a_local_run_cannot_honour_are_mentioned(capsys, tmp_path):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(step("a", image="alpine:3.20")))
+    code, _, out, _ = run(capsys, tmp_path, file)
+    assert code == 0 and "image is ignored" in out
+
+
+def test_ctrl_c_exits_130_writes_the_report_and_kills_the_children(tmp_path):
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    steps = [step("a", parallel=True, script=f"touch {started}; sleep 1.5; touch {finished}"),
+             step("b", parallel=True, script="sleep 1.5"), step("c", script="true")]
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*steps))
+    report = tmp_path / "report.json"
+    process = subprocess.Popen(
+        [str(STEPFLOW), "run", str(file), "--report", str(report), "--logs", str(tmp_path / "logs")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert time.monotonic() < deadline and process.poll() is None, "the run never started"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    status = json.loads(report.read_text())
+    assert {n: e["phase"] for n, e in status["steps"].items()} == {
+        "a": "Cancelled", "b": "Cancelled", "c": "Skipped"}
+    assert status["steps"]["a"]["reason"] == "Interrupted"
+    assert status["phase"] == "Failed"
+    time.sleep(max(0.0, sent + 1.8 - time.monotonic()))
+    assert not finished.exists(), "a step's process outlived the interrupted run"
