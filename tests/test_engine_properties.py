@@ -87,16 +87,11 @@ def tolerated(plan: Plan, name: str, state: StepState) -> bool:
 
 
 @SETTINGS
-@given(cases())
-def test_cap_is_never_exceeded(case):
-    result = case.run()
-    assert result.max_running <= case.plan.spec.max_concurrency
-
-
-@SETTINGS
-@given(cases(), st.integers(1, 3))
-def test_cap_override_is_never_exceeded(case, cap):
-    assert case.run(max_concurrency=cap).max_running <= cap
+@given(cases(), st.one_of(st.none(), st.integers(1, 3)))
+def test_cap_is_never_exceeded(case, override):
+    """spec.maxConcurrency, or the executor's override of it (`run --max-concurrency`)."""
+    result = case.run(max_concurrency=override)
+    assert result.max_running <= (override or case.plan.spec.max_concurrency)
 
 
 @SETTINGS

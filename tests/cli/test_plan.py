@@ -88,7 +88,7 @@ def test_mermaid_and_dot(tmp_path, capsys):
 
 def test_piping_into_a_reader_that_leaves_early_is_not_a_traceback(tmp_path):
     """`stepflow plan -o json | head -1` on a large plan."""
-    file = write_workflow(tmp_path / "big.yaml", workflow(*[step(f"s{i}") for i in range(3000)]))
+    file = write_workflow(tmp_path / "big.yaml", workflow(*[step(f"s{i}") for i in range(1000)]))
     pipeline = f"{STEPFLOW} plan {file} -o json | head -1"
     result = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, timeout=60)
     assert result.stdout == "{\n"
