@@ -1,0 +1,50 @@
+"""The Workflow CRD for tests: the real one from deploy/crds when it exists, else a minimal one.
+
+The minimal CRD accepts any spec and status (preserve-unknown-fields), so tests of the emulator
+and early operator tests do not depend on the schema that another engineer is still writing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOW_CRD_FILE = REPO / "deploy" / "crds" / "workflows.stepflow.dev.yaml"
+
+_OPEN_OBJECT = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+MINIMAL_WORKFLOW_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "workflows.stepflow.dev"},
+    "spec": {
+        "group": "stepflow.dev",
+        "scope": "Namespaced",
+        "names": {"plural": "workflows", "singular": "workflow", "kind": "Workflow",
+                  "listKind": "WorkflowList", "shortNames": ["swf"]},
+        "versions": [{
+            "name": "v1alpha1", "served": True, "storage": True,
+            "subresources": {"status": {}},
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                "spec": _OPEN_OBJECT, "status": _OPEN_OBJECT}}},
+            "additionalPrinterColumns": [
+                {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            ],
+        }],
+    },
+}
+
+
+def workflow_crd(prefer_file: bool = True) -> dict[str, Any]:
+    """The repository's Workflow CRD if present and parseable, else the minimal one."""
+    if prefer_file and WORKFLOW_CRD_FILE.exists():
+        documents = [d for d in yaml.safe_load_all(WORKFLOW_CRD_FILE.read_text()) if d]
+        for document in documents:
+            if document.get("kind") == "CustomResourceDefinition":
+                return document
+    return MINIMAL_WORKFLOW_CRD
