@@ -15,13 +15,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import kmock
 import yaml
 
 from . import patches
 from .api import Api
 from .faults import Faults
-from .handler import EmulatorHandler
+from .handler import EmulatorHandler, LocalServer
 from .jobs import JobController
 from .kubeconfig import write_kubeconfig
 from .requestlog import RequestLog
@@ -145,7 +144,7 @@ class Cluster:
                   lambda: self.url.removeprefix("http://"))
         self.handler = EmulatorHandler(api, self.faults, self.requests, self._raw_request_limit)
         self.handler.failures = self.failures
-        async with self.handler, kmock.Server(self.handler) as server:
+        async with self.handler, LocalServer(self.handler) as server:
             server.server.runner._shutdown_timeout = 1.0  # type: ignore[union-attr]
             self.url = str(server.url).rstrip("/")
             self._ready.set()

@@ -6,6 +6,7 @@ and early operator tests do not depend on the schema that another engineer is st
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,20 @@ MINIMAL_WORKFLOW_CRD: dict[str, Any] = {
 }
 
 
+@functools.lru_cache(maxsize=4)
+def _parse(path: Path, mtime: float) -> dict[str, Any] | None:
+    """Parsing the real CRD takes ~0.1 s; a test session parses each version once."""
+    for document in yaml.safe_load_all(path.read_text()):
+        if document and document.get("kind") == "CustomResourceDefinition":
+            return document
+    return None
+
+
 def workflow_crd(prefer_file: bool = True) -> dict[str, Any]:
-    """The repository's Workflow CRD if present and parseable, else the minimal one."""
+    """The repository's Workflow CRD if present and parseable, else the minimal one.
+    Treat the result as read-only: it is shared between calls."""
     if prefer_file and WORKFLOW_CRD_FILE.exists():
-        documents = [d for d in yaml.safe_load_all(WORKFLOW_CRD_FILE.read_text()) if d]
-        for document in documents:
-            if document.get("kind") == "CustomResourceDefinition":
-                return document
+        document = _parse(WORKFLOW_CRD_FILE, WORKFLOW_CRD_FILE.stat().st_mtime)
+        if document is not None:
+            return document
     return MINIMAL_WORKFLOW_CRD

@@ -13,8 +13,10 @@ import asyncio
 import json
 import time
 import traceback
+from types import TracebackType
 from typing import Any
 
+import aiohttp
 import aiohttp.web
 import kmock
 
@@ -92,3 +94,29 @@ class EmulatorHandler(kmock.RawHandler):
         if len(self._requests) > self.raw_request_limit:
             del self._requests[: len(self._requests) - self.raw_request_limit]
         return request
+
+
+class LocalServer(kmock.Server):
+    """kmock.Server without its DNS interceptor.
+
+    The interceptor patches aiohttp's resolver class for the whole process and insists on being
+    exited in LIFO order; emulators started and stopped in different threads (a fixture plus a
+    benchmark's own Cluster) cannot promise that, and a failed exit left the port open. Clients
+    connect to 127.0.0.1:<port> directly, so no interception is needed.
+    """
+
+    async def __aenter__(self) -> LocalServer:
+        self._managed_server = self._server_cls(self.handler, host=self._host, port=self._port)
+        await self._managed_server.__aenter__()
+        self._managed_client = aiohttp.ClientSession(self._managed_server.make_url("/"))
+        self.handler.servers.append(self)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc_value: BaseException | None, traceback: TracebackType | None) -> None:
+        self.handler.servers.remove(self)
+        if self._managed_client is not None:
+            await self._managed_client.close()
+        if self._managed_server is not None:
+            await self._managed_server.__aexit__(exc_type, exc_value, traceback)
+        self._managed_client = self._managed_server = None

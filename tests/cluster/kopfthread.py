@@ -33,13 +33,13 @@ def _add_login(registry: kopf.OperatorRegistry, cluster: Cluster) -> None:
 
 
 def fast_settings(settings: kopf.OperatorSettings | None = None) -> kopf.OperatorSettings:
-    """Settings that keep tests quick: no event posting of log lines, short backoffs."""
+    """Settings that keep tests quick: no Events for log lines, short backoffs and exits."""
     settings = settings or kopf.OperatorSettings()
     settings.posting.enabled = False
     settings.networking.error_backoffs = [0.1, 0.2, 0.5]
     settings.watching.reconnect_backoff = 0.1
-    settings.batching.idle_timeout = 0.1
-    settings.batching.batch_window = 0.01
+    settings.queueing.idle_timeout = 0.5
+    settings.queueing.exit_timeout = 0.5
     return settings
 
 

@@ -28,8 +28,9 @@ from . import errors
 from .defaults import apply_create_defaults
 from .patches import APPLY, apply_patch, clone
 from .resources import Registry, ResourceType, types_from_crd
+from .schema import checker_for
 from .selectors import Predicate
-from .validation import checker_for, validate_kind, validate_metadata, validate_name
+from .validation import validate_kind, validate_metadata, validate_name
 
 ObjKey = tuple[str, str, str]  # (storage key, namespace or "", name)
 SERVER_FIELDS = ("uid", "creationTimestamp", "generation", "deletionTimestamp",
@@ -167,7 +168,7 @@ class Store:
             candidate = apply_patch(old, patch, content_type)
             version = (candidate.get("metadata") or {}).get("resourceVersion")
             self._check_version(rt, old, version, required=False)
-            return self._commit(rt, old, self._compose(rt, old, clone(candidate), subresource))
+            return self._commit(rt, old, self._compose(rt, old, candidate, subresource))
 
     def delete(self, rt: ResourceType, namespace: str | None, name: str, *,
                propagation: str | None = None,
@@ -258,7 +259,8 @@ class Store:
     def _compose(self, rt: ResourceType, old: dict[str, Any], new: dict[str, Any],
                  subresource: str | None) -> dict[str, Any]:
         """Keep what this endpoint may not change: the status on the main resource, or all but
-        the status on /status; server-managed metadata everywhere."""
+        the status on /status; server-managed metadata everywhere. `new` is a fresh top-level
+        dict whose branches may be shared with `old` (a merge patch): never mutate below it."""
         if subresource == "status" and rt.has_status:
             composed = {k: v for k, v in old.items() if k != "status"}
             if new.get("status") is not None:
@@ -271,8 +273,7 @@ class Store:
             if "status" in old:
                 new["status"] = old["status"]
         meta = new.get("metadata")
-        if not isinstance(meta, dict):
-            meta = new["metadata"] = {}
+        meta = new["metadata"] = dict(meta) if isinstance(meta, dict) else {}
         for key in SERVER_FIELDS:
             meta.pop(key, None)
             if key in old["metadata"]:
@@ -288,7 +289,7 @@ class Store:
         causes += validate_metadata(meta) + validate_kind(rt, obj, old)
         checker = checker_for(rt)
         if checker is not None:
-            obj = checker.normalize(obj)
+            obj = checker.normalize(obj, old)
             causes += checker.check(obj, old)
         if old is not None and old["metadata"].get("deletionTimestamp"):
             added = set(meta.get("finalizers") or ()) - set(old["metadata"].get("finalizers") or ())

@@ -20,6 +20,7 @@ import kopf
 import kubernetes.client
 import kubernetes.watch
 import pytest
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from cluster import Cluster, Outcome, parse_script, wait_for
@@ -444,6 +445,8 @@ def _widget_crd() -> dict[str, Any]:
         "properties": {"size": {"type": "integer", "minimum": 1},
                        "limit": {"type": "integer", "default": 10},
                        "mode": {"type": "string", "enum": ["a", "b"]}}}}}
+    schema["x-kubernetes-validations"] = [{"rule": "self.spec.size >= oldSelf.spec.size",
+                                           "message": "size may not shrink"}]
     return {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
             "metadata": {"name": "widgets.test.dev"},
             "spec": {"group": "test.dev", "scope": "Namespaced",
@@ -471,6 +474,23 @@ def test_schema_defaults_prunes_and_rejects_with_422(cluster: Cluster, custom: A
         assert error.value.status == 422 and body["reason"] == "Invalid"
         assert [c["field"] for c in body["details"]["causes"]] == [field]
     assert "size must not exceed limit" in body["message"]
+    name = created["metadata"]["name"]
+    grown = custom.patch_namespaced_custom_object("test.dev", "v1", "default", "widgets", name,
+                                                  {"spec": {"size": 5}})
+    with pytest.raises(ApiException) as shrunk:  # a transition rule (oldSelf) on update
+        custom.patch_namespaced_custom_object("test.dev", "v1", "default", "widgets", name,
+                                              {"spec": {"size": 3}})
+    assert grown["spec"]["size"] == 5 and "size may not shrink" in json.loads(
+        shrunk.value.body)["message"]
+
+
+def test_repository_examples_are_accepted(cluster: Cluster) -> None:
+    examples = sorted((REPO / "examples").glob("*.yaml"))
+    for path in examples:
+        for document in yaml.safe_load_all(path.read_text()):
+            if document and document.get("kind") == "Workflow":
+                cluster.create(document)
+    assert len(cluster.objects("workflows")) >= len(examples)
 
 
 def test_invalid_job_and_labels_are_422(batch: Any) -> None:
@@ -518,6 +538,15 @@ def test_injected_latency(cluster: Cluster, batch: Any) -> None:
     started = time.perf_counter()
     batch.list_namespaced_job("default")
     assert slow >= 0.3 > time.perf_counter() - started
+
+
+def test_emulators_in_parallel_stop_in_any_order() -> None:
+    first, second = Cluster().start(), Cluster().start()
+    first.stop()
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(first.url + "/version", timeout=2)
+    assert urllib.request.urlopen(second.url + "/version").status == 200
+    second.stop()
 
 
 def test_kmock_dsl_reactions_go_first(cluster: Cluster) -> None:
