@@ -7,7 +7,6 @@ out YAML. Everything returns plain dicts, exactly what a user would apply.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Any
 
@@ -79,23 +78,3 @@ def plan_of(text_or_steps: str | list[dict[str, Any]], **spec: Any) -> Plan:
 def write_workflow(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-def chain_steps(n: int) -> list[dict[str, Any]]:
-    """n sequential steps (F6's default shape)."""
-    return [step(f"s{i}") for i in range(n)]
-
-
-def wide_steps(n: int, width: int = 100) -> list[dict[str, Any]]:
-    """n steps in numbered groups of ``width`` parallel steps."""
-    return [step(f"s{i}", group=i // width + 1) for i in range(n)]
-
-
-def random_dag_steps(n: int, seed: int = 0, fan_in: int = 3) -> list[dict[str, Any]]:
-    """n steps, each depending on up to ``fan_in`` random earlier steps (never a cycle)."""
-    rng = random.Random(seed)
-    steps = []
-    for i in range(n):
-        deps = sorted({f"s{rng.randrange(i)}" for _ in range(rng.randint(0, fan_in))}) if i else []
-        steps.append(step(f"s{i}", depends_on=deps))
-    return steps
