@@ -46,9 +46,10 @@ class Record:
 
 
 class RequestLog:
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 200_000) -> None:
         self._records: list[Record] = []
         self._lock = threading.Lock()
+        self.limit = limit  # the oldest half is dropped beyond this, for long benchmarks
 
     def start(self, route: Route, user_agent: str = "") -> Record:
         record = Record(route.method, route.path, dict(route.query), route.verb, route.group,
@@ -56,6 +57,8 @@ class RequestLog:
                         user_agent=user_agent)
         with self._lock:
             self._records.append(record)
+            if len(self._records) > self.limit:
+                del self._records[: len(self._records) // 2]
         return record
 
     def filter(self, *, path: str | re.Pattern[str] | None = None, since: float | None = None,

@@ -82,18 +82,3 @@ def field_selector(selector: str | None) -> Predicate:
         return all((_field_value(obj, key) == value) != negated for key, value, negated in checks)
 
     return matches
-
-
-def match_labels(selector: Mapping[str, Any] | None) -> Predicate:
-    """A LabelSelector object (matchLabels + matchExpressions), as in Job.spec.selector."""
-    selector = selector or {}
-    parts = [f"{k}={v}" for k, v in (selector.get("matchLabels") or {}).items()]
-    for expr in selector.get("matchExpressions") or ():
-        op, key, values = expr["operator"], expr["key"], ",".join(expr.get("values") or ())
-        parts.append({
-            "In": f"{key} in ({values})",
-            "NotIn": f"{key} notin ({values})",
-            "Exists": key,
-            "DoesNotExist": f"!{key}",
-        }[op])
-    return label_selector(",".join(parts))

@@ -599,6 +599,25 @@ def test_kopf_operator_handles_workflows_and_adopts_jobs(cluster: Cluster) -> No
     assert cluster.requests.count(verb="create", resource="jobs") == 1
 
 
+def test_kopf_survives_dropped_watches_and_server_errors(cluster: Cluster) -> None:
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    def start(patch: kopf.Patch, **_: Any) -> None:
+        patch.status["phase"] = "Running"
+
+    with run_operator(cluster, registry):
+        watches = cluster.requests.count(verb="watch", resource="workflows")
+        assert cluster.drop_watches(abrupt=True) >= 1
+        wait_for(lambda: cluster.requests.count(verb="watch", resource="workflows") > watches)
+        cluster.faults.fail(503, verb="patch", resource="workflows", times=2)
+        cluster.create(workflow("wf"))
+        wait_for(lambda: cluster.get("workflows", "wf").get("status", {}).get("phase"))
+    assert cluster.requests.count(verb="patch", resource="workflows", status=503) == 2
+    resumed = cluster.requests.filter(verb="watch", resource="workflows")[-1]
+    assert resumed.query.get("resourceVersion")  # kopf resumed from where it was
+
+
 OPERATOR = """
 import kopf
 
