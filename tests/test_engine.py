@@ -209,6 +209,14 @@ def test_f1_workflow_fails_only_once_nothing_runs_and_names_every_failed_step():
     assert '"a"' in result.decision.message and '"b"' in result.decision.message
 
 
+def test_f1_message_names_every_failed_step_even_when_many_fail():
+    names = [f"shard-{i:02d}" for i in range(12)]
+    plan = plan_of([step(n, parallel=True) for n in names], maxConcurrency=12)
+    result = simulate(plan, fails=set(names))
+    assert all(f'"{n}"' in result.decision.message for n in names)
+    assert "more" not in result.decision.message
+
+
 def test_f1_a_failure_in_a_later_group_does_not_reopen_an_earlier_one():
     plan = plan_of("p a, p b, s c", maxConcurrency=1)
     result = simulate(plan, fails={"a"})

@@ -229,3 +229,9 @@ def test_status_of_a_finished_1000_step_workflow_is_under_256_kib():
 def test_status_of_a_finished_1000_step_workflow_with_realistic_names_is_under_256_kib():
     status = thousand_step_status("deploy-region-{:04d}", "nightly-release")
     assert size_kib(status) < 256
+
+
+def test_condition_messages_are_capped_while_status_message_stays_whole():
+    message = "step " + ", ".join(f'"step-{i:04d}"' for i in range(200)) + " failed"
+    result = conditions("Failed", "StepsFailed", message, 1, now=0.0)
+    assert all(len(c["message"]) <= 1024 and c["message"].endswith("…") for c in result)

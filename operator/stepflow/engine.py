@@ -199,7 +199,7 @@ class _Pass:
             if verdict is None and self.abort is not None:
                 verdict = self.abort
             if verdict is None and stop_after_group and plan.group_of[name] not in open_groups:
-                verdict = Verdict(WORKFLOW_FAILED, f"not started: step {_quoted(self.failed)} failed "
+                verdict = Verdict(WORKFLOW_FAILED, f"not started: step {_quoted(self.failed, 10)} failed "
                                                    "(failurePolicy StopAfterGroup)")
             if verdict is not None:
                 self.skip[name] = verdict
@@ -253,10 +253,12 @@ class _Pass:
                      if not succeeded_for_scheduling(self.plan, p, self.state_of[p])), None)
 
 
-def _quoted(names: Iterable[str]) -> str:
+def _quoted(names: Iterable[str], limit: int | None = None) -> str:
+    """Quoted, comma-separated names; ``limit`` only where a list repeats per step."""
     names = list(names)
-    shown = ", ".join(f'"{n}"' for n in names[:10])
-    return shown + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    shown = ", ".join(f'"{n}"' for n in names[:limit])
+    hidden = len(names) - limit if limit is not None else 0
+    return shown + (f" and {hidden} more" if hidden > 0 else "")
 
 
 def _workflow_phase(plan, state_of, outcome: _Pass, start, waiting_for, failed, abort,

@@ -20,6 +20,8 @@ import yaml
 API_GROUP = "stepflow.dev"
 API_VERSION = "v1alpha1"
 KIND = "Workflow"
+# Set by `stepflow rerun --failed` to the new spec.runToken: that run keeps the previous successes.
+RERUN_FAILED_ANNOTATION = f"{API_GROUP}/rerun-failed"
 FAILURE_POLICIES = ("StopAfterGroup", "FailFast", "Continue")
 DEFAULT_MAX_CONCURRENCY = 5
 MAX_STEPS = 10_000

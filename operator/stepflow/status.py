@@ -24,6 +24,7 @@ from stepflow.engine import (
 from stepflow.plan import Plan
 
 RUNNING_PHASES = (PENDING, RUNNING, SUSPENDED)
+CONDITION_MESSAGE_LIMIT = 1024  # repeated in five conditions; see conditions()
 
 
 def rfc3339(ts: float | None) -> str | None:
@@ -155,6 +156,8 @@ def conditions(
         "Failed": phase == FAILED,
     }
     before = {c.get("type"): c for c in previous or ()}
+    if len(message) > CONDITION_MESSAGE_LIMIT:  # status.message keeps the whole text
+        message = message[: CONDITION_MESSAGE_LIMIT - 1] + "…"
     result = []
     for kind, value in truth.items():
         status = "True" if value else "False"

@@ -51,12 +51,11 @@ from stepflow.operator.jobs import (
 )
 from stepflow.operator.store import Key, Store
 from stepflow.plan import Plan, compile_workflow
-from stepflow.spec import SpecError
+from stepflow.spec import RERUN_FAILED_ANNOTATION, SpecError
 from stepflow.status import build_status, invalid_status, parse_time, states_from_status
 
 log = logging.getLogger(__name__)
 FINISHED = (SUCCEEDED, FAILED)
-RERUN_FAILED_ANNOTATION = "stepflow.dev/rerun-failed"
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -265,6 +264,11 @@ class Reconciler:
                      states: Mapping[str, StepState], decision: Decision, run: Run,
                      old_status: Mapping[str, Any]) -> None:
         self._delete_stale_jobs(key, states, run)
+        if run.is_new and old_status.get("phase") in (PENDING, RUNNING, "Suspended") and (
+                old_status.get("runGeneration") is not None):
+            self.events.record(body, "Warning", "RunReplaced", (
+                f"the spec changed while run {old_status['runGeneration']} was in progress; "
+                f"its running Jobs are stopped and run {run.generation} starts"))
         self._record_transitions(body, plan, before, states)
         was_finished = old_status.get("phase") in FINISHED and not run.is_new
         if decision.finished and not was_finished:
