@@ -11,6 +11,7 @@ import asyncio
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -59,7 +60,6 @@ class _Deferred:
         try:
             self.fn()
         except Exception:
-            import traceback
             self.failures.append(traceback.format_exc())
 
     def cancel(self) -> None:

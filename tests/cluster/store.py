@@ -6,10 +6,11 @@ split, optimistic concurrency (409 on a stale resourceVersion), finalizers with
 deletionTimestamp, and owner-reference garbage collection with Background, Foreground and Orphan
 propagation.
 
-Every change is appended to a bounded history of watch events, which watches replay from a
-resourceVersion, and passed to listeners (watch wake-ups, the Job controller, CRD registration).
-All methods are thread-safe: tests call them from their own thread, the HTTP server from its loop.
-Stored objects are never mutated in place, so readers may hold them without copying.
+Every change is appended to a bounded per-resource history of watch events, which watches
+replay from a resourceVersion (like the API server's watch cache), and is passed to listeners
+(watch wake-ups, the Job controller, CRD registration). All methods are thread-safe: tests
+call them from their own thread, the HTTP server from its loop. Stored objects are never
+mutated in place, so readers may hold them without copying.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ class Store:
         self._dependents: dict[str, set[ObjKey]] = defaultdict(set)
         self._foreground: set[ObjKey] = set()
         self._rv = 1
-        self.history: deque[Event] = deque(maxlen=history_limit)
+        self.history_limit = history_limit
+        self._history: dict[str, deque[Event]] = defaultdict(deque)
+        self._floor: dict[str, int] = defaultdict(int)  # rv of the newest forgotten event
         self.listeners: list[Listener] = []
 
     # --- reading ------------------------------------------------------------------------------
@@ -106,20 +109,25 @@ class Store:
             items = [objects[k] for k in keys if predicate is None or predicate(objects[k])]
             return items, self._rv
 
-    def events_since(self, rv: int) -> list[Event] | None:
-        """Events after `rv`, or None if the history no longer reaches back that far (410)."""
+    def events_since(self, storage_key: str, rv: int) -> list[Event] | None:
+        """A resource's events after `rv`, or None if they are no longer all known (410)."""
         with self.lock:
-            if rv >= self._rv:
-                return []
-            if not self.history or self.history[0].rv > rv + 1:
+            if rv < self._floor[storage_key]:
                 return None
             result = []
-            for event in reversed(self.history):
+            for event in reversed(self._history[storage_key]):
                 if event.rv <= rv:
                     break
                 result.append(event)
             result.reverse()
             return result
+
+    def compact(self) -> None:
+        """Forget all watch history, as etcd compaction does: older versions then get 410."""
+        with self.lock:
+            for key in list(self._history):
+                self._history[key].clear()
+                self._floor[key] = self._rv
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -161,8 +169,10 @@ class Store:
               content_type: str, subresource: str | None = None) -> dict[str, Any]:
         with self.lock:
             old = self.lookup(rt, namespace, name)
-            if old is None and content_type == APPLY and not subresource:
-                return self.create(rt, namespace, patch)
+            if old is None and content_type == APPLY and not subresource and \
+                    isinstance(patch, dict):
+                meta = {**(patch.get("metadata") or {}), "name": name}
+                return self.create(rt, namespace, {**patch, "metadata": meta})
             if old is None:
                 raise errors.not_found(rt.plural, rt.group, name)
             candidate = apply_patch(old, patch, content_type)
@@ -335,7 +345,10 @@ class Store:
     def _emit(self, kind: str, rt: ResourceType, obj: dict[str, Any],
               old: dict[str, Any] | None) -> None:
         event = Event(int(obj["metadata"]["resourceVersion"]), kind, rt.storage_key, obj, old)
-        self.history.append(event)
+        history = self._history[rt.storage_key]
+        if len(history) >= self.history_limit:
+            self._floor[rt.storage_key] = history.popleft().rv
+        history.append(event)
         if rt.storage_key == CRDS:
             self._register_crd(event)
         for listener in list(self.listeners):

@@ -279,7 +279,7 @@ def test_watch_resumes_from_a_resource_version_or_answers_410(cluster: Cluster) 
 
     resumed = watch(first["metadata"]["resourceVersion"])
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in resumed] == [("ADDED", "b")]
-    cluster.store.history.clear()  # pretend the history was compacted
+    cluster.store.compact()
     expired = watch("1")
     assert expired[0]["type"] == "ERROR" and expired[0]["object"]["code"] == 410
 

@@ -1,7 +1,7 @@
 """Watch streams: `?watch=true` as JSON lines of ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events.
 
 Each stream keeps a cursor (the last resourceVersion it sent) and replays the store's history
-from it, so a watch resumed with `resourceVersion=N` misses nothing, and one that asks for a
+of its resource from it, so a watch resumed with `resourceVersion=N` misses nothing, and one that asks for a
 version older than the history gets the `410 Gone` ERROR event that makes kopf re-list.
 A change that makes an object match or stop matching the stream's selectors arrives as ADDED or
 DELETED, as from a real server. Streams end on `timeoutSeconds`, on `drop()` (fault injection,
@@ -167,7 +167,7 @@ class _Stream:
             self.watcher.wakeup.clear()
 
     async def _flush(self) -> bool:
-        events = self.hub.store.events_since(self.cursor)
+        events = self.hub.store.events_since(self.watcher.rt.storage_key, self.cursor)
         if events is None:
             error = gone(f"too old resource version: {self.cursor}")
             await self._send("ERROR", error.status())
