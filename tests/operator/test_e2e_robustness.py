@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from operator_harness import job_runs, status_of, wait_phase, workflow
 
 from cluster.jobs import Outcome
+from operator_harness import job_runs, status_of, wait_phase, workflow
 
 pytestmark = pytest.mark.cluster(time_scale=0.5)
 

@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 import yaml
+
 from operator_harness import ROOT, wait_phase
 
 pytestmark = [
