@@ -34,6 +34,7 @@ class Row:
     phase: str
     start: float | None  # seconds after the run started
     end: float | None
+    kept: bool = False  # ran in an earlier run and was kept (``rerun --failed``): no bar on this axis
 
 
 def timeline_rows(status: Mapping[str, Any], now: float | None = None) -> tuple[list[Row], float]:
@@ -47,10 +48,13 @@ def timeline_rows(status: Mapping[str, Any], now: float | None = None) -> tuple[
         end = parse_time(entry.get("finishedAt"))
         if start is not None and end is None:
             end = now if now is not None else start
+        # A step kept by ``rerun --failed`` started and ended before this run did; drawn on this
+        # run's axis its bar would start at a negative column and push the row out of the table.
+        kept = start is not None and end is not None and start < origin and end < origin
         rows.append(Row(name, entry.get("group", 0), entry.get("phase", "Pending"),
                         None if start is None else start - origin,
-                        None if end is None else end - origin))
-    span = max((r.end for r in rows if r.end is not None), default=0.0)
+                        None if end is None else end - origin, kept))
+    span = max((r.end for r in rows if r.end is not None and not r.kept), default=0.0)
     finished = parse_time(status.get("finishedAt"))
     if finished is not None:
         span = max(span, finished - origin)
@@ -58,18 +62,29 @@ def timeline_rows(status: Mapping[str, Any], now: float | None = None) -> tuple[
 
 
 def bar_columns(row: Row, span: float, width: int) -> tuple[int, int] | None:
-    """The [first, last) columns of a row's bar; at least one column for any step that ran."""
-    if row.start is None or span <= 0:
-        return None if row.start is None else (0, 1)
-    first = min(int(row.start / span * width), width - 1)
+    """The [first, last) columns of a row's bar; at least one column for any step that ran.
+
+    Both ends are rounded the same way, so a step that starts after another ended never shares
+    a column with it (truncating the start but rounding the end drew sequential steps
+    overlapping by a column), and the bar is clamped to the chart.
+    """
+    if row.start is None or row.kept:
+        return None
+    if span <= 0:
+        return 0, 1
+    first = min(max(round(row.start / span * width), 0), width - 1)
     last = max(first + 1, round((row.end if row.end is not None else row.start) / span * width))
     return first, min(last, width)
 
 
 def chart_width(status: Mapping[str, Any], console_width: int) -> int:
-    """Columns left for bars once names, group, phase and duration are shown."""
-    longest = max((len(n) for n in status.get("steps") or {}), default=4)
-    return max(console_width - longest - 34, 20)
+    """Columns left for bars once names, group, phase and duration are shown.
+
+    The step column is never narrower than its header ``step``: with shorter names the rows
+    used to overflow the console and rich cut every bar short with an ellipsis.
+    """
+    longest = max((len(n) for n in status.get("steps") or {}), default=0)
+    return max(console_width - max(longest, len("step")) - 34, 20)
 
 
 def render_timeline(status: Mapping[str, Any], width: int = 50, now: float | None = None) -> Table:
@@ -86,13 +101,18 @@ def render_timeline(status: Mapping[str, Any], width: int = 50, now: float | Non
         style = PHASE_STYLES.get(row.phase, "white")
         bar = Text(" " * width)
         if cols is None:
-            bar = Text(f"{'(' + row.phase.lower() + ')':<{width}}", style="dim")
+            bar = Text(f"{_placeholder(row):<{width}}", style="dim")
         else:
             bar = Text(" " * cols[0]) + Text("█" * (cols[1] - cols[0]), style=style)
             bar += Text(" " * (width - cols[1]))
         took = human_duration(row.end - row.start) if row.start is not None and row.end else ""
         table.add_row(row.name, str(row.group + 1), Text(row.phase, style=style), took, bar)
     return table
+
+
+def _placeholder(row: Row) -> str:
+    """What stands in the chart for a row without a bar."""
+    return "(kept from an earlier run)" if row.kept else f"({row.phase.lower()})"
 
 
 def timeline_svg(status: Mapping[str, Any], now: float | None = None) -> str:
@@ -106,8 +126,8 @@ def timeline_svg(status: Mapping[str, Any], now: float | None = None) -> str:
     for i, row in enumerate(rows):
         y = top + i * row_h
         parts.append(f'<text x="4" y="{y + 15}">{escape(row.name)}</text>')
-        if row.start is None or span <= 0:
-            parts.append(f'<text x="{label_w}" y="{y + 15}" fill="#888">({row.phase.lower()})</text>')
+        if row.start is None or row.kept or span <= 0:
+            parts.append(f'<text x="{label_w}" y="{y + 15}" fill="#888">{escape(_placeholder(row))}</text>')
             continue
         x = label_w + row.start / span * chart_w
         w = max(((row.end or row.start) - row.start) / span * chart_w, 2)

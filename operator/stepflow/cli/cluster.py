@@ -7,22 +7,26 @@ its namespace unless ``-n`` is given, and ``-A`` for all namespaces.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import urllib3
+from kubernetes.client.exceptions import ApiException
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from stepflow.operator.api import Api, NotFound
-from stepflow.operator.reconcile import RERUN_FAILED_ANNOTATION
 from stepflow.plan import compile_workflow, to_dot, to_mermaid
-from stepflow.spec import API_GROUP, API_VERSION, SpecError
+from stepflow.spec import API_GROUP, API_VERSION, RERUN_FAILED_ANNOTATION, SpecError
 from stepflow.status import human_duration, parse_time, rfc3339
 from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline, timeline_svg
+
+if TYPE_CHECKING:  # the client and kopf load only when a cluster command runs, not for `run`
+    from stepflow.operator.api import Api
 
 WORKFLOWS = f"/apis/{API_GROUP}/{API_VERSION}"
 IN_PROGRESS = ("Pending", "Running", "Suspended")
@@ -37,7 +41,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
         if needs_name:
             parser.add_argument("name", metavar="NAME")
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=_api_errors_as_messages(handler))
         return parser
 
     listing = command("list", cmd_list, "list workflows with phase, progress, age and duration", False)
@@ -60,9 +64,30 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 # --- connection --------------------------------------------------------------------------------
 
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _api_errors_as_messages(handler: Handler) -> Handler:
+    """An unreachable or refusing API server is a one-line error and exit 1, not a traceback."""
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ApiException as exc:
+            raise SystemExit(f"error: the API server answered {exc.status} {exc.reason}: "
+                             f"{(exc.body or '').strip()[:300]}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            reason = getattr(exc, "reason", None) or exc
+            raise SystemExit(f"error: cannot reach the API server: {reason}") from None
+
+    return run
+
+
 def connect(args: argparse.Namespace) -> tuple[Api, str]:
     """An API handle and the namespace to use, the way kubectl picks them."""
     from kubernetes import client, config
+
+    from stepflow.operator.api import Api
 
     configuration = client.Configuration()
     try:
@@ -73,8 +98,15 @@ def connect(args: argparse.Namespace) -> tuple[Api, str]:
             contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
             active = next((c for c in contexts if c["name"] == args.context), active)
         default_namespace = (active or {}).get("context", {}).get("namespace") or "default"
-    except config.ConfigException:
-        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException as exc:
+        # In-cluster credentials are the fallback only when no kubeconfig was asked for, and a
+        # failed fallback reports the kubeconfig's problem (not "Service host/port is not set").
+        if args.kubeconfig or args.context:
+            raise SystemExit(f"error: {exc}") from None
+        try:
+            config.load_incluster_config(client_configuration=configuration)
+        except config.ConfigException:
+            raise SystemExit(f"error: {exc} (and not running in a cluster)") from None
         default_namespace = "default"
     return Api(client.ApiClient(configuration)), args.namespace or default_namespace
 
@@ -84,6 +116,8 @@ def _workflow_path(namespace: str, name: str) -> str:
 
 
 def get_workflow(api: Api, namespace: str, name: str) -> dict[str, Any]:
+    from stepflow.operator.api import NotFound
+
     try:
         return api.request("GET", _workflow_path(namespace, name))
     except NotFound:
@@ -91,6 +125,8 @@ def get_workflow(api: Api, namespace: str, name: str) -> dict[str, Any]:
 
 
 def patch_workflow(api: Api, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    from stepflow.operator.api import NotFound
+
     try:
         return api.request("PATCH", _workflow_path(namespace, name), body=patch,
                            content_type="application/merge-patch+json")
@@ -207,6 +243,17 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attempt_order(pod: dict[str, Any]) -> tuple[str, bool]:
+    """Sort key of a Job's pods, the last attempt last.
+
+    ``creationTimestamp`` has whole seconds, so quick retries tie. Every attempt before the
+    last one failed (or there would be no retry), so among equals a pod that did not fail is
+    the newest one.
+    """
+    phase = (pod.get("status") or {}).get("phase")
+    return pod["metadata"].get("creationTimestamp") or "", phase != "Failed"
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     api, namespace = connect(args)
     entry = ((get_workflow(api, namespace, args.name).get("status") or {}).get("steps") or {}).get(args.step)
@@ -217,7 +264,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     pods = api.job_pods(namespace, entry["jobName"])
     if not pods:
         raise SystemExit(f"error: Job {entry['jobName']} has no pods (they may have been deleted)")
-    newest = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+    newest = max(pods, key=_attempt_order)
     path = f"/api/v1/namespaces/{namespace}/pods/{newest['metadata']['name']}/log"
     for chunk in api.stream(path, query={"container": "step", "follow": str(args.follow).lower()}):
         sys.stdout.write(chunk)

@@ -1,0 +1,467 @@
+"""The cluster commands of ``stepflow`` against the emulator, with the real operator running.
+
+Mirror: ``operator/stepflow/cli/cluster.py``. Two emulators per module keep the file quick:
+``phases`` holds one workflow in every phase and is only read; ``steering`` is where the tests
+that suspend, resume and rerun work, each on workflows of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cluster.cluster import Cluster
+from cluster.crds import workflow_crd
+from cluster.jobs import Outcome
+from cluster.kubeconfig import kubeconfig_dict
+from operator_harness import ROOT, OperatorProcess, free_port, job_runs, status_of, wait_phase, workflow
+from stepflow.cli import main
+from stepflow.timeline import Row, bar_columns
+
+TIME_SCALE = 0.5
+BAR = "█"
+
+
+def step(name: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "script": f"echo {name}", **fields}
+
+
+def fate(cluster: Cluster, wf: str, step_name: str, **outcome: Any) -> None:
+    """The Job of one step of one workflow ends as told."""
+    cluster.jobs.when(Outcome(**outcome), step=step_name, labels={"stepflow.dev/workflow": wf})
+
+
+@contextlib.contextmanager
+def _emulator_with_operator(tmp: Path, *args: str) -> Iterator[Cluster]:
+    with Cluster(kubeconfig=tmp / "kubeconfig", crds=[workflow_crd()], time_scale=TIME_SCALE) as cluster:
+        operator = OperatorProcess(cluster, tmp / "operator.log", *args).start()
+        try:
+            yield cluster
+        finally:
+            operator.stop()
+    assert not cluster.failures, "emulator failures:\n" + "\n".join(cluster.failures)
+
+
+@pytest.fixture(scope="module")
+def phases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Workflows in every phase, under an operator-wide cap of 2 running steps.
+
+    done (Succeeded): [a b] [c] [d e];  broken (Failed): [x(exit 3) y] [z skipped];
+    invalid (Failed, InvalidSpec); busy (Running, holds both slots); waiting (Pending, no slot);
+    paused (Suspended); team-b/other (Succeeded, another namespace).
+    """
+    with _emulator_with_operator(tmp_path_factory.mktemp("phases"), "--max-running-jobs", "2") as cluster:
+        fate(cluster, "done", "a", duration=0.6, logs="hello from a\nsecond line\n")
+        fate(cluster, "done", "b", duration=0.3)
+        fate(cluster, "done", "c", duration=0.4)
+        fate(cluster, "done", "d", duration=0.3)
+        fate(cluster, "done", "e", duration=0.3)
+        fate(cluster, "broken", "x", duration=0.2, exit_code=3, message="disk full\n")
+        fate(cluster, "broken", "y", duration=0.4)
+        fate(cluster, "busy", "long1", duration=600)
+        fate(cluster, "busy", "long2", duration=600)
+        # One after another: under the cap, two workflows at once would share the two slots.
+        for body in (workflow("done", [step("a", parallel=True), step("b", parallel=True), step("c"),
+                                       step("d", parallel=True), step("e", parallel=True)]),
+                     workflow("broken", [step("x", parallel=True), step("y", parallel=True), step("z")]),
+                     workflow("invalid", [step("p", dependsOn=["missing"])]),
+                     workflow("other", [step("solo")], namespace="team-b")):
+            cluster.create(body)
+            wait_phase(cluster, body["metadata"]["name"], timeout=30, namespace=body["metadata"]["namespace"])
+        cluster.create(workflow("busy", [step("long1", parallel=True), step("long2", parallel=True),
+                                         step("after")]))
+        cluster.wait_for(lambda: status_of(cluster, "busy").get("progress") == "0/3" and all(
+            status_of(cluster, "busy")["steps"][s]["phase"] == "Running" for s in ("long1", "long2")),
+            timeout=15)
+        cluster.create(workflow("waiting", [step("w")]))
+        cluster.wait_for(lambda: status_of(cluster, "waiting").get("reason") == "WaitingForSlot", timeout=15)
+        cluster.create(workflow("paused", [step("p1"), step("p2")], suspend=True))
+        wait_phase(cluster, "paused", ["Suspended"], timeout=15)
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def steering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """An emulator with an uncapped operator, for the commands that change workflows."""
+    with _emulator_with_operator(tmp_path_factory.mktemp("steering")) as cluster:
+        yield cluster
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+Cli = Callable[..., Result]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """``stepflow ARGS --kubeconfig <emulator>`` in-process, on a 200-column plain console."""
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("TERM", "dumb")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+
+    def run(cluster: Cluster, *argv: str, kubeconfig: Path | None = None) -> Result:
+        capsys.readouterr()
+        error = ""
+        try:
+            code = main([*argv, "--kubeconfig", str(kubeconfig or cluster.kubeconfig)])
+        except SystemExit as exc:  # what the interpreter would do with it
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            error = f"{exc.code}\n" if isinstance(exc.code, str) else ""
+        out, err = capsys.readouterr()
+        return Result(code, out, err + error)
+
+    return run
+
+
+def by_name(result: Result, column: int) -> dict[str, list[str]]:
+    """Table rows keyed by the word in ``column`` (list: 1 = NAME; status: 1 = STEP)."""
+    rows = {}
+    for line in result.out.splitlines():
+        words = line.split()
+        if len(words) > column:
+            rows[words[column]] = words
+    return rows
+
+
+# --- list --------------------------------------------------------------------------------------
+
+def test_list_shows_namespace_name_phase_and_progress_of_every_workflow(phases, cli):
+    result = cli(phases, "list")
+    assert result.code == 0, result.err
+    header, *lines = [line for line in result.out.splitlines() if line.strip()]
+    assert header.split() == ["NAMESPACE", "NAME", "PHASE", "PROGRESS", "AGE", "DURATION"]
+    rows = {line.split()[1]: line.split() for line in lines}
+    assert sorted(rows) == ["broken", "busy", "done", "invalid", "paused", "waiting"]  # not team-b's
+    assert rows["done"][:4] == ["default", "done", "Succeeded", "5/5"]
+    assert rows["broken"][:4] == ["default", "broken", "Failed", "3/3"]  # steps over
+    assert rows["busy"][:4] == ["default", "busy", "Running", "0/3"]
+    assert rows["waiting"][:4] == ["default", "waiting", "Pending", "0/1"]
+    assert rows["paused"][:4] == ["default", "paused", "Suspended", "0/2"]
+    assert rows["invalid"][:3] == ["default", "invalid", "Failed"]
+    assert len(rows["done"]) == 6  # an age and a duration
+    assert [line.split()[1] for line in lines] == sorted(rows)  # sorted by name
+
+
+def test_list_scopes_namespaces_like_kubectl(phases, cli):
+    only_b = cli(phases, "list", "-n", "team-b")
+    assert [line.split()[:4] for line in only_b.out.splitlines()[1:] if line.strip()] == [
+        ["team-b", "other", "Succeeded", "1/1"]]
+
+    everywhere = cli(phases, "list", "-A")
+    keys = [tuple(line.split()[:2]) for line in everywhere.out.splitlines()[1:] if line.strip()]
+    assert ("team-b", "other") in keys and ("default", "done") in keys
+    assert len(keys) == 7 and keys == sorted(keys)
+
+    empty = cli(phases, "list", "-n", "nobody-here")
+    assert empty.code == 0 and empty.out == ""
+    assert "No workflows found in nobody-here" in empty.err
+
+
+def test_context_sets_the_default_namespace(phases, cli, tmp_path):
+    config = kubeconfig_dict(phases.url)
+    config["contexts"].append({"name": "team-b", "context": {"cluster": "emulator", "user": "emulator",
+                                                             "namespace": "team-b"}})
+    path = tmp_path / "two-contexts"
+    path.write_text(yaml.safe_dump(config))
+    result = cli(phases, "list", "--context", "team-b", kubeconfig=path)
+    names = [line.split()[1] for line in result.out.splitlines()[1:] if line.strip()]
+    assert names == ["other"]
+
+
+# --- status ------------------------------------------------------------------------------------
+
+def test_status_shows_one_line_per_step_with_group_phase_job_and_failure_details(phases, cli):
+    result = cli(phases, "status", "broken")
+    assert result.code == 0, result.err
+    title = result.out.splitlines()[0]
+    assert title.startswith("default/broken: Failed 3/3") and '"x"' in title
+    rows = by_name(result, 1)
+    assert [w[:3] for w in (rows["x"], rows["y"], rows["z"])] == [
+        ["1", "x", "Failed"], ["1", "y", "Succeeded"], ["2", "z", "Skipped"]]
+    assert "broken-1-x" in rows["x"] and "broken-1-y" in rows["y"]
+    failed = " ".join(rows["x"])
+    assert "exit code 3" in failed and "BackoffLimitExceeded" in failed and "disk full" in failed
+    skipped = " ".join(rows["z"])
+    assert "broken-1-z" not in skipped and '"x"' in skipped  # the reason names the upstream step
+
+
+def test_status_of_running_pending_suspended_and_invalid_workflows(phases, cli):
+    busy = by_name(cli(phases, "status", "busy"), 1)
+    assert busy["long1"][:3] == ["1", "long1", "Running"] and "busy-1-long1" in busy["long1"]
+    assert busy["long2"][:3] == ["1", "long2", "Running"] and "busy-1-long2" in busy["long2"]
+    assert busy["after"][:3] == ["2", "after", "Pending"]
+
+    waiting = cli(phases, "status", "waiting")
+    assert waiting.out.startswith("default/waiting: Pending")
+    assert by_name(waiting, 1)["w"][:4] == ["1", "w", "Pending", "WaitingForSlot:"]
+
+    paused = cli(phases, "status", "paused")
+    assert paused.out.startswith("default/paused: Suspended")
+    assert {name: words[2] for name, words in by_name(paused, 1).items() if name.startswith("p")} == {
+        "p1": "Pending", "p2": "Pending"}
+
+    invalid = cli(phases, "status", "invalid")
+    assert invalid.code == 0
+    assert invalid.out.startswith("default/invalid: Failed") and 'unknown step "missing"' in invalid.out
+
+
+@pytest.mark.xfail(strict=True, reason="operator bug: a step's finishedAt is the Job's second-precision "
+                   "completionTime, its startedAt the operator's millisecond clock")
+def test_status_never_shows_a_step_ending_before_it_started(steering, cli):
+    steps = [step(f"s{i}") for i in range(6)]  # ~5 ms each: start and end nearly always share a second
+    steering.create(workflow("quick", steps))
+    wait_phase(steering, "quick")
+    rows = by_name(cli(steering, "status", "quick"), 1)
+    durations = {name: rows[name][4] for name in (s["name"] for s in steps)}
+    assert not [d for d in durations.values() if d.startswith("-")], durations
+
+
+# --- timeline ----------------------------------------------------------------------------------
+
+def bars(result: Result) -> dict[str, tuple[int, int] | str]:
+    """Each row's bar as [first, last) columns, or its placeholder text such as ``(skipped)``."""
+    found: dict[str, tuple[int, int] | str] = {}
+    for line in result.out.splitlines():
+        cells = line.split("│")
+        if len(cells) != 5:
+            continue
+        name, chart = cells[0].strip(), cells[4]
+        columns = [i for i, char in enumerate(chart) if char == BAR]
+        if columns:
+            assert columns == list(range(columns[0], columns[-1] + 1)), line  # one solid bar
+            found[name] = (columns[0], columns[-1] + 1)
+        else:
+            found[name] = chart.strip()
+    return found
+
+
+def overlap(a: tuple[int, int] | str, b: tuple[int, int] | str) -> bool:
+    assert isinstance(a, tuple) and isinstance(b, tuple), (a, b)
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_timeline_puts_parallel_bars_side_by_side_and_sequential_ones_after_each_other(phases, cli):
+    result = cli(phases, "timeline", "done")
+    assert result.code == 0, result.err
+    chart = bars(result)
+    assert list(chart) == ["a", "b", "c", "d", "e"]  # document order
+    a, b, c, d, e = (chart[n] for n in "abcde")
+    assert overlap(a, b) and overlap(d, e)
+    for earlier, later in ((a, c), (b, c), (c, d), (c, e)):
+        assert not overlap(earlier, later) and earlier[0] < later[0], chart  # type: ignore[index]
+    assert "timeline (total" in result.out and "…" not in result.out  # short names: no bar cut short
+
+
+def test_a_step_starting_just_after_another_ended_never_shares_its_column():
+    """timeline.py: both ends of a bar round the same way (the start used to be truncated)."""
+    earlier, later = Row("a", 0, "Succeeded", 0.0, 10.6), Row("b", 1, "Succeeded", 10.65, 20.0)
+    first, last = bar_columns(earlier, 60.0, 60), bar_columns(later, 60.0, 60)
+    assert first is not None and last is not None and first[1] <= last[0]
+
+
+def test_timeline_lists_skipped_steps_without_a_bar(phases, cli):
+    chart = bars(cli(phases, "timeline", "broken"))
+    assert list(chart) == ["x", "y", "z"]
+    assert overlap(chart["x"], chart["y"])
+    assert chart["z"] == "(skipped)"
+
+
+def test_timeline_svg_has_one_rect_per_step_that_ran(phases, cli, tmp_path):
+    target = tmp_path / "broken.svg"
+    result = cli(phases, "timeline", "broken", "--svg", str(target))
+    assert result.code == 0 and f"wrote {target}" in result.out
+    root = ET.parse(target).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    rects = root.findall(f"{ns}rect")
+    assert sorted(r.find(f"{ns}title").text for r in rects) == ["x: Failed", "y: Succeeded"]
+    texts = [t.text for t in root.findall(f"{ns}text")]
+    assert "z" in texts and "(skipped)" in texts
+
+    done = tmp_path / "done.svg"
+    cli(phases, "timeline", "done", "--svg", str(done))
+    rects = {r.find(f"{ns}title").text.split(":")[0]: float(r.get("x"))
+             for r in ET.parse(done).getroot().findall(f"{ns}rect")}
+    assert sorted(rects) == ["a", "b", "c", "d", "e"]
+    assert rects["a"] == rects["b"] < rects["c"] < rects["d"] == rects["e"]
+
+
+# --- logs --------------------------------------------------------------------------------------
+
+def test_logs_prints_the_pod_log(phases, cli):
+    result = cli(phases, "logs", "done", "a")
+    assert result.code == 0 and result.out == "hello from a\nsecond line\n"
+    assert cli(phases, "logs", "done", "a", "-f").out == "hello from a\nsecond line\n"
+
+    [pod] = phases.objects("pods", labels={"job-name": "done-1-c"})
+    phases.set_pod_log(pod["metadata"]["name"], "custom\nlog of c\n")
+    assert cli(phases, "logs", "done", "c").out == "custom\nlog of c\n"
+
+
+def test_logs_of_a_retried_step_come_from_its_last_attempt(steering, cli):
+    steering.jobs.when([Outcome(exit_code=1, logs="attempt 1\n"), Outcome(logs="attempt 2\n")],
+                       step="flaky-step", labels={"stepflow.dev/workflow": "retried"})
+    steering.create(workflow("retried", [step("flaky-step", retries=1)]))
+    assert wait_phase(steering, "retried")["phase"] == "Succeeded"
+    assert len(steering.objects("pods", labels={"job-name": "retried-1-flaky-step"})) == 2
+    assert cli(steering, "logs", "retried", "flaky-step").out == "attempt 2\n"
+
+
+def test_logs_of_a_step_without_a_pod_say_why(phases, cli):
+    not_started = cli(phases, "logs", "waiting", "w")
+    assert not_started.code == 1 and 'step "w" has not started' in not_started.err
+    unknown = cli(phases, "logs", "done", "nope")
+    assert unknown.code == 1 and 'workflow "done" has no step "nope"' in unknown.err
+
+
+# --- graph -------------------------------------------------------------------------------------
+
+def test_graph_mermaid_and_dot_show_every_step_coloured_by_phase(phases, cli):
+    mermaid = cli(phases, "graph", "broken", "-o", "mermaid")
+    assert mermaid.code == 0 and mermaid.out.startswith("flowchart TD")
+    for node, phase in (("s_x", "Failed"), ("s_y", "Succeeded"), ("s_z", "Skipped")):
+        assert f"class {node} {phase}" in mermaid.out
+        assert f"classDef {phase} fill:#" in mermaid.out
+    assert "s_x -->" in mermaid.out or "--> s_z" in mermaid.out
+
+    dot = cli(phases, "graph", "busy", "-o", "dot")
+    assert dot.code == 0 and dot.out.startswith('digraph "busy"')
+    assert '"long1" [label="long1", style="rounded,filled", fillcolor="#9ecbff"]' in dot.out  # Running
+    assert '"after" [label="after", style="rounded,filled", fillcolor="#eeeeee"]' in dot.out  # Pending
+    assert '"long2"' in dot.out and "->" in dot.out
+
+
+def test_graph_of_an_invalid_workflow_prints_its_errors(phases, cli):
+    result = cli(phases, "graph", "invalid")
+    assert result.code == 1 and result.out == ""
+    assert 'invalid: spec.steps[0].dependsOn[0]' in result.err and "missing" in result.err
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv", [["status", "nope"], ["timeline", "nope"], ["logs", "nope", "a"],
+                                  ["suspend", "nope"], ["resume", "nope"], ["rerun", "nope"],
+                                  ["graph", "nope"]])
+def test_an_unknown_workflow_is_a_clear_error(phases, cli, argv):
+    result = cli(phases, *argv)
+    assert result.code == 1 and result.out == ""
+    assert result.err == 'error: workflow "nope" not found in namespace "default"\n'
+
+
+def test_an_unknown_workflow_exits_1_from_the_shell(phases):
+    done = subprocess.run([sys.executable, "-m", "stepflow", "status", "nope", "-n", "team-b",
+                           "--kubeconfig", str(phases.kubeconfig)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip() == 'error: workflow "nope" not found in namespace "team-b"'
+
+
+def test_a_bad_kubeconfig_or_context_or_a_dead_server_is_one_line_not_a_traceback(phases, cli, tmp_path):
+    missing = cli(phases, "list", kubeconfig=tmp_path / "missing")
+    assert missing.code == 1 and missing.err.startswith("error: ") and "Traceback" not in missing.err
+    assert "Service host/port" not in missing.err  # not the in-cluster fallback's complaint
+
+    no_context = cli(phases, "status", "done", "--context", "nope")
+    assert no_context.code == 1 and "nope" in no_context.err and no_context.err.count("\n") == 1
+
+    dead = tmp_path / "dead"
+    dead.write_text(yaml.safe_dump(kubeconfig_dict(f"http://127.0.0.1:{free_port()}")))
+    unreachable = cli(phases, "list", kubeconfig=dead)
+    assert unreachable.code == 1 and unreachable.err.startswith("error: cannot reach the API server")
+
+
+# --- steering ----------------------------------------------------------------------------------
+
+def test_status_watch_returns_when_the_workflow_ends(steering, cli):
+    fate(steering, "watched", "slow", duration=3.0)  # 1.5 s at the time scale
+    steering.create(workflow("watched", [step("slow"), step("then")]))
+    wait_phase(steering, "watched", ["Running"])
+    result = cli(steering, "status", "watched", "--watch")
+    assert result.code == 0
+    assert status_of(steering, "watched")["phase"] == "Succeeded"  # returned only once it was over
+    assert "default/watched: Succeeded 2/2" in result.out
+
+
+def test_suspend_and_resume_flip_spec_suspend_and_the_operator_follows(steering, cli):
+    fate(steering, "steered", "first", duration=2.0)
+    steering.create(workflow("steered", [step("first"), step("second")]))
+    steering.wait_for(lambda: "first" in job_runs(steering, "steered"), timeout=10)
+
+    result = cli(steering, "suspend", "steered")
+    assert result.code == 0 and "suspended" in result.out
+    assert steering.get("workflows", "steered")["spec"]["suspend"] is True
+    wait_phase(steering, "steered", ["Suspended"])
+    steering.wait_for(lambda: status_of(steering, "steered")["steps"]["first"]["phase"] == "Succeeded",
+                      timeout=10)
+    assert status_of(steering, "steered")["phase"] == "Suspended"
+    assert "second" not in job_runs(steering, "steered")  # nothing new starts
+
+    result = cli(steering, "resume", "steered")
+    assert result.code == 0 and "resumed" in result.out
+    assert steering.get("workflows", "steered")["spec"]["suspend"] is False
+    status = wait_phase(steering, "steered")
+    assert status["phase"] == "Succeeded" and status["runGeneration"] == 1
+    assert "second" in job_runs(steering, "steered")
+
+
+def test_rerun_starts_a_new_run_with_new_jobs_and_refuses_while_running(steering, cli):
+    fate(steering, "again", "only", duration=1.0)
+    steering.create(workflow("again", [step("only")]))
+    wait_phase(steering, "again", ["Running"])
+    refused = cli(steering, "rerun", "again")
+    assert refused.code == 1 and "is Running" in refused.err
+    assert "runToken" not in steering.get("workflows", "again")["spec"]
+
+    first = wait_phase(steering, "again")
+    result = cli(steering, "rerun", "again")
+    assert result.code == 0 and "new run requested" in result.out
+    steering.wait_for(lambda: status_of(steering, "again").get("runGeneration", 0) > first["runGeneration"])
+    second = wait_phase(steering, "again")
+    assert second["phase"] == "Succeeded"
+    jobs = sorted(j["metadata"]["name"] for j in steering.objects("jobs", labels={
+        "stepflow.dev/workflow": "again"}))
+    assert jobs == [f"again-{first['runGeneration']}-only", f"again-{second['runGeneration']}-only"]
+
+
+def test_rerun_failed_keeps_successes_and_reruns_failed_and_skipped_steps(steering, cli):
+    fate(steering, "flaky", "bad", exit_code=2, duration=0.2)
+    steering.create(workflow("flaky", [step("good", parallel=True), step("bad", parallel=True),
+                                       step("last")]))
+    first = wait_phase(steering, "flaky")
+    assert first["phase"] == "Failed" and first["steps"]["last"]["phase"] == "Skipped"
+
+    fate(steering, "flaky", "bad", exit_code=0, duration=0.2)  # fixed
+    result = cli(steering, "rerun", "flaky", "--failed")
+    assert result.code == 0 and "keeping successful steps" in result.out
+    steering.wait_for(lambda: status_of(steering, "flaky").get("runGeneration", 0) > first["runGeneration"])
+    second = wait_phase(steering, "flaky")
+    assert second["phase"] == "Succeeded" and second["progress"] == "3/3"
+    run = second["runGeneration"]
+    jobs = {j["metadata"]["name"]
+            for j in steering.objects("jobs", labels={"stepflow.dev/workflow": "flaky"})}
+    assert f"flaky-{run}-bad" in jobs and f"flaky-{run}-last" in jobs
+    assert f"flaky-{run}-good" not in jobs  # kept, not run again
+    assert second["steps"]["good"]["jobName"] == f"flaky-{first['runGeneration']}-good"
+
+    # The kept step ran before this run started; the chart must stay within its columns.
+    timeline = cli(steering, "timeline", "flaky")
+    widths = {len(line) for line in timeline.out.splitlines() if line.count("│") == 4}
+    assert len(widths) == 1, timeline.out
+    chart = bars(timeline)
+    assert isinstance(chart["bad"], tuple) and isinstance(chart["last"], tuple)
+    assert chart["bad"][1] <= chart["last"][0]
+    assert chart["good"] == "(kept from an earlier run)"
+    assert "…" not in timeline.out  # nothing cut short
