@@ -219,8 +219,6 @@ def test_status_of_running_pending_suspended_and_invalid_workflows(phases, cli):
     assert invalid.out.startswith("default/invalid: Failed") and 'unknown step "missing"' in invalid.out
 
 
-@pytest.mark.xfail(strict=True, reason="operator bug: a step's finishedAt is the Job's second-precision "
-                   "completionTime, its startedAt the operator's millisecond clock")
 def test_status_never_shows_a_step_ending_before_it_started(steering, cli):
     steps = [step(f"s{i}") for i in range(6)]  # ~5 ms each: start and end nearly always share a second
     steering.create(workflow("quick", steps))

@@ -16,6 +16,7 @@ from stepflow.operator.jobs import (
     spec_hash,
 )
 from stepflow.plan import compile_workflow
+from stepflow.status import parse_time
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
@@ -100,10 +101,10 @@ def test_outcome_comes_from_conditions_not_counters():
 
 def test_observe_keeps_terminal_states_and_counts_attempts():
     done = StepState(phase="Cancelled", reason="FailFast")
-    assert observe_job(done, _job([("Complete", {})])) is done
+    assert observe_job(done, _job([("Complete", {})]), now=0.0) is done
     failed = observe_job(StepState(phase=RUNNING),
                          _job([("Failed", {"reason": "BackoffLimitExceeded"})], failed=3,
-                              startTime="2026-01-01T00:00:01Z"))
+                              startTime="2026-01-01T00:00:01Z"), now=2e9)
     assert failed.phase == FAILED and failed.attempts == 3 and failed.job_name == "wf-1-a"
     assert failed.started_at is not None
 
@@ -117,3 +118,13 @@ def test_failure_details_reads_the_newest_pod():
                                      pod("2026-01-01T00:00:05Z", 3, "disk full\n")])
     assert (code, message) == (3, "disk full")
     assert failure_details([]) == (None, "")
+
+
+def test_a_sub_second_step_never_ends_before_it_started():
+    started = parse_time("2026-01-01T00:00:05.700Z")
+    job = _job([("Complete", {})], completionTime="2026-01-01T00:00:05Z")  # whole seconds
+    seen_at = parse_time("2026-01-01T00:00:05.900Z")
+    state = observe_job(StepState(phase=RUNNING, started_at=started), job, now=seen_at)
+    assert state.finished_at == seen_at  # bounded by completionTime + 1 s and by the observation
+    late = observe_job(StepState(phase=RUNNING, started_at=started), job, now=started + 60)
+    assert late.finished_at == parse_time("2026-01-01T00:00:06Z")

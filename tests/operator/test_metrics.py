@@ -114,8 +114,6 @@ def test_the_limit_is_minus_one_when_unlimited(cluster, start_operator):
     assert value(serving(port), "stepflow_running_steps_limit") == -1
 
 
-@pytest.mark.xfail(strict=True, reason="reconcile._observe_wait records a wait only for steps with "
-                   "prerequisites, so slot waits in the first group (or with dependsOn: []) are lost")
 def test_a_slot_wait_in_the_first_group_is_measured(cluster, start_operator):
     port = free_port()
     start_operator("--metrics-port", str(port), "--max-running-jobs", "1")

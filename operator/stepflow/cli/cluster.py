@@ -13,8 +13,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import urllib3
-from kubernetes.client.exceptions import ApiException
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -71,6 +69,9 @@ def _api_errors_as_messages(handler: Handler) -> Handler:
     """An unreachable or refusing API server is a one-line error and exit 1, not a traceback."""
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
+        import urllib3  # here, not at the top: `stepflow run` must not pay for the client
+        from kubernetes.client.exceptions import ApiException
+
         try:
             return handler(args)
         except ApiException as exc:

@@ -146,8 +146,14 @@ def job_outcome(job: Mapping[str, Any]) -> tuple[str, str, str]:
     return RUNNING, "", ""
 
 
-def observe_job(previous: StepState, job: Mapping[str, Any]) -> StepState:
-    """A step's state as its Job shows it; steps already terminal keep their recorded state."""
+def observe_job(previous: StepState, job: Mapping[str, Any], now: float) -> StepState:
+    """A step's state as its Job shows it; steps already terminal keep their recorded state.
+
+    ``now`` is when the operator observes the Job. A Job's completionTime has
+    whole seconds, so the real end lies in [completionTime, completionTime + 1)
+    and no later than ``now``; bounding it so keeps a sub-second step from
+    ending before the millisecond start the operator recorded.
+    """
     if previous.phase in TERMINAL:
         return previous
     status = job.get("status") or {}
@@ -160,7 +166,9 @@ def observe_job(previous: StepState, job: Mapping[str, Any]) -> StepState:
                    + int(status.get("active") or 0), 1)
     finished = None
     if phase in TERMINAL:
-        finished = parse_time(status.get("completionTime")) or _condition_time(job) or started
+        completed = parse_time(status.get("completionTime")) or _condition_time(job)
+        finished = now if completed is None else min(now, completed + 1.0)
+        finished = max(finished, started or finished)
     return replace(previous, phase=phase, reason=reason, message=message, started_at=started,
                    finished_at=finished, attempts=attempts, job_name=meta.get("name", ""),
                    exit_code=0 if phase == SUCCEEDED else previous.exit_code)

@@ -192,7 +192,7 @@ class Reconciler:
             if job is None:
                 states[step.name] = previous
                 continue
-            state = observe_job(previous, job)
+            state = observe_job(previous, job, self.clock())
             if state.phase == FAILED and previous.phase != FAILED:
                 exit_code, message = failure_details(self.api.job_pods(namespace, name))
                 state = replace(state, exit_code=exit_code, termination_message=message)
@@ -248,7 +248,7 @@ class Reconciler:
                              finished_at=now, job_name=job_id)
         self.store.put_job(key, job)
         state = StepState(phase=RUNNING, started_at=now, attempts=1, job_name=job_id)
-        return observe_job(state, job) if job_outcome(job)[0] != RUNNING else state
+        return observe_job(state, job, now) if job_outcome(job)[0] != RUNNING else state
 
     def _write_status(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],
                       new: Mapping[str, Any]) -> None:
@@ -269,7 +269,7 @@ class Reconciler:
             self.events.record(body, "Warning", "RunReplaced", (
                 f"the spec changed while run {old_status['runGeneration']} was in progress; "
                 f"its running Jobs are stopped and run {run.generation} starts"))
-        self._record_transitions(body, plan, before, states)
+        self._record_transitions(body, plan, before, states, run.started_at)
         was_finished = old_status.get("phase") in FINISHED and not run.is_new
         if decision.finished and not was_finished:
             kind = "Normal" if decision.phase == SUCCEEDED else "Warning"
@@ -298,7 +298,7 @@ class Reconciler:
                 self.store.drop_job(key, name)
 
     def _record_transitions(self, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
-                            states: Mapping[str, StepState]) -> None:
+                            states: Mapping[str, StepState], run_started: float) -> None:
         for step in plan.steps:
             old = before.get(step.name, StepState()).phase
             state = states[step.name]
@@ -307,7 +307,7 @@ class Reconciler:
             label = f'step "{step.name}"' + (f" ({step.type})" if step.type else "")
             if old == PENDING and state.phase in (RUNNING, SUCCEEDED, FAILED):
                 self.events.record(body, "Normal", "StepStarted", f"{label} started as Job {state.job_name}")
-                self._observe_wait(plan, step.name, states)
+                self._observe_wait(plan, step.name, states, run_started)
             if state.phase == SUCCEEDED:
                 self.events.record(body, "Normal", "StepSucceeded", f"{label} succeeded")
             elif state.phase in (FAILED, CANCELLED):
@@ -318,11 +318,15 @@ class Reconciler:
                 metrics.STEP_DURATION.labels(type=step.type or "none", outcome=state.phase).observe(
                     max(state.finished_at - state.started_at, 0.0))
 
-    def _observe_wait(self, plan: Plan, name: str, states: Mapping[str, StepState]) -> None:
-        """Time between a step's prerequisites being met and its start: the cost of the caps."""
+    def _observe_wait(self, plan: Plan, name: str, states: Mapping[str, StepState],
+                      run_started: float) -> None:
+        """Time between a step's prerequisites being met and its start: the cost of the caps.
+
+        A step with no prerequisites (first group, ``dependsOn: []``) was ready when the run began.
+        """
         state = states[name]
         ends = [states[p].finished_at for p in plan.prerequisites(name)]
-        ready = max((e for e in ends if e is not None), default=None)
+        ready = max((e for e in ends if e is not None), default=run_started)
         if ready is not None and state.started_at is not None:
             metrics.STEP_WAIT.observe(max(state.started_at - ready, 0.0))
 
