@@ -137,8 +137,8 @@ async def workflow_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> No
         runtime.store.drop_workflow(key)
         runtime.queue.add(key)  # the reconcile sees it gone and frees its slots
         return
-    runtime.store.put_workflow(obj)
-    runtime.queue.add(key)
+    if runtime.store.put_workflow(obj):  # not the echo of our own status write
+        runtime.queue.add(key)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY})
@@ -151,6 +151,6 @@ async def job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     key = _key(obj, workflow)
     if event["type"] == "DELETED":
         runtime.store.drop_job(key, obj["metadata"]["name"])
-    else:
-        runtime.store.put_job(key, obj)
+    elif not runtime.store.put_job(key, obj):
+        return  # only pod bookkeeping changed: nothing the engine looks at
     runtime.queue.add(key)

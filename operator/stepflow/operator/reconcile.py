@@ -121,6 +121,7 @@ class Reconciler:
         self.wake = wake
         self.clock = clock
         self._running: dict[Key, int] = {}
+        self._plans: dict[Key, tuple[tuple[str, int], Plan]] = {}  # a spec is planned once
 
     def __call__(self, key: Key) -> float | None:
         started = time.perf_counter()
@@ -133,6 +134,7 @@ class Reconciler:
         """The workflow is gone: free its slots and let the next in line start."""
         self.slots.forget(key)
         self._running.pop(key, None)
+        self._plans.pop(key, None)
         metrics.RUNNING_STEPS.set(sum(self._running.values()))
         for other in self.slots.next_in_line():
             self.wake(other)
@@ -146,10 +148,7 @@ class Reconciler:
             return None
         now = self.clock()
         try:
-            plan = compile_workflow(body)
-            errors = image_errors(plan)
-            if errors:
-                raise SpecError(errors)
+            plan = self._plan(key, body)
         except SpecError as exc:
             self._record_invalid(key, body, exc, now)
             return None
@@ -168,6 +167,19 @@ class Reconciler:
         if requeue:
             return 0.0
         return None if decision.wake_at is None else max(decision.wake_at - now, 0.0)
+
+    def _plan(self, key: Key, body: Mapping[str, Any]) -> Plan:
+        """The plan of this spec generation, compiled once rather than on every watch event."""
+        identity = (body["metadata"].get("uid", ""), body["metadata"].get("generation") or 0)
+        cached = self._plans.get(key)
+        if cached is not None and cached[0] == identity:
+            return cached[1]
+        plan = compile_workflow(body)
+        errors = image_errors(plan)
+        if errors:
+            raise SpecError(errors)
+        self._plans[key] = (identity, plan)
+        return plan
 
     def _observe(self, key: Key, plan: Plan, before: Mapping[str, StepState],
                  run: Run) -> dict[str, StepState]:

@@ -21,10 +21,19 @@ def _version(obj: Mapping[str, Any]) -> int | None:
 
 
 def _newer(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
+    """Strictly newer; unknown versions count as newer, to stay on the safe side."""
     if old is None:
         return True
     a, b = _version(new), _version(old)
-    return a is None or b is None or a >= b
+    return a is None or b is None or a > b
+
+
+def _job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a Job the reconcile reads: its finishing conditions and attempt counters."""
+    status = job.get("status") or {}
+    conditions = tuple(sorted((c.get("type"), c.get("status")) for c in status.get("conditions") or ()))
+    deleting = bool((job.get("metadata") or {}).get("deletionTimestamp"))
+    return conditions, status.get("failed"), status.get("succeeded"), deleting
 
 
 class Store:
@@ -33,11 +42,14 @@ class Store:
         self._workflows: dict[Key, dict[str, Any]] = {}
         self._jobs: dict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
 
-    def put_workflow(self, body: Mapping[str, Any]) -> None:
+    def put_workflow(self, body: Mapping[str, Any]) -> bool:
+        """Store a newer version; False if we have it already (e.g. our own write's echo)."""
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         with self._lock:
-            if _newer(body, self._workflows.get(key)):
-                self._workflows[key] = dict(body)
+            if not _newer(body, self._workflows.get(key)):
+                return False
+            self._workflows[key] = dict(body)
+            return True
 
     def drop_workflow(self, key: Key) -> None:
         with self._lock:
@@ -52,11 +64,15 @@ class Store:
         with self._lock:
             return [(w.get("status") or {}).get("phase", "Pending") for w in self._workflows.values()]
 
-    def put_job(self, key: Key, job: Mapping[str, Any]) -> None:
+    def put_job(self, key: Key, job: Mapping[str, Any]) -> bool:
+        """Store a newer version; True if it differs in what a reconcile reads."""
         name = job["metadata"]["name"]
         with self._lock:
-            if _newer(job, self._jobs[key].get(name)):
-                self._jobs[key][name] = dict(job)
+            old = self._jobs[key].get(name)
+            if not _newer(job, old):
+                return False
+            self._jobs[key][name] = dict(job)
+            return old is None or _job_signature(old) != _job_signature(job)
 
     def drop_job(self, key: Key, name: str) -> None:
         with self._lock:

@@ -1,0 +1,39 @@
+"""The operator's cache decides which watch events are worth a reconcile."""
+
+from __future__ import annotations
+
+from stepflow.operator.store import Store
+
+KEY = ("default", "wf")
+
+
+def workflow(version: str, phase: str = "Running") -> dict:
+    return {"metadata": {"namespace": "default", "name": "wf", "resourceVersion": version},
+            "status": {"phase": phase}}
+
+
+def job(version: str, **status) -> dict:
+    return {"metadata": {"name": "wf-1-a", "resourceVersion": version}, "status": status}
+
+
+def test_the_echo_of_our_own_status_write_is_not_news():
+    store = Store()
+    assert store.put_workflow(workflow("5"))
+    assert store.put_workflow(workflow("7", "Succeeded"))  # our patch response
+    assert not store.put_workflow(workflow("7", "Succeeded"))  # its watch echo
+    assert not store.put_workflow(workflow("6"))  # a stale event never goes backwards
+    assert store.workflow(KEY)["status"]["phase"] == "Succeeded"
+    assert store.put_workflow(workflow("8"))
+
+
+def test_only_job_changes_the_engine_reads_trigger_a_reconcile():
+    store = Store()
+    assert store.put_job(KEY, job("1"))  # first sighting: adopt it
+    assert not store.put_job(KEY, job("2", active=1, startTime="2026-01-01T00:00:00Z"))
+    assert store.put_job(KEY, job("3", active=1, failed=1))  # a retry: attempts changed
+    done = [{"type": "Complete", "status": "True"}]
+    assert store.put_job(KEY, job("4", succeeded=1, failed=1, conditions=done))
+    assert store.jobs(KEY)["wf-1-a"]["metadata"]["resourceVersion"] == "4"
+    deleting = job("5", succeeded=1, failed=1, conditions=done)
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:09Z"
+    assert store.put_job(KEY, deleting)
