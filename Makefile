@@ -26,6 +26,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/plan_scale.py
 	$(BIN)/python benchmarks/local_overhead.py
+	$(BIN)/python benchmarks/operator_latency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -251,6 +251,9 @@ def test_watch_streams_added_modified_deleted_with_selectors(cluster: Cluster) -
     selected: list[tuple[str, str]] = []
     threads = [_collect(cluster, everything), _collect(cluster, selected, label_selector="x=1")]
     cluster.create(job("new"))
+    # The Job controller writes the Job's status once it starts it; let that happen first, so
+    # the selective stream sees only the label changes below.
+    wait_for(lambda: (cluster.get("jobs", "new").get("status") or {}).get("active"))
     cluster.patch("jobs", "new", {"metadata": {"labels": {"x": "1"}}})
     cluster.patch("jobs", "new", {"metadata": {"labels": {"x": "2"}}})
     cluster.delete("jobs", "new")
