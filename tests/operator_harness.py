@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from cluster.cluster import Cluster, wait_for
+from simulate import max_overlap as max_overlap  # the e2e tests measure overlap the same way
 
 FINISHED = ("Succeeded", "Failed")
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,15 +95,3 @@ def job_runs(cluster: Cluster, workflow_name: str) -> dict[str, Any]:
     """The emulator's record of each Job of a workflow, by step name (last run wins)."""
     return {r.labels.get("stepflow.dev/step"): r for r in cluster.jobs.runs
             if r.labels.get("stepflow.dev/workflow") == workflow_name}
-
-
-def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
-    """Most intervals open at once; an end and a start at the same instant do not overlap."""
-    intervals = list(intervals)
-    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
-                    key=lambda p: (p[0], p[1]))
-    running = peak = 0
-    for _, delta in points:
-        running += delta
-        peak = max(peak, running)
-    return peak

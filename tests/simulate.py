@@ -8,7 +8,7 @@ recorded, so tests can assert on what a user would see on a timeline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from stepflow.engine import (
@@ -198,8 +198,9 @@ def simulate_fleet(arrivals: list[Arrival], limit: int | None,
     raise AssertionError("fleet simulation did not settle")
 
 
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
+def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
     """Most intervals open at one instant; an interval ending at t does not overlap one starting at t."""
+    intervals = list(intervals)  # read twice below; a generator would be empty the second time
     points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals],
                     key=lambda p: (p[0], p[1]))
     best = current = 0
