@@ -154,8 +154,5 @@ class Api:
             "PATCH", f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/workflows/{name}/status",
             body={"status": patch}, content_type="application/merge-patch+json")
 
-    def get_workflow(self, namespace: str, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/workflows/{name}")
-
     def post_event(self, event: Mapping[str, Any]) -> None:
         self.request("POST", f"/api/v1/namespaces/{event['metadata']['namespace']}/events", body=event)

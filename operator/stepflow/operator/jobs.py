@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from stepflow.engine import FAILED, PENDING, RUNNING, SUCCEEDED, TERMINAL, StepState
+from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, StepState
 from stepflow.plan import Plan
 from stepflow.spec import API_GROUP, API_VERSION, KIND, FieldError, Step
 from stepflow.status import parse_time
@@ -193,7 +193,3 @@ def failure_details(pods: list[Mapping[str, Any]]) -> tuple[int | None, str]:
                 message = (terminated.get("message") or terminated.get("reason") or "").strip()
                 return terminated.get("exitCode"), message[-1024:]
     return None, ""
-
-
-def needs_job(state: StepState) -> bool:
-    return state.phase in (PENDING, RUNNING)
