@@ -85,3 +85,16 @@ def test_failed_step_details_survive_pod_list_errors(cluster, operator):
     assert status["steps"]["a"]["exitCode"] == 7
     assert status["steps"]["a"]["terminationMessage"] == "boom"
     assert status_of(cluster, "details")["phase"] == "Failed"
+
+
+def test_a_job_the_api_server_refuses_fails_its_step_without_retrying(cluster, operator):
+    cluster.faults.fail(422, times=None, verb="create", resource="jobs",
+                        message='Job.batch "x" is invalid: spec.template: quota exceeded')
+    cluster.create(workflow("refused", [step("a"), step("b")]))
+    status = wait_phase(cluster, "refused")
+    assert status["steps"]["a"]["phase"] == "Failed"
+    assert status["steps"]["a"]["reason"] == "InvalidJob"
+    assert "quota exceeded" in status["steps"]["a"]["message"]
+    assert status["steps"]["b"]["phase"] == "Skipped"
+    time.sleep(0.5)
+    assert cluster.requests.count(verb="create", resource="jobs") == 1  # no retry storm
