@@ -182,10 +182,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.report:
         Path(args.report).write_text(json.dumps(status, indent=2) + "\n")
     console.print(summary_table(status))
-    console.print(speedup_line(status))
+    console.print(speedup_line(status), highlight=False)
     if args.timeline:
         console.print(render_timeline(status, chart_width(status, console.width)))
-    console.print(f"logs: {log_dir}/")
+    console.print(f"logs: {log_dir}/", highlight=False)
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if status["phase"] == SUCCEEDED else EXIT_FAILED
