@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 
 from cluster.cluster import Cluster
+from cluster.store import Event
 from operator_harness import OperatorProcess
+
+TERMINAL_STEP = {"Succeeded", "Failed", "Skipped", "Cancelled"}
 
 
 @pytest.fixture
@@ -27,3 +30,39 @@ def start_operator(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., O
 @pytest.fixture
 def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
     return start_operator()
+
+
+def status_inconsistencies(status: dict) -> list[str]:
+    """What a user reading this one status document would find contradictory."""
+    steps = status.get("steps") or {}
+    if not steps:
+        return []
+    problems = []
+    unfinished = sorted(name for name, step in steps.items() if step.get("phase") not in TERMINAL_STEP)
+    if status.get("phase") in ("Succeeded", "Failed") and unfinished:
+        problems.append(f"workflow {status['phase']} while steps {unfinished} are not finished")
+    done = len(steps) - len(unfinished)
+    if status.get("progress") not in (None, f"{done}/{len(steps)}"):
+        problems.append(f"progress {status['progress']} but {done} of {len(steps)} steps finished")
+    return problems
+
+
+@pytest.fixture(autouse=True)
+def every_status_write_is_consistent(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Checks every Workflow status the operator ever published, not just the one a test reads
+    at the end: a watcher (kubectl wait, Argo CD) may see any of them."""
+    if "cluster" not in request.fixturenames:
+        yield
+        return
+    cluster: Cluster = request.getfixturevalue("cluster")
+    problems: list[str] = []
+
+    def check(event: Event) -> None:
+        if event.storage_key == "workflows.stepflow.dev" and event.type == "MODIFIED":
+            name = event.obj["metadata"]["name"]
+            problems.extend(f"{name} rv {event.rv}: {p}"
+                            for p in status_inconsistencies(event.obj.get("status") or {}))
+
+    cluster.store.subscribe(check)
+    yield
+    assert not problems, "inconsistent status published:\n" + "\n".join(problems)

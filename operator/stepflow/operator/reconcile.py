@@ -155,7 +155,7 @@ class Reconciler:
         run = current_run(body, now)
         old_status = body.get("status") or {}
         before = carried_over(body, run) if run.is_new else states_from_status(old_status)
-        states = self._observe(key, plan, before, run)
+        states = self._observe(key, plan, before, run, now)
         decision, states, requeue = self._act(key, plan, body, run, states, now)
         new_status = build_status(
             plan, states, decision, now=now, started_at=run.started_at, finished_at=run.finished_at,
@@ -182,8 +182,13 @@ class Reconciler:
         return plan
 
     def _observe(self, key: Key, plan: Plan, before: Mapping[str, StepState],
-                 run: Run) -> dict[str, StepState]:
-        """Each step's state from its recorded status and its Job."""
+                 run: Run, now: float) -> dict[str, StepState]:
+        """Each step's state from its recorded status and its Job.
+
+        Ends are stamped with the reconcile's ``now``, the same instant the steps it unblocks
+        are stamped as started, so a dependent never appears to start before its prerequisite
+        ended.
+        """
         namespace = key[0]
         jobs = self.store.jobs(key)
         states = {}
@@ -198,13 +203,13 @@ class Reconciler:
                 job = self._fetch_job(key, name)  # the cache may lag; only a 404 means gone
                 if job is None:
                     states[step.name] = replace(
-                        previous, phase=FAILED, reason="JobDeleted", finished_at=self.clock(),
+                        previous, phase=FAILED, reason="JobDeleted", finished_at=now,
                         message=f"Job {name} was deleted before the step finished")
                     continue
             if job is None:
                 states[step.name] = previous
                 continue
-            state = observe_job(previous, job, self.clock())
+            state = observe_job(previous, job, now)
             if state.phase == FAILED and previous.phase != FAILED:
                 exit_code, message = failure_details(self.api.job_pods(namespace, name))
                 state = replace(state, exit_code=exit_code, termination_message=message)
@@ -242,8 +247,10 @@ class Reconciler:
             requeue = requeue or states[name].phase != RUNNING
         self.slots.started(key, [n for n in decision.start if states[n].phase == RUNNING])
         requeue = requeue or bool(decision.cancel)
+        # A step that failed to start (InvalidJob) can make later steps unreachable: record
+        # those skips now, or the published status would say Failed with steps still Pending.
         final = decide(plan, states, global_slots=0 if capped else None, **options)
-        return final, states, requeue
+        return final, apply_skips(states, final, now), requeue
 
     def _start(self, key: Key, plan: Plan, name: str, body: Mapping[str, Any], run: Run,
                now: float) -> StepState:
