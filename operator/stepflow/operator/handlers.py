@@ -10,6 +10,7 @@ workflow at a time. The logic lives in :mod:`stepflow.operator.reconcile`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +111,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     port = int(os.environ.get("STEPFLOW_METRICS_PORT", "9090") or 0)
     if port:
         prometheus_client.start_http_server(port)
+    # What is loaded by now (kopf, the client's ~70,000 model objects) lives as long as the
+    # process; frozen, it is no longer rescanned by every full garbage collection. Under load
+    # those collections took 90-150 ms and held up every reconcile at once.
+    gc.collect()
+    gc.freeze()
     log.info("stepflow operator started: %d workers, max running jobs %s, metrics %s",
              WORKERS, "unlimited" if limit is None else limit, f":{port}" if port else "off")
 
