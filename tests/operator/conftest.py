@@ -8,6 +8,10 @@ import pytest
 from cluster.cluster import Cluster
 from cluster.store import Event
 from operator_harness import OperatorProcess
+from stepflow.operator.jobs import spec_hash
+from stepflow.plan import compile_workflow
+from stepflow.spec import SpecError
+from stepflow.status import parse_time
 
 TERMINAL_STEP = {"Succeeded", "Failed", "Skipped", "Cancelled"}
 
@@ -47,10 +51,34 @@ def status_inconsistencies(status: dict) -> list[str]:
     return problems
 
 
+def order_violations(workflow: dict) -> list[str]:
+    """Steps of this run recorded as starting before a prerequisite ended (D1, G5)."""
+    status = workflow.get("status") or {}
+    steps = status.get("steps") or {}
+    if not steps or status.get("specHash") != spec_hash(workflow.get("spec") or {}):
+        return []  # the status still describes an earlier spec's run
+    try:
+        plan = compile_workflow(workflow)
+    except SpecError:
+        return []
+    run_start = parse_time(status.get("startedAt")) or 0.0
+    problems = []
+    for name, entry in steps.items():
+        started = parse_time(entry.get("startedAt"))
+        if started is None or started < run_start:  # not started, or kept by rerun --failed
+            continue
+        for before in plan.prerequisites(name):
+            ended = parse_time((steps.get(before) or {}).get("finishedAt"))
+            if ended is None or ended > started:
+                problems.append(f'step "{name}" started at {entry["startedAt"]} before "{before}" '
+                                f'ended ({(steps.get(before) or {}).get("finishedAt")})')
+    return problems
+
+
 @pytest.fixture(autouse=True)
 def every_status_write_is_consistent(request: pytest.FixtureRequest) -> Iterator[None]:
     """Checks every Workflow status the operator ever published, not just the one a test reads
-    at the end: a watcher (kubectl wait, Argo CD) may see any of them."""
+    at the end: a watcher (kubectl wait, Argo CD, `stepflow timeline`) may see any of them."""
     if "cluster" not in request.fixturenames:
         yield
         return
@@ -60,8 +88,8 @@ def every_status_write_is_consistent(request: pytest.FixtureRequest) -> Iterator
     def check(event: Event) -> None:
         if event.storage_key == "workflows.stepflow.dev" and event.type == "MODIFIED":
             name = event.obj["metadata"]["name"]
-            problems.extend(f"{name} rv {event.rv}: {p}"
-                            for p in status_inconsistencies(event.obj.get("status") or {}))
+            found = status_inconsistencies(event.obj.get("status") or {}) + order_violations(event.obj)
+            problems.extend(f"{name} rv {event.rv}: {p}" for p in found)
 
     cluster.store.subscribe(check)
     yield
