@@ -1,8 +1,10 @@
-"""The reconcile's pure helpers: status merge patches and run identity."""
+"""The reconcile's pure helpers: status merge patches, run identity, adopted Jobs' times."""
 
 from __future__ import annotations
 
-from stepflow.operator.reconcile import current_run, merge_patch
+from builders import plan_of
+from stepflow.engine import StepState
+from stepflow.operator.reconcile import current_run, merge_patch, not_before_prerequisites
 
 
 def test_merge_patch_carries_only_changes_and_nulls_removals():
@@ -36,3 +38,21 @@ def test_a_changed_spec_starts_a_new_run_named_after_the_new_generation():
     status = {"specHash": first.spec_hash, "runGeneration": 1, "phase": "Succeeded"}
     changed = current_run(_body(3, {"steps": [{"name": "b"}]}, status), now=5.0)
     assert changed.is_new and changed.generation == 3
+
+
+def test_an_adopted_job_never_starts_before_its_prerequisites_ended():
+    # a and b ran in parallel; c's Job was created after both, by an operator that died before
+    # recording it, so all the restarted one knows is the Job's whole-second startTime.
+    plan = plan_of("p a, p b, s c, s d")
+    states = {
+        "a": StepState(phase="Succeeded", started_at=3.9, finished_at=4.104),
+        "b": StepState(phase="Succeeded", started_at=3.9, finished_at=5.0),
+        "c": StepState(phase="Succeeded", started_at=4.0, finished_at=4.5),
+        "d": StepState(phase="Running", started_at=4.0),
+    }
+    fixed = not_before_prerequisites(plan, dict(states), adopted={"c", "d"})
+    assert fixed["c"].started_at == 5.0 and fixed["c"].finished_at == 5.0
+    assert fixed["d"].started_at == 5.0 and fixed["d"].finished_at is None
+    assert fixed["a"] == states["a"] and fixed["b"] == states["b"]
+    # A start the operator recorded itself is never moved.
+    assert not_before_prerequisites(plan, dict(states), adopted=())["c"] == states["c"]

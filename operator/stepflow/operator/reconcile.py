@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -109,6 +109,29 @@ def current_run(body: Mapping[str, Any], now: float) -> Run:
                parse_time(status.get("startedAt")) or now, parse_time(status.get("finishedAt")))
 
 
+def not_before_prerequisites(plan: Plan, states: dict[str, StepState],
+                             adopted: Collection[str]) -> dict[str, StepState]:
+    """Start times of Jobs adopted after a restart, made consistent with the run's order.
+
+    The operator that created such a Job may have died before recording the
+    step's millisecond start, and a Job's startTime has whole seconds. The Job
+    was created only once its prerequisites had ended, so its start is moved
+    up to the latest of their ends; otherwise the status (and the timeline)
+    would show a step starting before a step it waits for had finished.
+    """
+    for name in plan.topological_order:
+        state = states.get(name)
+        if name not in adopted or state is None or state.started_at is None:
+            continue
+        ends = [states[p].finished_at for p in plan.prerequisites(name)
+                if p in states and states[p].finished_at is not None]
+        if ends and max(ends) > state.started_at:
+            start = max(ends)
+            finished = None if state.finished_at is None else max(state.finished_at, start)
+            states[name] = replace(state, started_at=start, finished_at=finished)
+    return states
+
+
 class Reconciler:
     """Callable by the work queue: ``reconciler(key)`` returns seconds until it wants to run again."""
 
@@ -192,6 +215,7 @@ class Reconciler:
         namespace = key[0]
         jobs = self.store.jobs(key)
         states = {}
+        adopted = []
         for step in plan.steps:
             previous = before.get(step.name, StepState())
             name = job_name(plan.spec.name, run.generation, step.name)
@@ -210,11 +234,13 @@ class Reconciler:
                 states[step.name] = previous
                 continue
             state = observe_job(previous, job, now)
+            if previous.started_at is None:
+                adopted.append(step.name)
             if state.phase == FAILED and previous.phase != FAILED:
                 exit_code, message = failure_details(self.api.job_pods(namespace, name))
                 state = replace(state, exit_code=exit_code, termination_message=message)
             states[step.name] = state
-        return states
+        return not_before_prerequisites(plan, states, adopted) if adopted else states
 
     def _fetch_job(self, key: Key, name: str) -> dict[str, Any] | None:
         try:
