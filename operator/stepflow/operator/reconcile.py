@@ -215,7 +215,7 @@ class Reconciler:
         namespace = key[0]
         jobs = self.store.jobs(key)
         states = {}
-        adopted = []
+        adopted: set[str] = set()
         for step in plan.steps:
             previous = before.get(step.name, StepState())
             name = job_name(plan.spec.name, run.generation, step.name)
@@ -235,7 +235,7 @@ class Reconciler:
                 continue
             state = observe_job(previous, job, now)
             if previous.started_at is None:
-                adopted.append(step.name)
+                adopted.add(step.name)
             if state.phase == FAILED and previous.phase != FAILED:
                 exit_code, message = failure_details(self.api.job_pods(namespace, name))
                 state = replace(state, exit_code=exit_code, termination_message=message)
