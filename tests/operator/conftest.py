@@ -52,7 +52,8 @@ def status_inconsistencies(status: dict) -> list[str]:
 
 
 def order_violations(workflow: dict) -> list[str]:
-    """Steps of this run recorded as starting before a prerequisite ended (D1, G5)."""
+    """Steps of this run recorded as starting before the run did, or before a prerequisite
+    ended (D1, G5)."""
     status = workflow.get("status") or {}
     steps = status.get("steps") or {}
     if not steps or status.get("specHash") != spec_hash(workflow.get("spec") or {}):
@@ -62,11 +63,15 @@ def order_violations(workflow: dict) -> list[str]:
     except SpecError:
         return []
     run_start = parse_time(status.get("startedAt")) or 0.0
+    this_run = f"{workflow['metadata']['name']}-{status.get('runGeneration')}-"
     problems = []
     for name, entry in steps.items():
         started = parse_time(entry.get("startedAt"))
-        if started is None or started < run_start:  # not started, or kept by rerun --failed
-            continue
+        if started is None or not entry.get("jobName", "").startswith(this_run):
+            continue  # not started, or kept from an earlier run by rerun --failed
+        if started < run_start:
+            problems.append(f'step "{name}" started at {entry["startedAt"]}, before its run '
+                            f'({status.get("startedAt")})')
         for before in plan.prerequisites(name):
             ended = parse_time((steps.get(before) or {}).get("finishedAt"))
             if ended is None or ended > started:

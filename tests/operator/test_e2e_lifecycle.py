@@ -34,10 +34,12 @@ def test_suspend_starts_nothing_and_resume_carries_on(cluster, operator):
 
 
 def test_suspend_mid_run_lets_running_steps_finish_and_starts_nothing_new(cluster, operator):
-    cluster.jobs.when(Outcome(duration=1.0), step="a")
+    cluster.jobs.when(Outcome(duration=None), step="a")  # runs until the test finishes it
     cluster.create(workflow("mid", [step("a"), step("b")]))
     cluster.wait_for(lambda: "a" in job_runs(cluster, "mid"))
     cluster.patch("workflows", "mid", {"spec": {"suspend": True}})
+    wait_phase(cluster, "mid", ["Suspended"])
+    cluster.jobs.finish("mid-1-a")
     cluster.wait_for(lambda: status_of(cluster, "mid").get("steps", {}).get("a", {}).get("phase")
                      == "Succeeded", timeout=10)
     time.sleep(0.5)
@@ -136,3 +138,24 @@ def test_a_spec_change_that_slips_past_the_crd_mid_run_replaces_the_run(cluster,
     assert list(status["steps"]) == ["new"]
     cluster.wait_for(lambda: cluster.get("jobs", "swap-1-old") is None)  # the old run's Job stopped
     cluster.wait_for(lambda: any(e["reason"] == "RunReplaced" for e in cluster.events()))
+
+
+def test_a_workflow_recreated_under_the_same_name_never_takes_over_the_old_ones_jobs(cluster, operator):
+    cluster.create(workflow("twice", [step("a")]))
+    assert wait_phase(cluster, "twice")["phase"] == "Succeeded"
+    cluster.delete("workflows", "twice", propagation="Orphan")  # its Job stays behind
+    cluster.wait_for(lambda: cluster.get("workflows", "twice") is None)
+    cluster.create(workflow("twice", [step("a")]))  # generation 1 again: same Job name
+    cluster.wait_for(lambda: status_of(cluster, "twice").get("steps", {}).get("a", {}).get("reason")
+                     == "JobNameTaken", timeout=10)
+    status = status_of(cluster, "twice")
+    assert status["phase"] not in ("Succeeded", "Failed")  # the old Job's result is not this run's
+    assert "still exists" in status["steps"]["a"]["message"]
+    assert len(cluster.objects("jobs")) == 1  # the user's orphaned Job is left alone
+
+    cluster.delete("jobs", "twice-1-a")
+    assert wait_phase(cluster, "twice")["phase"] == "Succeeded"
+    uid = cluster.get("workflows", "twice")["metadata"]["uid"]
+    [job] = cluster.objects("jobs")
+    assert [ref["uid"] for ref in job["metadata"]["ownerReferences"]] == [uid]
+    assert len([r for r in cluster.jobs.runs if r.name == "twice-1-a"]) == 2

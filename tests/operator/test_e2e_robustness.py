@@ -8,6 +8,7 @@ import pytest
 
 from cluster.jobs import Outcome
 from operator_harness import job_runs, status_of, wait_phase, workflow
+from stepflow.status import parse_time
 
 pytestmark = pytest.mark.cluster(time_scale=0.5)
 
@@ -45,12 +46,17 @@ def test_restart_between_job_create_and_status_write_adopts_the_job(cluster, sta
     first = start_operator()
     cluster.create(workflow("orphans", STEPS[:2]))
     cluster.wait_for(lambda: len(cluster.objects("jobs")) == 2, timeout=15)
+    time.sleep(1.5)  # the Jobs finish while nothing is recorded
     first.kill()
     cluster.faults.clear()
     start_operator()
     status = wait_phase(cluster, "orphans")
     assert status["phase"] == "Succeeded"
     assert_one_job_per_step(cluster, "orphans", STEPS[:2])
+    # The run is dated from the Jobs it adopted, not from when the second operator got to it.
+    run_start = parse_time(status["startedAt"])
+    assert all(parse_time(s["startedAt"]) >= run_start for s in status["steps"].values())
+    assert run_start < parse_time(status["steps"]["a"]["finishedAt"])
 
 
 def test_conflicts_throttling_and_server_errors_are_retried(cluster, operator):

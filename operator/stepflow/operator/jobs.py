@@ -123,6 +123,17 @@ def _pod_spec(plan: Plan, step: Step) -> dict[str, Any]:
     return pod
 
 
+def owned_by(job: Mapping[str, Any], uid: str) -> bool:
+    """Whether the Job belongs to this very Workflow object.
+
+    Job names repeat when a Workflow is deleted and created again under the same name, and the
+    old Jobs can outlive it (garbage collection is asynchronous; ``--cascade=orphan`` keeps
+    them). Only the owner reference's uid tells them apart.
+    """
+    refs = (job.get("metadata") or {}).get("ownerReferences") or ()
+    return not uid or any(ref.get("uid") == uid for ref in refs)
+
+
 def _condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     for condition in (job.get("status") or {}).get("conditions") or ():
         if condition.get("type") == kind and condition.get("status") == "True":

@@ -16,6 +16,7 @@ that survives a crash at any point:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
@@ -47,6 +48,7 @@ from stepflow.operator.jobs import (
     job_name,
     job_outcome,
     observe_job,
+    owned_by,
     spec_hash,
 )
 from stepflow.operator.store import Key, Store
@@ -56,6 +58,12 @@ from stepflow.status import build_status, invalid_status, parse_time, states_fro
 
 log = logging.getLogger(__name__)
 FINISHED = (SUCCEEDED, FAILED)
+NAME_TAKEN_RETRY = 2.0  # seconds between checks for an earlier Workflow's Job to be gone
+
+
+def soonest(*delays: float | None) -> float | None:
+    """The earliest of several requeue delays; None means no requeue."""
+    return min((d for d in delays if d is not None), default=None)
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,6 +140,12 @@ def not_before_prerequisites(plan: Plan, states: dict[str, StepState],
     return states
 
 
+def started_with_adopted(run: Run, states: Mapping[str, StepState], adopted: Collection[str]) -> Run:
+    """A new run whose first status write was lost began no later than the Jobs it adopts."""
+    starts = [states[n].started_at for n in adopted if states[n].started_at is not None]
+    return replace(run, started_at=min(starts)) if starts and min(starts) < run.started_at else run
+
+
 class Reconciler:
     """Callable by the work queue: ``reconciler(key)`` returns seconds until it wants to run again."""
 
@@ -144,6 +158,7 @@ class Reconciler:
         self.wake = wake
         self.clock = clock
         self._running: dict[Key, int] = {}
+        self._slots_lock = threading.Lock()  # SlotQueue is plain bookkeeping; workers share it
         self._plans: dict[Key, tuple[tuple[str, int], Plan]] = {}  # a spec is planned once
 
     def __call__(self, key: Key) -> float | None:
@@ -155,11 +170,13 @@ class Reconciler:
 
     def forget(self, key: Key) -> None:
         """The workflow is gone: free its slots and let the next in line start."""
-        self.slots.forget(key)
+        with self._slots_lock:
+            self.slots.forget(key)
+            next_in_line = self.slots.next_in_line()
         self._running.pop(key, None)
         self._plans.pop(key, None)
         metrics.RUNNING_STEPS.set(sum(self._running.values()))
-        for other in self.slots.next_in_line():
+        for other in next_in_line:
             self.wake(other)
 
     # --- the reconcile ----------------------------------------------------------------------
@@ -178,18 +195,19 @@ class Reconciler:
         run = current_run(body, now)
         old_status = body.get("status") or {}
         before = carried_over(body, run) if run.is_new else states_from_status(old_status)
-        states = self._observe(key, plan, before, run, now)
-        decision, states, requeue = self._act(key, plan, body, run, states, now)
+        states, adopted = self._observe(key, plan, before, run, now)
+        decision, states, requeue = self._act(key, plan, body, run, states, now, adopted)
+        if run.is_new and adopted:
+            run = started_with_adopted(run, states, adopted)
         new_status = build_status(
             plan, states, decision, now=now, started_at=run.started_at, finished_at=run.finished_at,
             run_generation=run.generation, observed_generation=body["metadata"].get("generation"),
             previous=old_status)
         new_status["specHash"] = run.spec_hash
-        self._write_status(key, body, old_status, new_status)
+        if self._write_status(key, body, old_status, new_status):
+            requeue = 0.0
         self._after_write(key, body, plan, before, states, decision, run, old_status)
-        if requeue:
-            return 0.0
-        return None if decision.wake_at is None else max(decision.wake_at - now, 0.0)
+        return soonest(requeue, None if decision.wake_at is None else max(decision.wake_at - now, 0.0))
 
     def _plan(self, key: Key, body: Mapping[str, Any]) -> Plan:
         """The plan of this spec generation, compiled once rather than on every watch event."""
@@ -205,15 +223,15 @@ class Reconciler:
         return plan
 
     def _observe(self, key: Key, plan: Plan, before: Mapping[str, StepState],
-                 run: Run, now: float) -> dict[str, StepState]:
-        """Each step's state from its recorded status and its Job.
+                 run: Run, now: float) -> tuple[dict[str, StepState], set[str]]:
+        """Each step's state from its recorded status and its Job, and which Jobs were adopted.
 
         Ends are stamped with the reconcile's ``now``, the same instant the steps it unblocks
         are stamped as started, so a dependent never appears to start before its prerequisite
-        ended.
+        ended. A Job whose start was never recorded (its creator died first) is adopted.
         """
         namespace = key[0]
-        jobs = self.store.jobs(key)
+        jobs = self._own_jobs(key)
         states = {}
         adopted: set[str] = set()
         for step in plan.steps:
@@ -240,7 +258,13 @@ class Reconciler:
                 exit_code, message = failure_details(self.api.job_pods(namespace, name))
                 state = replace(state, exit_code=exit_code, termination_message=message)
             states[step.name] = state
-        return not_before_prerequisites(plan, states, adopted) if adopted else states
+        return (not_before_prerequisites(plan, states, adopted) if adopted else states), adopted
+
+    def _own_jobs(self, key: Key) -> dict[str, dict[str, Any]]:
+        """This Workflow object's Jobs in the cache, not those of an earlier one of its name."""
+        body = self.store.workflow(key)
+        uid = (body or {}).get("metadata", {}).get("uid", "")
+        return {name: job for name, job in self.store.jobs(key).items() if owned_by(job, uid)}
 
     def _fetch_job(self, key: Key, name: str) -> dict[str, Any] | None:
         try:
@@ -248,11 +272,14 @@ class Reconciler:
         except NotFound:
             return None
         self.store.put_job(key, job)
-        return job
+        body = self.store.workflow(key)
+        return job if owned_by(job, (body or {}).get("metadata", {}).get("uid", "")) else None
 
-    def _act(self, key: Key, plan: Plan, body: Mapping[str, Any], run: Run,
-             states: dict[str, StepState], now: float) -> tuple[Decision, dict[str, StepState], bool]:
-        """Apply the engine's decision; returns the decision to publish and the new states."""
+    def _act(self, key: Key, plan: Plan, body: Mapping[str, Any], run: Run, states: dict[str, StepState],
+             now: float, adopted: set[str]) -> tuple[Decision, dict[str, StepState], float | None]:
+        """Apply the engine's decision; returns the decision to publish, the new states and when
+        to reconcile again (None: on the next event). Jobs adopted on create are added to
+        ``adopted``."""
         spec = plan.spec
         options = {"now": now, "started_at": run.started_at, "max_concurrency": spec.max_concurrency,
                    "suspended": spec.suspend}
@@ -260,55 +287,84 @@ class Reconciler:
         running = sum(1 for s in states.values() if s.phase == RUNNING)
         capped = self.slots.limit is not None
         if capped:
-            granted = self.slots.grant(key, decision.start, running)
+            with self._slots_lock:
+                granted = self.slots.grant(key, decision.start, running)
             if granted < len(decision.start):
                 decision = decide(plan, states, global_slots=granted, **options)
         states = apply_skips(states, decision, now)
-        requeue = False
+        requeue: float | None = 0.0 if decision.cancel else None
         for name, verdict in decision.cancel.items():
             states[name] = replace(states[name], phase=CANCELLED, reason=verdict.reason,
                                    message=verdict.message, finished_at=now)
         for name in decision.start:
-            states[name] = self._start(key, plan, name, body, run, now)
-            requeue = requeue or states[name].phase != RUNNING
-        self.slots.started(key, [n for n in decision.start if states[n].phase == RUNNING])
-        requeue = requeue or bool(decision.cancel)
+            states[name], adopted_now = self._start(key, plan, name, body, run, now)
+            if adopted_now:
+                adopted.add(name)
+            if states[name].phase == PENDING:  # the name is taken by an earlier Workflow's Job
+                requeue = soonest(requeue, NAME_TAKEN_RETRY)
+            elif states[name].phase != RUNNING:
+                requeue = 0.0
+        if adopted.intersection(decision.start):
+            states = not_before_prerequisites(plan, states, adopted)
+        with self._slots_lock:
+            self.slots.started(key, [n for n in decision.start if states[n].phase == RUNNING])
         # A step that failed to start (InvalidJob) can make later steps unreachable: record
         # those skips now, or the published status would say Failed with steps still Pending.
         final = decide(plan, states, global_slots=0 if capped else None, **options)
         return final, apply_skips(states, final, now), requeue
 
     def _start(self, key: Key, plan: Plan, name: str, body: Mapping[str, Any], run: Run,
-               now: float) -> StepState:
+               now: float) -> tuple[StepState, bool]:
+        """Create the step's Job; returns its state and whether an existing Job was adopted."""
         step = plan.step_by_name[name]
-        manifest = build_job(plan, step, namespace=key[0], owner_uid=body["metadata"].get("uid", ""),
-                             generation=run.generation)
+        uid = body["metadata"].get("uid", "")
+        manifest = build_job(plan, step, namespace=key[0], owner_uid=uid, generation=run.generation)
         job_id = manifest["metadata"]["name"]
         try:
             job = self.api.create_job(key[0], manifest)
         except Conflict:
-            job = self.api.get_job(key[0], job_id)  # created before a restart: adopt it
+            return self._adopt(key, job_id, uid, now)  # created before a restart, or not ours
         except Invalid as exc:
             return StepState(phase=FAILED, reason="InvalidJob", message=str(exc), started_at=now,
-                             finished_at=now, job_name=job_id)
+                             finished_at=now, job_name=job_id), False
         self.store.put_job(key, job)
         state = StepState(phase=RUNNING, started_at=now, attempts=1, job_name=job_id)
-        return observe_job(state, job, now) if job_outcome(job)[0] != RUNNING else state
+        return (observe_job(state, job, now) if job_outcome(job)[0] != RUNNING else state), False
+
+    def _adopt(self, key: Key, job_id: str, uid: str, now: float) -> tuple[StepState, bool]:
+        """The Job exists: ours if our creator died before recording it, else an old one's."""
+        job = self.api.get_job(key[0], job_id)
+        if not owned_by(job, uid):
+            return StepState(phase=PENDING, reason="JobNameTaken", message=(
+                f"Job {job_id} of an earlier Workflow with this name still exists; "
+                "the step starts once it is deleted")), False
+        self.store.put_job(key, job)
+        state = observe_job(StepState(phase=RUNNING, attempts=1, job_name=job_id), job, now)
+        if state.phase == FAILED:
+            exit_code, message = failure_details(self.api.job_pods(key[0], job_id))
+            state = replace(state, exit_code=exit_code, termination_message=message)
+        return state, True
 
     def _write_status(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],
-                      new: Mapping[str, Any]) -> None:
+                      new: Mapping[str, Any]) -> bool:
+        """Patch what changed; True if the spec changed meanwhile and needs another reconcile.
+
+        The patch's answer becomes the cached object. If it already carries a newer spec, the
+        watch event of that spec change arrives older than the cache and is dropped, so this
+        is the only place that can notice it.
+        """
         patch = merge_patch(old, new)
         # The duration moves with the clock; writing it alone would make every write trigger
         # a watch event, a reconcile and another write. It rides along with real changes.
         if set(patch) <= {"duration"}:
-            return
+            return False
         updated = self.api.patch_status(key[0], key[1], patch)
         self.store.put_workflow(updated)
+        return updated["metadata"].get("generation") != body["metadata"].get("generation")
 
     def _after_write(self, key: Key, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
                      states: Mapping[str, StepState], decision: Decision, run: Run,
                      old_status: Mapping[str, Any]) -> None:
-        self._delete_stale_jobs(key, states, run)
         if run.is_new and old_status.get("phase") in (PENDING, RUNNING, "Suspended") and (
                 old_status.get("runGeneration") is not None):
             self.events.record(body, "Warning", "RunReplaced", (
@@ -319,20 +375,24 @@ class Reconciler:
         if decision.finished and not was_finished:
             kind = "Normal" if decision.phase == SUCCEEDED else "Warning"
             self.events.record(body, kind, f"Workflow{decision.phase}", decision.message)
+        # Stopping Jobs comes last: if it fails for good, the Events above are already posted.
+        self._delete_stale_jobs(key, states, run)
         running = sum(1 for s in states.values() if s.phase == RUNNING)
         freed = running < self._running.get(key, 0)
         self._running[key] = running
         metrics.RUNNING_STEPS.set(sum(self._running.values()))
-        if decision.finished:
-            self.slots.forget(key)
-        if self.slots.limit is not None and (freed or decision.finished):
-            for other in self.slots.next_in_line():
-                if other != key:
-                    self.wake(other)
+        with self._slots_lock:
+            if decision.finished:
+                self.slots.forget(key)
+            wake = self.slots.next_in_line() if self.slots.limit is not None and (
+                freed or decision.finished) else []
+        for other in wake:
+            if other != key:
+                self.wake(other)
 
     def _delete_stale_jobs(self, key: Key, states: Mapping[str, StepState], run: Run) -> None:
         """Active Jobs of an older run, or of a step already over, are stopped (level-triggered)."""
-        for name, job in self.store.jobs(key).items():
+        for name, job in self._own_jobs(key).items():
             labels = job["metadata"].get("labels") or {}
             if job_outcome(job)[0] != RUNNING or job["metadata"].get("deletionTimestamp"):
                 continue

@@ -1,0 +1,167 @@
+"""One reconcile at a time, against a scripted API: the cases a live cluster makes rare.
+
+The e2e tests cover the usual flow; these pin down races and partial failures deterministically
+(a refused Job, a Job left by a dead operator or by an earlier Workflow of the same name, a spec
+change that lands between the cache and the status write).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from operator_harness import workflow
+from stepflow.engine import SlotQueue
+from stepflow.operator.api import Conflict, Invalid
+from stepflow.operator.events import EventRecorder
+from stepflow.operator.jobs import build_job
+from stepflow.operator.reconcile import NAME_TAKEN_RETRY, Reconciler
+from stepflow.operator.store import Store
+from stepflow.plan import compile_workflow
+from stepflow.status import parse_time, rfc3339
+
+NOW = 1_800_000_000.0
+KEY = ("default", "wf")
+
+
+class ScriptedApi:
+    """Records what the reconcile asks for; tests preset Jobs that already exist."""
+
+    def __init__(self, workflow_body: dict[str, Any]):
+        self.workflow = workflow_body
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.created: list[str] = []
+        self.refuse: str | None = None  # a 422 message for every create
+        self.bump_generation_on_patch = False
+
+    def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        if self.refuse:
+            raise Invalid(self.refuse)
+        if name in self.jobs:
+            raise Conflict(name)
+        job = {**copy.deepcopy(manifest), "status": {}}
+        job["metadata"].update(resourceVersion="1", creationTimestamp=rfc3339(NOW))
+        self.jobs[name] = job
+        self.created.append(name)
+        return job
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self.jobs[name])
+
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        return [{"metadata": {"creationTimestamp": rfc3339(NOW)}, "status": {"containerStatuses": [
+            {"name": "step", "state": {"terminated": {"exitCode": 3, "message": "disk full"}}}]}}]
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        self.jobs.pop(name, None)
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        status = self.workflow.setdefault("status", {})
+        _merge(status, patch)
+        meta = self.workflow["metadata"]
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+        if self.bump_generation_on_patch:  # a user's edit committed just before our patch
+            meta["generation"] += 1
+            self.workflow["spec"]["suspend"] = True
+        return copy.deepcopy(self.workflow)
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def setup(steps: list[dict[str, Any]], uid: str = "uid-new") -> tuple[Reconciler, ScriptedApi, Store]:
+    body = workflow("wf", steps)
+    body["metadata"].update(uid=uid, generation=1, resourceVersion="1")
+    api = ScriptedApi(body)
+    store = Store()
+    store.put_workflow(copy.deepcopy(body))
+    reconciler = Reconciler(api, store, EventRecorder(lambda event: None), SlotQueue(None),
+                            wake=lambda key: None, clock=lambda: NOW)
+    return reconciler, api, store
+
+
+def existing_job(body: dict[str, Any], step: str, *, owner_uid: str, started: float,
+                 outcome: str | None = None) -> dict[str, Any]:
+    """A Job as an earlier operator (or an earlier Workflow of this name) left it."""
+    plan = compile_workflow(body)
+    job = build_job(plan, plan.step_by_name[step], namespace="default", owner_uid=owner_uid,
+                    generation=1)
+    job["metadata"].update(resourceVersion="5", creationTimestamp=rfc3339(started)[:19] + "Z")
+    job["status"] = {"startTime": rfc3339(started)[:19] + "Z"}  # whole seconds, as Kubernetes
+    if outcome:
+        job["status"]["conditions"] = [{"type": outcome, "status": "True"}]
+        job["status"]["completionTime"] = rfc3339(started + 1)[:19] + "Z"
+        job["status"]["failed" if outcome == "Failed" else "succeeded"] = 1
+    return job
+
+
+def test_a_refused_job_skips_its_dependents_in_the_same_status_write():
+    reconciler, api, _ = setup([{"name": "a", "script": "true"}, {"name": "b", "script": "true"}])
+    api.refuse = "quota exceeded"
+    reconciler.reconcile(KEY)
+    status = api.workflow["status"]
+    assert status["phase"] == "Failed"
+    assert status["steps"]["a"]["reason"] == "InvalidJob"
+    assert status["steps"]["b"]["phase"] == "Skipped"
+    assert status["progress"] == "2/2"
+
+
+def test_a_job_left_by_an_earlier_workflow_of_the_same_name_is_never_adopted():
+    reconciler, api, _ = setup([{"name": "a", "script": "true"}])
+    old = existing_job(api.workflow, "a", owner_uid="uid-old", started=NOW - 60, outcome="Complete")
+    api.jobs[old["metadata"]["name"]] = old
+    delay = reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert entry["phase"] == "Pending" and entry["reason"] == "JobNameTaken"
+    assert api.workflow["status"]["phase"] not in ("Succeeded", "Failed")
+    assert delay == NAME_TAKEN_RETRY  # checks again later, without a hot loop
+    assert old["metadata"]["name"] in api.jobs  # not ours to delete
+
+    del api.jobs[old["metadata"]["name"]]  # garbage collection, or the user, removed it
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["phase"] == "Running"
+    assert api.created == [old["metadata"]["name"]]
+
+
+def test_a_foreign_job_in_the_cache_is_neither_observed_nor_deleted():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    old = existing_job(api.workflow, "a", owner_uid="uid-old", started=NOW - 60)  # still running
+    api.jobs[old["metadata"]["name"]] = old
+    store.put_job(KEY, old)
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["reason"] == "JobNameTaken"
+    assert old["metadata"]["name"] in api.jobs
+
+
+def test_jobs_of_a_dead_operator_are_adopted_with_their_own_times_and_failure_details():
+    # The first operator created both Jobs and died before any status write; a ran and failed.
+    reconciler, api, _ = setup([{"name": "a", "script": "true", "parallel": True},
+                                {"name": "b", "script": "true", "parallel": True}])
+    for step, outcome in (("a", "Failed"), ("b", None)):
+        job = existing_job(api.workflow, step, owner_uid="uid-new", started=NOW - 30, outcome=outcome)
+        api.jobs[job["metadata"]["name"]] = job
+    reconciler.reconcile(KEY)
+    status = api.workflow["status"]
+    assert api.created == []  # nothing duplicated
+    a, b = status["steps"]["a"], status["steps"]["b"]
+    assert a["phase"] == "Failed" and a["exitCode"] == 3 and a["terminationMessage"] == "disk full"
+    assert b["phase"] == "Running"
+    # The run began no later than the Jobs it adopted, not when this operator got to it.
+    assert parse_time(status["startedAt"]) <= parse_time(a["startedAt"]) <= NOW - 30
+    assert parse_time(a["startedAt"]) < parse_time(a["finishedAt"]) < NOW
+
+
+def test_a_spec_change_carried_back_by_our_own_status_patch_is_reconciled_again():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    api.bump_generation_on_patch = True
+    delay = reconciler.reconcile(KEY)
+    assert delay == 0.0  # the watch event of that change is older than the cache now
+    assert store.workflow(KEY)["spec"]["suspend"] is True
