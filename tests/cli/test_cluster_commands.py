@@ -394,7 +394,7 @@ def test_status_watch_returns_when_the_workflow_ends(steering, cli):
 
 
 def test_suspend_and_resume_flip_spec_suspend_and_the_operator_follows(steering, cli):
-    fate(steering, "steered", "first", duration=2.0)
+    fate(steering, "steered", "first", duration=None)  # runs until the test finishes it
     steering.create(workflow("steered", [step("first"), step("second")]))
     steering.wait_for(lambda: "first" in job_runs(steering, "steered"), timeout=10)
 
@@ -402,6 +402,7 @@ def test_suspend_and_resume_flip_spec_suspend_and_the_operator_follows(steering,
     assert result.code == 0 and "suspended" in result.out
     assert steering.get("workflows", "steered")["spec"]["suspend"] is True
     wait_phase(steering, "steered", ["Suspended"])
+    steering.jobs.finish("steered-1-first")
     steering.wait_for(lambda: status_of(steering, "steered")["steps"]["first"]["phase"] == "Succeeded",
                       timeout=10)
     assert status_of(steering, "steered")["phase"] == "Suspended"
@@ -416,12 +417,14 @@ def test_suspend_and_resume_flip_spec_suspend_and_the_operator_follows(steering,
 
 
 def test_rerun_starts_a_new_run_with_new_jobs_and_refuses_while_running(steering, cli):
-    fate(steering, "again", "only", duration=1.0)
+    fate(steering, "again", "only", duration=None)  # runs until the test finishes it
     steering.create(workflow("again", [step("only")]))
     wait_phase(steering, "again", ["Running"])
     refused = cli(steering, "rerun", "again")
     assert refused.code == 1 and "is Running" in refused.err
     assert "runToken" not in steering.get("workflows", "again")["spec"]
+    steering.jobs.finish("again-1-only")
+    fate(steering, "again", "only", duration=0.2)  # the next run's Job ends by itself
 
     first = wait_phase(steering, "again")
     result = cli(steering, "rerun", "again")

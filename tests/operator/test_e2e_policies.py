@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cluster.jobs import Outcome
-from operator_harness import job_runs, max_overlap, status_of, wait_phase, workflow
+from operator_harness import job_runs, max_overlap, wait_phase, workflow
 
 
 def step(name, **fields):
@@ -14,14 +14,16 @@ def step(name, **fields):
 
 @pytest.mark.cluster(time_scale=0.5)
 def test_max_concurrency_caps_running_jobs_and_shows_waiting_for_slot(cluster, operator):
-    cluster.create(workflow("capped", [step(f"s{i}", parallel=True) for i in range(6)], maxConcurrency=2))
-    def waiting_steps():
-        steps = status_of(cluster, "capped").get("steps") or {}
-        return [n for n, e in steps.items() if e.get("reason") == "WaitingForSlot"]
+    waiting: set[str] = set()  # every published status, not what a poll happens to catch
 
-    waiting = cluster.wait_for(waiting_steps)
-    assert waiting  # visible to `kubectl get -o yaml` while they wait
+    def record_waiting(event):
+        steps = (event.obj.get("status") or {}).get("steps") or {}
+        waiting.update(n for n, e in steps.items() if e.get("reason") == "WaitingForSlot")
+
+    cluster.store.subscribe(record_waiting)
+    cluster.create(workflow("capped", [step(f"s{i}", parallel=True) for i in range(6)], maxConcurrency=2))
     status = wait_phase(cluster, "capped")
+    assert waiting == {"s2", "s3", "s4", "s5"}  # visible to `kubectl get -o yaml` while they wait
     assert status["phase"] == "Succeeded"
     runs = job_runs(cluster, "capped").values()
     assert max_overlap((r.started, r.finished) for r in runs) == 2
