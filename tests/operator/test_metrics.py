@@ -101,7 +101,10 @@ def test_metrics_describe_workflows_steps_slots_reconciles_and_api_errors(cluste
 
     assert value(samples, "stepflow_running_steps_limit") == 2
     reconciles = value(samples, "stepflow_reconcile_duration_seconds_count")
-    assert reconciles is not None and reconciles >= 10  # at least one per step transition
+    # Events that arrive together are coalesced, so count only the reconciles nothing can merge:
+    # mixed starts first, then p1+p2, then p3 after a slot frees, then bad, then ends (5); ok
+    # starts and ends (2); paused is recorded as Suspended (1).
+    assert reconciles is not None and reconciles >= 8
     assert 0 < (value(samples, "stepflow_reconcile_duration_seconds_sum") or 0) < elapsed
 
     assert value(samples, "stepflow_api_errors_total", code="500") == 2  # both retried, then created
