@@ -37,3 +37,21 @@ def test_only_job_changes_the_engine_reads_trigger_a_reconcile():
     deleting = job("5", succeeded=1, failed=1, conditions=done)
     deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:09Z"
     assert store.put_job(KEY, deleting)
+
+
+def test_a_late_deletion_of_an_old_object_never_drops_its_successor():
+    # kopf orders events per object uid only: "deleted" of the old workflow (or Job) can be
+    # handled after "added" of a new one with the same name.
+    store = Store()
+    new = workflow("20")
+    new["metadata"]["uid"] = "uid-new"
+    store.put_workflow(new)
+    store.put_job(KEY, {**job("21"), "metadata": {**job("21")["metadata"], "uid": "job-new"}})
+    store.drop_workflow(KEY, "uid-old")
+    store.drop_job(KEY, "wf-1-a", "job-old")
+    assert store.workflow(KEY)["metadata"]["uid"] == "uid-new"
+    assert list(store.jobs(KEY)) == ["wf-1-a"]
+
+    store.drop_job(KEY, "wf-1-a", "job-new")
+    store.drop_workflow(KEY, "uid-new")
+    assert store.workflow(KEY) is None and store.jobs(KEY) == {}

@@ -140,7 +140,7 @@ async def workflow_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> No
     obj = event["object"]
     key = _key(obj)
     if event["type"] == "DELETED":
-        runtime.store.drop_workflow(key)
+        runtime.store.drop_workflow(key, obj["metadata"].get("uid", ""))
         runtime.queue.add(key)  # the reconcile sees it gone and frees its slots
         return
     if runtime.store.put_workflow(obj):  # not the echo of our own status write
@@ -156,7 +156,7 @@ async def job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
         return
     key = _key(obj, workflow)
     if event["type"] == "DELETED":
-        runtime.store.drop_job(key, obj["metadata"]["name"])
+        runtime.store.drop_job(key, obj["metadata"]["name"], obj["metadata"].get("uid", ""))
     elif not runtime.store.put_job(key, obj):
         return  # only pod bookkeeping changed: nothing the engine looks at
     runtime.queue.add(key)

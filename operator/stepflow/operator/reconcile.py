@@ -195,7 +195,7 @@ class Reconciler:
         run = current_run(body, now)
         old_status = body.get("status") or {}
         before = carried_over(body, run) if run.is_new else states_from_status(old_status)
-        states, adopted = self._observe(key, plan, before, run, now)
+        states, adopted = self._observe(key, body, plan, before, run, now)
         decision, states, requeue = self._act(key, plan, body, run, states, now, adopted)
         if run.is_new and adopted:
             run = started_with_adopted(run, states, adopted)
@@ -222,7 +222,7 @@ class Reconciler:
         self._plans[key] = (identity, plan)
         return plan
 
-    def _observe(self, key: Key, plan: Plan, before: Mapping[str, StepState],
+    def _observe(self, key: Key, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
                  run: Run, now: float) -> tuple[dict[str, StepState], set[str]]:
         """Each step's state from its recorded status and its Job, and which Jobs were adopted.
 
@@ -230,8 +230,8 @@ class Reconciler:
         are stamped as started, so a dependent never appears to start before its prerequisite
         ended. A Job whose start was never recorded (its creator died first) is adopted.
         """
-        namespace = key[0]
-        jobs = self._own_jobs(key)
+        namespace, uid = key[0], body["metadata"].get("uid", "")
+        jobs = self._own_jobs(key, uid)
         states = {}
         adopted: set[str] = set()
         for step in plan.steps:
@@ -242,7 +242,7 @@ class Reconciler:
                 states[step.name] = previous
                 continue
             if job is None and previous.phase == RUNNING:
-                job = self._fetch_job(key, name)  # the cache may lag; only a 404 means gone
+                job = self._fetch_job(key, name, uid)  # the cache may lag; only a 404 means gone
                 if job is None:
                     states[step.name] = replace(
                         previous, phase=FAILED, reason="JobDeleted", finished_at=now,
@@ -260,20 +260,17 @@ class Reconciler:
             states[step.name] = state
         return (not_before_prerequisites(plan, states, adopted) if adopted else states), adopted
 
-    def _own_jobs(self, key: Key) -> dict[str, dict[str, Any]]:
+    def _own_jobs(self, key: Key, uid: str) -> dict[str, dict[str, Any]]:
         """This Workflow object's Jobs in the cache, not those of an earlier one of its name."""
-        body = self.store.workflow(key)
-        uid = (body or {}).get("metadata", {}).get("uid", "")
         return {name: job for name, job in self.store.jobs(key).items() if owned_by(job, uid)}
 
-    def _fetch_job(self, key: Key, name: str) -> dict[str, Any] | None:
+    def _fetch_job(self, key: Key, name: str, uid: str) -> dict[str, Any] | None:
         try:
             job = self.api.get_job(key[0], name)
         except NotFound:
             return None
         self.store.put_job(key, job)
-        body = self.store.workflow(key)
-        return job if owned_by(job, (body or {}).get("metadata", {}).get("uid", "")) else None
+        return job if owned_by(job, uid) else None
 
     def _act(self, key: Key, plan: Plan, body: Mapping[str, Any], run: Run, states: dict[str, StepState],
              now: float, adopted: set[str]) -> tuple[Decision, dict[str, StepState], float | None]:
@@ -376,7 +373,7 @@ class Reconciler:
             kind = "Normal" if decision.phase == SUCCEEDED else "Warning"
             self.events.record(body, kind, f"Workflow{decision.phase}", decision.message)
         # Stopping Jobs comes last: if it fails for good, the Events above are already posted.
-        self._delete_stale_jobs(key, states, run)
+        self._delete_stale_jobs(key, body, states, run)
         running = sum(1 for s in states.values() if s.phase == RUNNING)
         freed = running < self._running.get(key, 0)
         self._running[key] = running
@@ -390,9 +387,10 @@ class Reconciler:
             if other != key:
                 self.wake(other)
 
-    def _delete_stale_jobs(self, key: Key, states: Mapping[str, StepState], run: Run) -> None:
+    def _delete_stale_jobs(self, key: Key, body: Mapping[str, Any], states: Mapping[str, StepState],
+                           run: Run) -> None:
         """Active Jobs of an older run, or of a step already over, are stopped (level-triggered)."""
-        for name, job in self._own_jobs(key).items():
+        for name, job in self._own_jobs(key, body["metadata"].get("uid", "")).items():
             labels = job["metadata"].get("labels") or {}
             if job_outcome(job)[0] != RUNNING or job["metadata"].get("deletionTimestamp"):
                 continue
@@ -400,7 +398,7 @@ class Reconciler:
             stale_run = labels.get(RUN_LABEL) != str(run.generation)
             if stale_run or state is None or state.phase in (CANCELLED, SKIPPED):
                 self.api.delete_job(key[0], name)
-                self.store.drop_job(key, name)
+                self.store.drop_job(key, name, job["metadata"].get("uid", ""))
 
     def _record_transitions(self, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
                             states: Mapping[str, StepState], run_started: float) -> None:

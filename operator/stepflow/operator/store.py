@@ -28,6 +28,10 @@ def _newer(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
     return a is None or b is None or a > b
 
 
+def _uid(obj: Mapping[str, Any] | None) -> str:
+    return ((obj or {}).get("metadata") or {}).get("uid", "")
+
+
 def _job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
     """What of a Job the reconcile reads: its finishing conditions and attempt counters."""
     status = job.get("status") or {}
@@ -51,8 +55,13 @@ class Store:
             self._workflows[key] = dict(body)
             return True
 
-    def drop_workflow(self, key: Key) -> None:
+    def drop_workflow(self, key: Key, uid: str = "") -> None:
+        """Forget a deleted workflow and its Jobs, unless the cache already holds a newer object
+        of that name: kopf handles each object's events in its own task, keyed by uid, so the
+        deletion of one can be processed after the creation of the next."""
         with self._lock:
+            if uid and _uid(self._workflows.get(key)) not in ("", uid):
+                return
             self._workflows.pop(key, None)
             self._jobs.pop(key, None)
 
@@ -74,9 +83,13 @@ class Store:
             self._jobs[key][name] = dict(job)
             return old is None or _job_signature(old) != _job_signature(job)
 
-    def drop_job(self, key: Key, name: str) -> None:
+    def drop_job(self, key: Key, name: str, uid: str = "") -> None:
+        """Forget a Job, unless the cache holds a newer one of that name (see drop_workflow)."""
         with self._lock:
-            self._jobs.get(key, {}).pop(name, None)
+            jobs = self._jobs.get(key, {})
+            if uid and _uid(jobs.get(name)) not in ("", uid):
+                return
+            jobs.pop(name, None)
 
     def jobs(self, key: Key) -> dict[str, dict[str, Any]]:
         """Jobs of one workflow, by Job name."""
