@@ -54,6 +54,17 @@ def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
 
 
+def test_a_run_seen_ending_late_ends_with_its_last_step_not_when_it_was_seen():
+    # An operator restarted 60 s later catches up: the run ended with its last step.
+    plan = plan_of([step("a"), step("b")])
+    states = {"a": StepState(phase=SUCCEEDED, started_at=T0, finished_at=T0 + 1),
+              "b": StepState(phase=SUCCEEDED, started_at=T0 + 1, finished_at=T0 + 2)}
+    decision = decide(plan, states, now=T0 + 60, started_at=T0)
+    status = build_status(plan, states, decision, now=T0 + 60, started_at=T0)
+    assert parse_time(status["finishedAt"]) == pytest.approx(T0 + 2, abs=1e-3)
+    assert status["duration"] == "2.0s"
+
+
 # --- shape -------------------------------------------------------------------------------------
 
 def test_finished_status_shape():

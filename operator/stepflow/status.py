@@ -119,7 +119,7 @@ def build_status(
     """The whole status document for the current decision."""
     end = finished_at if decision.finished else None
     if decision.finished and end is None:
-        end = now
+        end = _last_end(states, started_at, now)
     status: dict[str, Any] = {
         "phase": decision.phase,
         "reason": decision.reason,
@@ -137,6 +137,13 @@ def build_status(
     status["conditions"] = conditions(decision.phase, decision.reason, decision.message,
                                       observed_generation, now, (previous or {}).get("conditions"))
     return {k: v for k, v in status.items() if v not in ("", None)}
+
+
+def _last_end(states: Mapping[str, StepState], started_at: float | None, now: float) -> float:
+    """A run ends when its last step did. That is ``now`` when the end is seen as it happens,
+    but earlier when an operator restart catches up on steps that ended while it was down."""
+    end = max((s.finished_at for s in states.values() if s.finished_at is not None), default=now)
+    return end if started_at is None else max(end, started_at)
 
 
 def conditions(

@@ -57,6 +57,7 @@ def test_restart_between_job_create_and_status_write_adopts_the_job(cluster, sta
     run_start = parse_time(status["startedAt"])
     assert all(parse_time(s["startedAt"]) >= run_start for s in status["steps"].values())
     assert run_start < parse_time(status["steps"]["a"]["finishedAt"])
+    assert status["finishedAt"] == max(s["finishedAt"] for s in status["steps"].values())
 
 
 def test_conflicts_throttling_and_server_errors_are_retried(cluster, operator):
