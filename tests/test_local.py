@@ -152,6 +152,27 @@ def test_step_timeout_kills_the_process(tmp_path):
     assert not marker.exists()
 
 
+def test_a_child_that_ignores_sigterm_does_not_outlive_its_step(tmp_path):
+    # The shell exits on SIGTERM; its background child ignores it and would live on.
+    pid_file = tmp_path / "child.pid"
+    steps = [step("stubborn", timeoutSeconds=1,
+                  script=f"sh -c \"trap '' TERM; sleep 30\" & echo $! > {pid_file}; wait")]
+    _, report = run_local(tmp_path, steps)
+    assert report["steps"]["stubborn"]["reason"] == "DeadlineExceeded"
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 2
+    while Path(f"/proc/{child}").exists() and _state(child) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or _state(child) == "Z", "the child kept running"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def test_step_timeout_bounds_all_attempts_like_a_jobs_active_deadline(tmp_path):
     """timeoutSeconds maps to activeDeadlineSeconds, which ends the Job, retries included."""
     steps = [step("slow", timeoutSeconds=1, retries=3, script="sleep 5")]

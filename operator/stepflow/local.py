@@ -223,15 +223,29 @@ class LocalRun:
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:
-    """Stop the whole process group: ``sh -c`` children must not outlive their step."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            await asyncio.wait_for(asyncio.shield(process.wait()), timeout=KILL_GRACE_SECONDS)
-            return
-        except TimeoutError:
-            continue
+    """Stop the whole process group: ``sh -c`` children must not outlive their step.
+
+    A cancel arriving meanwhile (FailFast, Ctrl-C) waits until the group is stopped, or a
+    child ignoring SIGTERM would be left running.
+    """
+    stopping = asyncio.ensure_future(_stop_group(process))
+    try:
+        await asyncio.shield(stopping)
+    except asyncio.CancelledError:
+        await stopping
+        raise
+
+
+async def _stop_group(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM, a grace period for the leader, then SIGKILL for whatever is left of the group:
+    the leader exiting on SIGTERM says nothing of a child that ignores it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(process.wait()), timeout=KILL_GRACE_SECONDS)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    await process.wait()
 
 
 def unsupported_fields(plan: Plan) -> list[str]:
