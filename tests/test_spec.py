@@ -81,7 +81,8 @@ def test_duplicate_names_point_at_both_entries():
     assert '"a"' in error and "spec.steps[0]" in error
 
 
-@pytest.mark.parametrize("name", ["Build", "build_api", "-lead", "trail-", "a.b", "x" * 64, "with space"])
+@pytest.mark.parametrize("name", ["Build", "build_api", "-lead", "trail-", "a.b", "x" * 64, "with space",
+                                  "a\n"])
 def test_name_must_be_a_dns1123_label(name):
     error = single_error(workflow(step(name)))
     assert error.startswith("spec.steps[0].name: ")
@@ -208,6 +209,15 @@ def test_header_and_name_are_checked():
     assert "metadata.name: is required" in errors
 
 
+@pytest.mark.parametrize("name", ["../escaped", "Release", "a_b", "x" * 254, "trail-"])
+def test_workflow_name_must_be_a_dns1123_subdomain(name):
+    # It names Jobs and the local log directory; "../escaped" would write outside it.
+    doc = workflow(step("a"))
+    doc["metadata"]["name"] = name
+    error = single_error(doc)
+    assert error.startswith("metadata.name: ") and "DNS-1123 subdomain" in error
+
+
 def test_document_that_is_not_an_object():
     spec, errors = read_workflow(["a", "list"])
     assert spec is None
@@ -260,6 +270,15 @@ def test_missing_file_and_empty_file(tmp_path):
     empty.write_text("# nothing\n")
     with pytest.raises(SpecError, match="contains no Workflow document"):
         read_documents(empty)
+
+
+def test_duplicate_keys_are_an_error_not_a_silently_dropped_step_list(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("spec:\n  steps:\n    - name: a\n  steps:\n    - name: b\n")
+    with pytest.raises(SpecError) as info:
+        read_documents(path)
+    [error] = info.value.errors
+    assert error.path == "line 4, column 3" and "duplicate key 'steps'" in error.message
 
 
 def test_multi_document_stream_skips_empty_documents():
