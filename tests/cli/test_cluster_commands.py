@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 
 from cluster.cluster import Cluster
 from cluster.crds import workflow_crd
@@ -25,6 +26,7 @@ from cluster.jobs import Outcome
 from cluster.kubeconfig import kubeconfig_dict
 from operator_harness import ROOT, OperatorProcess, free_port, job_runs, status_of, wait_phase, workflow
 from stepflow.cli import main
+from stepflow.cli.cluster import status_view
 from stepflow.timeline import Row, bar_columns
 
 TIME_SCALE = 0.5
@@ -466,3 +468,15 @@ def test_rerun_failed_keeps_successes_and_reruns_failed_and_skipped_steps(steeri
     assert chart["bad"][1] <= chart["last"][0]
     assert chart["good"] == "(kept from an earlier run)"
     assert "…" not in timeline.out  # nothing cut short
+
+
+def test_status_prints_messages_as_written_never_as_markup():
+    # A pod's termination message is anyone's text; "[ERROR]" must not vanish as a style tag.
+    workflow_doc = {"metadata": {"namespace": "default", "name": "m"}, "status": {
+        "phase": "Failed", "message": 'step "a" failed [/]', "steps": {"a": {
+            "group": 0, "index": 0, "phase": "Failed", "reason": "Error", "exitCode": 3,
+            "terminationMessage": "[ERROR] disk full"}}}}
+    console = Console(width=200, record=True)
+    console.print(status_view(workflow_doc, now=0))
+    text = console.export_text()
+    assert "[ERROR] disk full" in text and 'step "a" failed [/]' in text

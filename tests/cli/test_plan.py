@@ -29,6 +29,14 @@ def test_json_has_groups_as_lists_of_names_in_document_order(tmp_path, capsys):
     assert [s["prerequisites"] for s in document["steps"]][2] == ["a", "b"]
 
 
+def test_step_types_are_printed_as_written_never_as_markup(tmp_path, capsys):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(step("a", type="[build]"),
+                                                        step("b", type="deploy [/]")))
+    code, out, _ = plan(capsys, file)
+    assert code == 0
+    assert "[build]" in out and "deploy [/]" in out
+
+
 def test_invalid_file_exits_1_with_the_validate_errors(tmp_path, capsys):
     file = write_workflow(tmp_path / "bad.yaml", workflow(*shorthand("pg1 a, s b, pg1 c, s d->zz")))
     code, out, err = plan(capsys, file, "-o", "json")

@@ -61,6 +61,14 @@ def test_failed_workflow_exits_1_with_the_failure_in_the_report(capsys, tmp_path
     assert "exit code 5" in out
 
 
+def test_text_from_the_workflow_is_printed_as_written_never_as_markup(capsys, tmp_path):
+    steps = [{"name": "a", "command": ["[/]not-here"]}, step("b")]
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*steps))
+    code, report, out, _ = run(capsys, tmp_path, file)
+    assert code == 1 and report is not None  # no MarkupError, and the report is written
+    assert "cannot start '[/]not-here'" in " ".join(out.split())
+
+
 def test_invalid_file_exits_1_with_the_validate_errors_and_runs_nothing(capsys, tmp_path):
     marker = tmp_path / "ran"
     file = write_workflow(tmp_path / "wf.yaml", workflow(step("a", script=f"touch {marker}"),

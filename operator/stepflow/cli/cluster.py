@@ -178,7 +178,7 @@ def status_view(workflow: dict[str, Any], now: float) -> Table:
     meta = workflow["metadata"]
     title = (f"{meta['namespace']}/{meta['name']}: {status.get('phase', 'Pending')} "
              f"{status.get('progress', '')} {_duration(status, now)} - {status.get('message', '')}")
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    table = Table(title=Text(title), title_justify="left", box=None, pad_edge=False)  # never markup
     for column in ("GROUP", "STEP", "PHASE", "STARTED", "DURATION", "JOB", "MESSAGE"):
         table.add_column(column, no_wrap=column != "MESSAGE")
     steps = status.get("steps") or {}
@@ -195,7 +195,7 @@ def status_view(workflow: dict[str, Any], now: float) -> Table:
             message += f" | {entry['terminationMessage'].splitlines()[-1]}"
         started = (rfc3339(start) or "")[11:19]
         table.add_row(str(entry.get("group", 0) + 1), name, Text(phase, style=PHASE_STYLES.get(phase, "")),
-                      started, took, entry.get("jobName", ""), message)
+                      started, took, entry.get("jobName", ""), Text(message))
     return table
 
 

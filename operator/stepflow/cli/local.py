@@ -147,7 +147,7 @@ def _print_plan_text(plan: Plan, durations: dict[str, float]) -> None:
                 waits = "dependsOn: " + (", ".join(step.depends_on) or "(nothing)")
             else:
                 waits = f"group {g}" if g > 0 else "-"
-            row = [str(g + 1) if i == 0 else "", name, step.type, waits]
+            row = [str(g + 1) if i == 0 else "", name, Text(step.type), waits]  # Text: never markup
             if durations:
                 row.append(human_duration(durations[name]) if name in durations else "?")
             table.add_row(*row, end_section=i == len(members) - 1)
@@ -224,7 +224,7 @@ def _event_printer(console: Console):
         state = run.states[name]
         extra = f" ({state.reason}: {state.message})" if event in ("failed", "skipped", "cancelled") else ""
         elapsed = run.clock() - (run.started_at or run.clock())
-        console.print(f"{elapsed:7.2f}s  {event:<9} {name}{extra}", highlight=False)
+        console.print(f"{elapsed:7.2f}s  {event:<9} {name}{extra}", highlight=False, markup=False)
     return on_event
 
 
@@ -255,7 +255,7 @@ def live_table(run: LocalRun) -> Group:
 
 
 def summary_table(status: dict[str, Any]) -> Table:
-    table = Table(title=f"{status['phase']}: {status.get('message', '')}", show_edge=False)
+    table = Table(title=Text(f"{status['phase']}: {status.get('message', '')}"), show_edge=False)
     for column in ("group", "step", "phase", "took", "detail"):
         table.add_column(column)
     for name, entry in sorted(status["steps"].items(), key=lambda kv: kv[1]["index"]):
@@ -265,7 +265,7 @@ def summary_table(status: dict[str, Any]) -> Table:
         if entry.get("exitCode") not in (None, 0):
             detail = f"exit code {entry['exitCode']}" + (f"; {detail}" if detail else "")
         table.add_row(str(entry["group"] + 1), name,
-                      Text(entry["phase"], style=PHASE_STYLES.get(entry["phase"], "")), took, detail)
+                      Text(entry["phase"], style=PHASE_STYLES.get(entry["phase"], "")), took, Text(detail))
     return table
 
 
