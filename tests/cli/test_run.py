@@ -69,6 +69,20 @@ def test_text_from_the_workflow_is_printed_as_written_never_as_markup(capsys, tm
     assert "cannot start '[/]not-here'" in " ".join(out.split())
 
 
+@pytest.mark.parametrize("option", ["--report", "--logs"])
+def test_an_unwritable_report_or_log_path_is_refused_before_anything_runs(capsys, tmp_path, option):
+    marker = tmp_path / "ran"
+    file = write_workflow(tmp_path / "wf.yaml", workflow(step("a", script=f"touch {marker}")))
+    (tmp_path / "a-file").write_text("")
+    bad = tmp_path / "a-file" / "below"  # a path under a regular file
+    good = {"--report": str(tmp_path / "report.json"), "--logs": str(tmp_path / "logs")}
+    code = main(["run", str(file), *[arg for name, path in good.items()
+                                     for arg in (name, str(bad) if name == option else path)]])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and str(bad) in err
+    assert not marker.exists()
+
+
 def test_invalid_file_exits_1_with_the_validate_errors_and_runs_nothing(capsys, tmp_path):
     marker = tmp_path / "ran"
     file = write_workflow(tmp_path / "wf.yaml", workflow(step("a", script=f"touch {marker}"),

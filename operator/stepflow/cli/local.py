@@ -177,6 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     for note in unsupported_fields(plan):
         console.print(f"[yellow]note:[/yellow] {note}")
     log_dir = Path(args.logs or Path("stepflow-logs") / plan.spec.name)
+    problem = _unwritable(log_dir, args.report)
+    if problem:  # found now, not after the whole run
+        print(f"stepflow run: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     run, interrupted = asyncio.run(_drive(plan, args, log_dir, console))
     status = run.status()
     if args.report:
@@ -216,6 +220,20 @@ async def _drive(plan: Plan, args: argparse.Namespace, log_dir: Path, console: C
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
     return run, interrupted
+
+
+def _unwritable(log_dir: Path, report: str | None) -> str:
+    """Why the logs or the report could not be written, or "" if they can."""
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create the log directory {log_dir}: {exc.strerror}"
+    if report:
+        try:
+            Path(report).open("a").close()
+        except OSError as exc:
+            return f"cannot write the report {report}: {exc.strerror}"
+    return ""
 
 
 def _event_printer(console: Console):
