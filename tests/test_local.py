@@ -116,6 +116,13 @@ def test_a_command_that_cannot_start_fails_the_step(tmp_path):
     assert "cannot start" in ghost["message"]
 
 
+def test_a_nul_byte_in_a_command_fails_the_step_instead_of_the_run(tmp_path):
+    _, report = run_local(tmp_path, [{"name": "a", "command": ["echo", "a\0b"]}, step("b")])
+    a = report["steps"]["a"]
+    assert (a["phase"], a["exitCode"]) == ("Failed", 127) and "null byte" in a["message"]
+    assert report["phase"] == "Failed"
+
+
 def test_fail_fast_cancels_running_processes(tmp_path):
     marker = tmp_path / "slow-finished"
     steps = [step("a", parallel=True, script="sleep 0.2; exit 1"),

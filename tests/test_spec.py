@@ -124,6 +124,12 @@ def test_depends_on_items_must_be_strings():
     assert error == "spec.steps[1].dependsOn[1]: must be a string, got integer 3"
 
 
+@pytest.mark.parametrize("name", ["A=B", "", "A\0B"])
+def test_env_names_must_be_usable_as_variable_names(name):
+    error = single_error(workflow(step("a", env=[{"name": name, "value": "x"}])))
+    assert error.startswith("spec.steps[0].env[0].name: ") and "not a valid variable name" in error
+
+
 def test_env_values_must_be_strings_with_a_hint():
     error = single_error(workflow(step("a", env=[{"name": "N", "value": 5}])))
     assert error.startswith("spec.steps[0].env[0].value: must be a string")

@@ -191,9 +191,10 @@ class LocalRun:
                 process = await asyncio.create_subprocess_exec(
                     *step.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                     env=self._environment(step), cwd=step.working_dir, start_new_session=True)
-            except OSError as exc:
-                log.write(f"stepflow: cannot start {step.argv[0]!r}: {exc.strerror}\n".encode())
-                return 127, "Error", f"cannot start {step.argv[0]!r}: {exc.strerror}"
+            except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument or value
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                log.write(f"stepflow: cannot start {step.argv[0]!r}: {reason}\n".encode())
+                return 127, "Error", f"cannot start {step.argv[0]!r}: {reason}"
             try:
                 timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 code = await asyncio.wait_for(process.wait(), timeout=timeout)

@@ -196,6 +196,10 @@ class _Collector:
             if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
                 self.error(where, "must be an object with a string name")
                 continue
+            if not item["name"] or any(c in item["name"] for c in "=\0"):
+                self.error(f"{where}.name", f"{item['name']!r} is not a valid variable name "
+                                            "(non-empty, no '=' or NUL)")
+                continue
             if "value" in item and not isinstance(item["value"], str):
                 self.error(f"{where}.value", f"must be a string, got {_kind(item['value'])}"
                            " (quote numbers and booleans)")
