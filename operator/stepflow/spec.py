@@ -9,6 +9,7 @@ live in :mod:`stepflow.plan`, whose ``compile_workflow`` runs both layers.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -327,8 +328,8 @@ def _parse_step(item: Any, index: int, c: _Collector) -> Step:
 
 def _estimate(obj: Mapping[str, Any], path: str, c: _Collector) -> float | None:
     value = c.typed(obj, "estimatedSeconds", path, float)
-    if value is not None and value < 0:
-        c.error(f"{path}.estimatedSeconds", f"must be >= 0, got {value}")
+    if value is not None and not 0 <= value < math.inf:  # also refuses .nan
+        c.error(f"{path}.estimatedSeconds", f"must be a finite number >= 0, got {value}")
         return None
     return value
 

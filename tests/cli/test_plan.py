@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from builders import shorthand, step, workflow, write_workflow
 from stepflow.cli import main
 
@@ -72,6 +74,24 @@ def test_durations_naming_an_unknown_step_is_an_error(tmp_path, capsys):
     file = write_workflow(tmp_path / "wf.yaml", workflow(step("a")))
     code, _, err = plan(capsys, file, "--durations", "a=1,ghost=2")
     assert code == 1 and "ghost" in err and err.startswith(f"{file}: --durations: ")
+
+
+@pytest.mark.parametrize("option", ["a=inf", "a=-5", "a=nan", "a", "a=1,b", "list.json"])
+def test_bad_durations_are_a_clear_error_not_a_traceback(tmp_path, capsys, option):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*shorthand("s a, s b")))
+    (tmp_path / "list.json").write_text("[1, 2]")
+    code, _, err = plan(capsys, file, "--durations", tmp_path / option if option.endswith(".json")
+                        else option)
+    assert code == 1 and err.startswith(f"{file}: --durations: ") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-1"])
+def test_estimated_seconds_must_be_finite(tmp_path, capsys, value):
+    file = tmp_path / "wf.yaml"
+    file.write_text("apiVersion: stepflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: est}\n"
+                    f"spec:\n  steps:\n    - {{name: a, script: 'true', estimatedSeconds: {value}}}\n")
+    code, _, err = plan(capsys, file)
+    assert code == 1 and "spec.steps[0].estimatedSeconds: must be a finite number" in err
 
 
 def test_durations_with_a_dependency_on_a_later_step(tmp_path, capsys):

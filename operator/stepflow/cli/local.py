@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -110,11 +111,19 @@ def _durations(plan: Plan, option: str | None) -> dict[str, float]:
         except (OSError, ValueError) as exc:
             raise SpecError([FieldError("--durations", str(exc))]) from None
     else:
-        data = dict(item.split("=", 1) for item in option.split(",") if "=" in item)
+        malformed = [item for item in option.split(",") if "=" not in item]
+        if malformed:
+            raise SpecError([FieldError("--durations", f"expected STEP=SECONDS, got {malformed[0]!r}")])
+        data = dict(item.split("=", 1) for item in option.split(","))
+    if not isinstance(data, dict):
+        raise SpecError([FieldError("--durations", "the JSON file must hold an object of step: seconds")])
     try:
         durations = {str(k): float(v) for k, v in data.items()}
     except (TypeError, ValueError) as exc:
         raise SpecError([FieldError("--durations", f"not a number: {exc}")]) from None
+    bad = sorted(name for name, seconds in durations.items() if not 0 <= seconds < math.inf)
+    if bad:
+        raise SpecError([FieldError("--durations", f"must be finite and >= 0: {', '.join(bad)}")])
     unknown = sorted(set(durations) - set(plan.step_by_name))
     if unknown:
         raise SpecError([FieldError("--durations", f"unknown step(s): {', '.join(unknown)}")])
