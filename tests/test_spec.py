@@ -113,7 +113,7 @@ def test_missing_name():
     ("timeoutSeconds", 0, "spec.steps[0].timeoutSeconds: must be >= 1, got 0"),
     ("continueOnError", "true", "spec.steps[0].continueOnError: must be a boolean, got string 'true'"),
     ("dependsOn", "a", "spec.steps[0].dependsOn: must be a list of strings, got string"),
-    ("estimatedSeconds", -2, "spec.steps[0].estimatedSeconds: must be >= 0, got -2.0"),
+    ("estimatedSeconds", -2, "spec.steps[0].estimatedSeconds: must be a finite number >= 0, got -2.0"),
 ])
 def test_wrong_types_are_named_with_their_path(field, value, expected):
     assert single_error(workflow(step("x", **{field: value}))) == expected
