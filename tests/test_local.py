@@ -123,6 +123,12 @@ def test_a_nul_byte_in_a_command_fails_the_step_instead_of_the_run(tmp_path):
     assert report["phase"] == "Failed"
 
 
+def test_a_step_killed_by_a_signal_reports_128_plus_the_signal_like_a_container(tmp_path):
+    _, report = run_local(tmp_path, [step("a", script="kill -9 $$")])
+    a = report["steps"]["a"]
+    assert (a["phase"], a["exitCode"]) == ("Failed", 137) and "signal 9" in a["message"]
+
+
 def test_fail_fast_cancels_running_processes(tmp_path):
     marker = tmp_path / "slow-finished"
     steps = [step("a", parallel=True, script="sleep 0.2; exit 1"),

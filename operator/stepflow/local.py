@@ -204,6 +204,8 @@ class LocalRun:
             except asyncio.CancelledError:
                 await _kill(process)
                 raise
+        if code < 0:  # killed by a signal: report it the way a container runtime does (128+N)
+            return 128 - code, "Error", f"killed by signal {-code} (exit code {128 - code})"
         return code, "Error", f"exited with code {code}"
 
     def _environment(self, step: Step) -> dict[str, str]:
