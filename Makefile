@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= examples/mixed-sequential-parallel.yaml
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean kube-assets cluster
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/stepflow run $(DEMO) --timeline
 
-test: $(STAMP)
+# The real control plane tier's binaries, built from Go modules once per machine (tests/kube/).
+kube-assets: $(STAMP)
+	$(BIN)/python tests/kube/build.py >/dev/null
+
+test: $(STAMP) kube-assets
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/pytest -q
+
+# A real API server on loopback with deploy/ installed, for trying stepflow by hand.
+cluster: $(STAMP) kube-assets
+	cd tests && ../$(BIN)/python -m kube.controlplane
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks

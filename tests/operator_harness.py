@@ -8,6 +8,7 @@ has to survive.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -32,11 +33,13 @@ def free_port() -> int:
 
 
 class OperatorProcess:
-    def __init__(self, cluster: Cluster, log_path: Path, *args: str, env: dict[str, str] | None = None):
-        self.cluster = cluster
+    """``stepflow operator`` in a subprocess; ``target`` is an emulator or a kubeconfig path."""
+
+    def __init__(self, target: Cluster | Path, log_path: Path, *args: str, env: dict[str, str] | None = None):
+        self.kubeconfig = target.kubeconfig if isinstance(target, Cluster) else Path(target)
         self.log_path = log_path
         self.args = list(args)
-        self.env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig), STEPFLOW_METRICS_PORT="0",
+        self.env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), STEPFLOW_METRICS_PORT="0",
                         **(env or {}))
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -63,6 +66,11 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def tracebacks(self) -> list[str]:
+        """Every Python traceback the operator logged: each one is a bug, even if the test passed."""
+        blocks = re.split(r"(?m)^(?=Traceback \(most recent call last\):)", self.log())
+        return [block[:3000] for block in blocks[1:]]
 
 
 def load_example(name: str, namespace: str = "default") -> dict[str, Any]:

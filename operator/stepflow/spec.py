@@ -35,12 +35,19 @@ SPEC_FIELDS = (
     "maxConcurrency", "failurePolicy", "timeoutSeconds", "suspend",
     "serviceAccountName", "defaults", "steps", "runToken",
 )
-DEFAULTS_FIELDS = ("image", "env", "resources")
+DEFAULTS_FIELDS = ("image", "env", "resources", "podMetadata")
 STEP_FIELDS = (
     "name", "type", "parallel", "parallelGroup", "dependsOn", "image", "command", "args",
     "script", "workingDir", "env", "resources", "timeoutSeconds", "retries",
-    "continueOnError", "estimatedSeconds",
+    "continueOnError", "estimatedSeconds", "podMetadata",
 )
+POD_METADATA_FIELDS = ("labels", "annotations")
+# A qualified name, as Kubernetes checks label and annotation keys: an optional DNS subdomain
+# prefix and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric.
+QUALIFIED_NAME = re.compile(r"(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                            r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+RESERVED_LABEL_PREFIXES = ("stepflow.dev/", "batch.kubernetes.io/", "controller-uid", "job-name")
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,18 @@ class SpecError(ValueError):
     def __init__(self, errors: Iterable[FieldError]):
         self.errors = list(errors)
         super().__init__("\n".join(str(e) for e in self.errors))
+
+
+@dataclass(frozen=True)
+class PodMetadata:
+    """Labels and annotations for a step's pod: service meshes, secret injectors, cost labels."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def merged(self, other: PodMetadata) -> PodMetadata:
+        """These entries, overridden by ``other``'s on a key clash (a step's win over defaults)."""
+        return PodMetadata({**self.labels, **other.labels}, {**self.annotations, **other.annotations})
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,7 @@ class Step:
     retries: int = 0
     continue_on_error: bool = False
     estimated_seconds: float | None = None
+    pod_metadata: PodMetadata = field(default_factory=PodMetadata)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -97,6 +117,7 @@ class Defaults:
     image: str | None = None
     env: tuple[Mapping[str, Any], ...] = ()
     resources: Mapping[str, Any] | None = None
+    pod_metadata: PodMetadata = field(default_factory=PodMetadata)
 
 
 @dataclass(frozen=True)
@@ -209,6 +230,37 @@ class _Collector:
         return tuple(good)
 
 
+    def pod_metadata(self, obj: Mapping[str, Any], path: str) -> PodMetadata:
+        meta = self.mapping(obj.get("podMetadata"), f"{path}.podMetadata")
+        self.unknown_fields(meta, POD_METADATA_FIELDS, f"{path}.podMetadata")
+        return PodMetadata(self.string_map(meta, "labels", f"{path}.podMetadata", labels=True),
+                           self.string_map(meta, "annotations", f"{path}.podMetadata"))
+
+    def string_map(self, obj: Mapping[str, Any], key: str, path: str, labels: bool = False) -> dict[str, str]:
+        """A map of string to string with Kubernetes' key rules, and label-value rules for labels."""
+        good = {}
+        for name, value in self.mapping(obj.get(key), f"{path}.{key}").items():
+            where = f"{path}.{key}[{_excerpt(name)}]"
+            if not isinstance(name, str) or len(name) > 316 or not QUALIFIED_NAME.fullmatch(name):
+                self.error(where, "is not a valid key (an optional DNS prefix and '/', then at most "
+                                  "63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)")
+            elif not isinstance(value, str):
+                self.error(where, f"must be a string, got {_kind(value)} (quote numbers and booleans)")
+            elif labels and name.startswith(RESERVED_LABEL_PREFIXES):
+                self.error(where, "is reserved: stepflow and the Job controller set this label")
+            elif labels and not LABEL_VALUE.fullmatch(value):
+                self.error(where, f"{_excerpt(value)} is not a valid label value (at most 63 letters, "
+                                  "digits, '-', '_' or '.', starting and ending alphanumeric)")
+            else:
+                good[name] = value
+        return good
+
+
+def _excerpt(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string", float: "a number"}
 
 
@@ -282,6 +334,7 @@ def _parse_defaults(value: Any, c: _Collector) -> Defaults:
         image=c.typed(obj, "image", "spec.defaults", str),
         env=c.env(obj, "env", "spec.defaults"),
         resources=c.typed(obj, "resources", "spec.defaults", dict),
+        pod_metadata=c.pod_metadata(obj, "spec.defaults"),
     )
 
 
@@ -323,6 +376,7 @@ def _parse_step(item: Any, index: int, c: _Collector) -> Step:
         retries=c.integer(obj, "retries", path, 0, 0, MAX_RETRIES),
         continue_on_error=c.typed(obj, "continueOnError", path, bool, False),
         estimated_seconds=_estimate(obj, path, c),
+        pod_metadata=c.pod_metadata(obj, path),
     )
 
 

@@ -65,10 +65,14 @@ def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generat
         RUN_LABEL: str(generation),
         MANAGED_BY_LABEL: MANAGED_BY,
     }
+    pod_metadata = spec.defaults.pod_metadata.merged(step.pod_metadata)
+    template_metadata: dict[str, Any] = {"labels": {**pod_metadata.labels, **labels}}
+    if pod_metadata.annotations:
+        template_metadata["annotations"] = dict(pod_metadata.annotations)
     job_spec: dict[str, Any] = {
         "backoffLimit": step.retries,
         "template": {
-            "metadata": {"labels": labels},
+            "metadata": template_metadata,
             "spec": _pod_spec(plan, step),
         },
     }

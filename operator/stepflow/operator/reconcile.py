@@ -442,5 +442,6 @@ class Reconciler:
         new = invalid_status(error.errors, now=now, observed_generation=generation, previous=old)
         self._write_status(key, body, old, new)
         self.events.record(body, "Warning", "InvalidSpec", new["message"])
-        self._delete_stale_jobs(key, {}, Run(generation or 0, "", True, now, None))
+        # Whatever an earlier, valid generation left running has no step in this one: stopped.
+        self._delete_stale_jobs(key, body, {}, Run(generation or 0, "", True, now, None))
         self.forget(key)

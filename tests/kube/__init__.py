@@ -1,0 +1,1 @@
+"""The real control plane tier: a Kubernetes control plane built from Go modules (README.md)."""

@@ -1,0 +1,234 @@
+"""Build the real control plane of the test tier from Go modules, once per machine.
+
+No Docker engine, cluster or binary download exists on the machines this project is tested on,
+but the Go module proxy does. So the binaries of one pinned Kubernetes release, etcd and kwok
+are compiled here and kept in a cache folder in envtest's ``KUBEBUILDER_ASSETS`` layout (one
+flat folder of executables). Later runs find them there and build nothing.
+
+    python tests/kube/build.py            # build what is missing, print the assets folder
+    python tests/kube/build.py generate   # regenerate the wrapper go.mod files (then commit)
+
+The wrapper modules under ``gomod/`` exist because ``k8s.io/kubernetes`` requires its staging
+modules at ``v0.0.0`` and replaces them with local folders, which only works inside its own
+repository; ``generate`` rewrites those replaces to the published ``v0.X.Y`` versions, taken
+from the release's own go.mod rather than typed by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GOMOD = HERE / "gomod"
+VERSIONS_FILE = HERE / "versions.env"
+
+KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+BINARIES = (*KUBERNETES_BINARIES, "etcd", "kwok", "kstatus")
+
+
+class BuildError(RuntimeError):
+    """The tier cannot be built; the message names what is missing."""
+
+
+def versions() -> dict[str, str]:
+    pairs = {}
+    for line in VERSIONS_FILE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _inputs_digest() -> str:
+    """A digest of everything the build reads, so that an edit to a wrapper rebuilds."""
+    digest = hashlib.sha256(VERSIONS_FILE.read_bytes())
+    for path in sorted(GOMOD.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(GOMOD)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def cache_root() -> Path:
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stepflow" / "kube"
+    return Path(os.environ.get("STEPFLOW_KUBE_CACHE", default))
+
+
+def assets_dir() -> Path:
+    """The cache folder of this exact set of versions and wrappers."""
+    v = versions()
+    key = (
+        f"k8s-{v['KUBERNETES_VERSION']}-etcd-{v['ETCD_VERSION']}-kwok-{v['KWOK_VERSION']}-{_inputs_digest()}"
+    )
+    return cache_root() / key
+
+
+def _log(message: str) -> None:
+    print(f"[kube-build] {message}", file=sys.stderr, flush=True)
+
+
+def _go(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    if shutil.which("go") is None:
+        raise BuildError("the real control plane tier needs Go (go 1.26 or newer) on PATH; none was found")
+    run_env = {**os.environ, "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0", **(env or {})}
+    result = subprocess.run(["go", *args], cwd=cwd, env=run_env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(f"`go {' '.join(args)}` in {cwd} failed:\n{result.stderr.strip()[-4000:]}")
+    return result.stdout
+
+
+def _timed(what: str, action) -> None:
+    _log(f"{what} ...")
+    start = time.monotonic()
+    action()
+    _log(f"{what}: done in {time.monotonic() - start:.0f} s")
+
+
+def kubernetes_ldflags(version: str) -> str:
+    """Version stamps, so that `--version` and discovery report the release, not v0.0.0-master."""
+    major, minor = re.match(r"v(\d+)\.(\d+)", version).groups()
+    flags = ["-s", "-w"]
+    for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {package}.gitVersion={version}",
+            f"-X {package}.gitMajor={major}",
+            f"-X {package}.gitMinor={minor}",
+            f"-X {package}.gitTreeState=clean",
+        ]
+    return " ".join(flags)
+
+
+def build(target: Path) -> None:
+    """Compile every binary into a fresh folder, then move it into place in one rename."""
+    v = versions()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    total = time.monotonic()
+    _log(f"cold build of the control plane into {target} (one time per machine; this takes a while)")
+    try:
+        _timed(
+            f"kube-apiserver, kube-controller-manager, kube-scheduler, kubectl {v['KUBERNETES_VERSION']}",
+            lambda: _go(
+                [
+                    "build",
+                    "-trimpath",
+                    "-ldflags",
+                    kubernetes_ldflags(v["KUBERNETES_VERSION"]),
+                    "-o",
+                    str(staging) + "/",
+                    *[f"./cmd/{name}" for name in KUBERNETES_BINARIES],
+                ],
+                GOMOD / "kubernetes",
+            ),
+        )
+        _timed(
+            f"etcd {v['ETCD_VERSION']}",
+            lambda: _go(
+                ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(staging / "etcd"), "."], GOMOD / "etcd"
+            ),
+        )
+        _timed(
+            f"kstatus (sigs.k8s.io/cli-utils {v['CLI_UTILS_VERSION']})",
+            lambda: _go(
+                ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(staging / "kstatus"), "."],
+                GOMOD / "kstatus",
+            ),
+        )
+        # kwok has no replace directives, so a plain `go install` works; on its own, so that its
+        # requirements never move the wrappers' pins.
+        _timed(
+            f"kwok {v['KWOK_VERSION']}",
+            lambda: _go(
+                [
+                    "install",
+                    "-trimpath",
+                    "-ldflags",
+                    "-s -w",
+                    f"sigs.k8s.io/kwok/cmd/kwok@{v['KWOK_VERSION']}",
+                ],
+                HERE,
+                env={"GOBIN": str(staging), "GOFLAGS": ""},
+            ),
+        )
+        missing = [name for name in BINARIES if not (staging / name).is_file()]
+        if missing:
+            raise BuildError(f"the build produced no {', '.join(missing)}")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    _log(f"cold build finished in {time.monotonic() - total:.0f} s")
+
+
+def ensure_assets() -> Path:
+    """The folder holding every binary: KUBEBUILDER_ASSETS if it is complete, else the cache."""
+    given = os.environ.get("KUBEBUILDER_ASSETS")
+    if given and all((Path(given) / name).is_file() for name in BINARIES):
+        return Path(given)
+    target = assets_dir()
+    if not all((target / name).is_file() for name in BINARIES):
+        build(target)
+    return target
+
+
+def generate() -> None:
+    """Rewrite gomod/kubernetes/go.mod from the release's go.mod, then tidy every wrapper."""
+    v = versions()
+    release = v["KUBERNETES_VERSION"]
+    info = json.loads(
+        _go(["mod", "download", "-json", f"k8s.io/kubernetes@{release}"], HERE, {"GOFLAGS": ""})
+    )
+    release_gomod = Path(info["GoMod"]).read_text()
+    staging = re.findall(r"^\s*(k8s\.io/[\w.-]+) => \./staging/", release_gomod, re.MULTILINE)
+    required = set(re.findall(r"^\s*(k8s\.io/[\w.-]+) v0\.0\.0$", release_gomod, re.MULTILINE))
+    published = "v0." + release.split(".", 1)[1]
+    replaces = "\n".join(f"\t{m} => {m} {published}" for m in staging if m in required)
+    go_directive = re.search(r"^go (\S+)$", release_gomod, re.MULTILINE).group(1)
+    (GOMOD / "kubernetes" / "go.mod").write_text(
+        "// Generated by tests/kube/build.py generate from the go.mod of k8s.io/kubernetes "
+        f"{release}: do not edit.\n"
+        "module stepflow.dev/tests/kube/kubernetes\n\n"
+        f"go {go_directive}\n\nrequire k8s.io/kubernetes {release}\n\n"
+        f"// Every staging module the release requires, at its published version.\nreplace (\n{replaces}\n)\n"
+    )
+    (GOMOD / "etcd" / "go.mod").write_text(
+        "module stepflow.dev/tests/kube/etcd\n\n"
+        f"go {go_directive}\n\nrequire go.etcd.io/etcd/server/v3 {v['ETCD_VERSION']}\n"
+    )
+    (GOMOD / "kstatus" / "go.mod").write_text(
+        "module stepflow.dev/tests/kube/kstatus\n\n"
+        f"go {go_directive}\n\nrequire sigs.k8s.io/cli-utils {v['CLI_UTILS_VERSION']}\n"
+    )
+    for module in ("kubernetes", "etcd", "kstatus"):
+        _timed(
+            f"go mod tidy in gomod/{module}",
+            lambda m=module: _go(["mod", "tidy"], GOMOD / m, {"GOFLAGS": ""}),
+        )
+
+
+def main(argv: list[str]) -> int:
+    try:
+        if argv[:1] == ["generate"]:
+            generate()
+        else:
+            print(ensure_assets())
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

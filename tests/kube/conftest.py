@@ -1,0 +1,119 @@
+"""Fixtures of the real control plane tier (tests/kube/README.md).
+
+One control plane serves the whole session; each test gets a namespace of its own and its own
+``stepflow operator`` subprocess, logged in with a token of deploy/'s ServiceAccount, so every
+call it makes is judged by the real RBAC authorizer against the ClusterRole in deploy/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kube.build import BuildError, ensure_assets
+from kube.controlplane import ControlPlane
+from kube.realcluster import Kube, StatusRecorder, wait_for
+from operator_harness import ROOT, OperatorProcess
+from status_checks import order_violations, status_inconsistencies
+
+HERE = Path(__file__).resolve().parent
+
+OPERATOR_NAMESPACE = "stepflow-system"
+OPERATOR_ACCOUNT = "stepflow-operator"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.kube)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """The real control plane, with deploy/ installed by the real ``kubectl apply -k``."""
+    try:
+        assets = ensure_assets()
+    except BuildError as error:  # never a silent skip: the tier is part of the suite
+        pytest.fail(f"the real control plane tier cannot be built: {error}", pytrace=False)
+    plane = ControlPlane(assets, tmp_path_factory.mktemp("kube")).start()
+    try:
+        plane.kubectl("apply", "-k", str(ROOT / "deploy"))
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflows.stepflow.dev")
+        yield plane
+    finally:
+        plane.stop()
+
+
+def token_kubeconfig(plane: ControlPlane, account: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig that logs in as a ServiceAccount, as the operator's pod would."""
+    token = plane.kubectl("create", "token", account, f"--namespace={namespace}", "--duration=6h").strip()
+    config = yaml.safe_load(plane.kubeconfig.read_text())
+    config["users"] = [{"name": "user", "user": {"token": token}}]
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(control_plane: ControlPlane) -> Path:
+    return token_kubeconfig(
+        control_plane, OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, control_plane.workdir / "operator.kubeconfig"
+    )
+
+
+def namespace_for(request: pytest.FixtureRequest) -> str:
+    name = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].rstrip("-")
+    return f"{name}-{hashlib.sha256(request.node.nodeid.encode()).hexdigest()[:6]}"
+
+
+@pytest.fixture
+def kube(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[Kube]:
+    """A fresh namespace of the real cluster; deleted (with everything in it) afterwards."""
+    namespace = namespace_for(request)
+    kube = Kube(control_plane, namespace)
+    labels = getattr(request, "param", None) or {}
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}})
+    # Pods cannot be created before the ServiceAccount admission plugin finds the default account.
+    wait_for(
+        lambda: kube.get("serviceaccounts", "default"), message=f"no default ServiceAccount in {namespace}"
+    )
+    with StatusRecorder(
+        kube, lambda obj: status_inconsistencies(obj["status"]) + order_violations(obj)
+    ) as seen:
+        kube.recorder = seen
+        yield kube
+    kube.delete("namespaces", namespace)
+    assert not seen.problems, "inconsistent status published:\n" + "\n".join(seen.problems)
+
+
+@pytest.fixture
+def start_operator(operator_kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start ``stepflow operator [args]`` as deploy/'s ServiceAccount; stopped at teardown, and
+    a traceback in its log fails the test."""
+    started: list[OperatorProcess] = []
+
+    def start(
+        *args: str, env: dict[str, str] | None = None, kubeconfig: Path | None = None
+    ) -> OperatorProcess:
+        process = OperatorProcess(
+            kubeconfig or operator_kubeconfig, tmp_path / f"operator-{len(started)}.log", *args, env=env
+        ).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    tracebacks = [t for process in started for t in process.tracebacks()]
+    assert not tracebacks, "the operator logged a traceback:\n" + "\n".join(tracebacks)
+    forbidden = [line for process in started for line in process.log().splitlines() if "forbidden" in line]
+    assert not forbidden, "deploy/'s RBAC refused the operator:\n" + "\n".join(forbidden[:10])
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return start_operator()

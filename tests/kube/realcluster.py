@@ -1,0 +1,268 @@
+"""What a real-tier test needs of the control plane: objects, kubectl, step outcomes.
+
+``Kube`` is bound to one namespace, fresh for each test, and talks to the API server with the
+admin identity through the official client. The operator under test never uses it: it runs with
+the token of deploy/'s ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from kubernetes import config
+
+from kube.controlplane import ControlPlane
+from stepflow.operator.api import Api, NotFound
+
+T = TypeVar("T")
+FINISHED = ("Succeeded", "Failed")
+ANNOTATION = "test.stepflow.dev/"
+
+# resource -> (API prefix, namespaced)
+RESOURCES = {
+    "workflows": ("/apis/stepflow.dev/v1alpha1", True),
+    "jobs": ("/apis/batch/v1", True),
+    "pods": ("/api/v1", True),
+    "events": ("/api/v1", True),
+    "serviceaccounts": ("/api/v1", True),
+    "resourcequotas": ("/api/v1", True),
+    "namespaces": ("/api/v1", False),
+    "nodes": ("/api/v1", False),
+    "leases": ("/apis/coordination.k8s.io/v1", True),
+    "customresourcedefinitions": ("/apis/apiextensions.k8s.io/v1", False),
+}
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, message: str | None = None
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+def outcome(
+    duration: str | None = None,
+    exit_code: int | None = None,
+    message: str | None = None,
+    hold: bool = False,
+    grace: str | None = None,
+) -> dict[str, Any]:
+    """``podMetadata`` that scripts a step pod's life through tests/kube/stages.yaml."""
+    annotations = {}
+    for key, value in (
+        ("duration", duration),
+        ("exit-code", exit_code),
+        ("message", message),
+        ("grace", grace),
+    ):
+        if value is not None:
+            annotations[ANNOTATION + key] = str(value)
+    if hold:
+        annotations[ANNOTATION + "hold"] = "true"
+    return {"annotations": annotations}
+
+
+def step(name: str, duration: str | None = "200ms", **fields: Any) -> dict[str, Any]:
+    """A step whose pod runs ``duration``; ``exit_code``, ``message``, ``hold`` script the rest."""
+    scripted = {k: fields.pop(k) for k in ("exit_code", "message", "hold", "grace") if k in fields}
+    return {
+        "name": name,
+        "script": f"echo {name}",
+        "podMetadata": outcome(duration=duration, **scripted),
+        **fields,
+    }
+
+
+def workflow(name: str, steps: Iterable[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    spec.setdefault("defaults", {"image": "alpine:3.20"})
+    return {
+        "apiVersion": "stepflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {**spec, "steps": list(steps)},
+    }
+
+
+class Kube:
+    def __init__(self, plane: ControlPlane, namespace: str):
+        self.plane = plane
+        self.namespace = namespace
+        self.api = Api(config.new_client_from_config(config_file=str(plane.kubeconfig)))
+
+    # --- objects ------------------------------------------------------------------------------
+
+    def path(
+        self,
+        resource: str,
+        name: str | None = None,
+        namespace: str | None = None,
+        subresource: str | None = None,
+    ) -> str:
+        prefix, namespaced = RESOURCES[resource]
+        path = prefix + (f"/namespaces/{namespace or self.namespace}" if namespaced else "") + f"/{resource}"
+        if name:
+            path += f"/{name}"
+        if subresource:
+            path += f"/{subresource}"
+        return path
+
+    def create(self, obj: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        resource = obj["kind"].lower() + "s"
+        if RESOURCES[resource][1]:
+            obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace or self.namespace}}
+        return self.api.request("POST", self.path(resource, namespace=namespace), body=obj)
+
+    def get(self, resource: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
+        try:
+            return self.api.request("GET", self.path(resource, name, namespace))
+        except NotFound:
+            return None
+
+    def objects(
+        self, resource: str, labels: dict[str, str] | None = None, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = {"labelSelector": ",".join(f"{k}={v}" for k, v in labels.items())} if labels else None
+        return self.api.request("GET", self.path(resource, namespace=namespace), query=query)["items"]
+
+    def patch(
+        self,
+        resource: str,
+        name: str,
+        patch: dict[str, Any],
+        subresource: str | None = None,
+        namespace: str | None = None,
+    ) -> dict[str, Any]:
+        return self.api.request(
+            "PATCH",
+            self.path(resource, name, namespace, subresource),
+            body=patch,
+            content_type="application/merge-patch+json",
+        )
+
+    def delete(
+        self, resource: str, name: str, propagation: str = "Background", namespace: str | None = None
+    ) -> None:
+        with contextlib.suppress(NotFound):
+            self.api.request(
+                "DELETE", self.path(resource, name, namespace), body={"propagationPolicy": propagation}
+            )
+
+    def events(self, involved: str | None = None) -> list[dict[str, Any]]:
+        events = self.objects("events")
+        return [e for e in events if involved is None or e["involvedObject"].get("name") == involved]
+
+    # --- workflows, jobs and pods -------------------------------------------------------------
+
+    def status(self, name: str) -> dict[str, Any]:
+        return (self.get("workflows", name) or {}).get("status") or {}
+
+    def wait_phase(self, name: str, phases: Iterable[str] = FINISHED, timeout: float = 60) -> dict[str, Any]:
+        wanted = tuple(phases)
+        wait_for(
+            lambda: self.status(name).get("phase") in wanted,
+            timeout=timeout,
+            message=f"workflow {name} never reached {wanted}: {json.dumps(self.status(name))[:3000]}",
+        )
+        return self.status(name)
+
+    def step_phase(self, workflow: str, step: str) -> str | None:
+        return (self.status(workflow).get("steps") or {}).get(step, {}).get("phase")
+
+    def jobs(self, workflow: str | None = None) -> list[dict[str, Any]]:
+        return self.objects("jobs", labels={"stepflow.dev/workflow": workflow} if workflow else None)
+
+    def pods(self, job: str) -> list[dict[str, Any]]:
+        return self.objects("pods", labels={"job-name": job})
+
+    def release(self, job: str, exit_code: int = 0, message: str | None = None) -> None:
+        """End a held step's running pod, as its container exiting would."""
+        pods = wait_for(
+            lambda: [p for p in self.pods(job) if p.get("status", {}).get("phase") == "Running"],
+            message=f"no running pod of Job {job}",
+        )
+        annotations: dict[str, Any] = {ANNOTATION + "hold": None, ANNOTATION + "exit-code": str(exit_code)}
+        if message is not None:
+            annotations[ANNOTATION + "message"] = message
+        for pod in pods:
+            self.patch("pods", pod["metadata"]["name"], {"metadata": {"annotations": annotations}})
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, kubeconfig: Path | None = None
+    ) -> str:
+        return self.plane.kubectl(
+            f"--namespace={self.namespace}", *args, check=check, input=input, kubeconfig=kubeconfig
+        )
+
+
+class StatusRecorder:
+    """Watches the namespace's Workflows and keeps every status the API server ever stored, so
+    that tests can check all of them, not only what a poll happened to catch."""
+
+    def __init__(self, kube: Kube, check: Callable[[dict[str, Any]], list[str]]):
+        self.kube = kube
+        self.check = check
+        self.problems: list[str] = []
+        self.seen: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-recorder", daemon=True)
+
+    def __enter__(self) -> StatusRecorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        version = "0"
+        path = self.kube.path("workflows")
+        while not self._stop.is_set():
+            try:
+                response = self.kube.api._open(
+                    "GET",
+                    path,
+                    {
+                        "watch": "true",
+                        "resourceVersion": version,
+                        "timeoutSeconds": 2,
+                        "allowWatchBookmarks": "false",
+                    },
+                    None,
+                    "application/json",
+                    (5, 10),
+                )
+                buffer = b""
+                for chunk in response.response.stream(65536):
+                    buffer += chunk
+                    *lines, buffer = buffer.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            version = self._handle(json.loads(line), version)
+                    if self._stop.is_set():
+                        return
+            except Exception:  # a watch that ends or breaks is simply opened again
+                time.sleep(0.1)
+
+    def _handle(self, event: dict[str, Any], version: str) -> str:
+        obj = event["object"]
+        if event["type"] == "ERROR":
+            return "0"
+        if event["type"] in ("ADDED", "MODIFIED") and obj.get("status"):
+            self.seen.append(obj)
+            name = obj["metadata"]["name"]
+            rv = obj["metadata"]["resourceVersion"]
+            self.problems.extend(f"{name} rv {rv}: {p}" for p in self.check(obj))
+        return obj["metadata"].get("resourceVersion", version)
