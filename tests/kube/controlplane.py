@@ -359,7 +359,9 @@ class ControlPlane:
     def kwok_config(self) -> Path:
         """The Stages, plus the log every step container shows: kwok runs no process, so its
         log is a file, the same for every pod."""
-        self.pod_log.write_text(POD_LOG)
+        # kwok serves the file as a container runtime would: it must be in the CRI log format.
+        stamp = "2026-01-01T00:00:00.000000000Z"
+        self.pod_log.write_text("".join(f"{stamp} stdout F {line}\n" for line in POD_LOG.splitlines()))
         logs = {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
             "kind": "ClusterLogs",

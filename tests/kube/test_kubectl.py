@@ -41,9 +41,8 @@ def test_kubectl_wait_for_failed(kube, operator):
 
 def kstatus(kube, name):
     live = kube.kubectl("get", "workflow", name, "-o", "json")
-    result = subprocess.run(
-        [kube.plane.binary("kstatus")], input=live, capture_output=True, text=True, check=True
-    )
+    result = subprocess.run([kube.plane.binary("kstatus")], input=live, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
     return result.stdout.split()[1]
 
 

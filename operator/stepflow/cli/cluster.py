@@ -72,8 +72,12 @@ def _api_errors_as_messages(handler: Handler) -> Handler:
         import urllib3  # here, not at the top: `stepflow run` must not pay for the client
         from kubernetes.client.exceptions import ApiException
 
+        from stepflow.operator.api import Conflict, Forbidden, Invalid, NotFound
+
         try:
             return handler(args)
+        except (Conflict, Forbidden, Invalid, NotFound) as exc:  # already translated by api.call
+            raise SystemExit(f"error: the API server refused: {str(exc)[:300]}") from None
         except ApiException as exc:
             raise SystemExit(f"error: the API server answered {exc.status} {exc.reason}: "
                              f"{(exc.body or '').strip()[:300]}") from None

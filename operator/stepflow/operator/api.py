@@ -42,6 +42,10 @@ class Invalid(Exception):
     """422 or 400: the API server refuses the object; retrying cannot help."""
 
 
+class Forbidden(Exception):
+    """403: RBAC refuses the call, or admission does (a namespace being deleted, a quota)."""
+
+
 def load_config() -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the current kubeconfig."""
     try:
@@ -72,6 +76,8 @@ def call(fn: Callable[[], T]) -> T:
                 raise NotFound(_reason(exc)) from None
             if exc.status in (400, 422):
                 raise Invalid(_reason(exc)) from None
+            if exc.status == 403:
+                raise Forbidden(_reason(exc)) from None
             if exc.status not in RETRIABLE or attempt == ATTEMPTS - 1:
                 raise
             delay = _retry_after(exc, attempt)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from stepflow.operator.api import Forbidden
 from stepflow.spec import API_GROUP, API_VERSION, KIND
 from stepflow.status import rfc3339
 
@@ -67,5 +68,9 @@ class EventRecorder:
         while (event := self._queue.get()) is not None:
             try:
                 self._post(event)
+            except Forbidden as exc:
+                # A namespace being deleted takes its Workflows along: nobody will read these.
+                level = logging.DEBUG if "being terminated" in str(exc) else logging.WARNING
+                log.log(level, "could not post event %s: %s", event.get("reason"), exc)
             except Exception as exc:  # an event is never worth crashing for
-                log.warning("could not post event %s: %s", event.get("reason"), exc)
+                log.warning("could not post event %s: %s", event.get("reason"), str(exc)[:300])

@@ -37,7 +37,7 @@ from stepflow.engine import (
     decide,
 )
 from stepflow.operator import metrics
-from stepflow.operator.api import Api, Conflict, Invalid, NotFound
+from stepflow.operator.api import Api, Conflict, Forbidden, Invalid, NotFound
 from stepflow.operator.events import EventRecorder
 from stepflow.operator.jobs import (
     RUN_LABEL,
@@ -323,6 +323,9 @@ class Reconciler:
             return self._adopt(key, job_id, uid, now)  # created before a restart, or not ours
         except Invalid as exc:
             return StepState(phase=FAILED, reason="InvalidJob", message=str(exc), started_at=now,
+                             finished_at=now, job_name=job_id), False
+        except Forbidden as exc:  # RBAC, a quota, or a namespace being deleted: retrying won't help
+            return StepState(phase=FAILED, reason="JobForbidden", message=str(exc), started_at=now,
                              finished_at=now, job_name=job_id), False
         self.store.put_job(key, job)
         state = StepState(phase=RUNNING, started_at=now, attempts=1, job_name=job_id)

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -18,20 +17,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	var doc map[string]interface{}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	objects := []map[string]interface{}{doc}
-	if items, ok := doc["items"].([]interface{}); ok {
-		objects = objects[:0]
-		for _, item := range items {
-			objects = append(objects, item.(map[string]interface{}))
+	// The unstructured decoder keeps integers as int64, as kstatus expects of live objects.
+	list := &unstructured.UnstructuredList{}
+	if err := list.UnmarshalJSON(data); err != nil || len(list.Items) == 0 {
+		object := &unstructured.Unstructured{}
+		if err := object.UnmarshalJSON(data); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
 		}
+		list.Items = []unstructured.Unstructured{*object}
 	}
-	for _, object := range objects {
-		u := &unstructured.Unstructured{Object: object}
+	for i := range list.Items {
+		u := &list.Items[i]
 		result, err := status.Compute(u)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
