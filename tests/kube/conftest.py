@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kube.build import BuildError, ensure_assets
 from kube.controlplane import ControlPlane
@@ -49,19 +48,10 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         plane.stop()
 
 
-def token_kubeconfig(plane: ControlPlane, account: str, namespace: str, path: Path) -> Path:
-    """A kubeconfig that logs in as a ServiceAccount, as the operator's pod would."""
-    token = plane.kubectl("create", "token", account, f"--namespace={namespace}", "--duration=6h").strip()
-    config = yaml.safe_load(plane.kubeconfig.read_text())
-    config["users"] = [{"name": "user", "user": {"token": token}}]
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.fixture(scope="session")
 def operator_kubeconfig(control_plane: ControlPlane) -> Path:
-    return token_kubeconfig(
-        control_plane, OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, control_plane.workdir / "operator.kubeconfig"
+    return control_plane.token_kubeconfig(
+        OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, control_plane.workdir / "operator.kubeconfig"
     )
 
 

@@ -425,6 +425,12 @@ class ControlPlane:
             return ""
         return result.stdout
 
+    def token_kubeconfig(self, account: str, namespace: str, path: Path) -> Path:
+        """A kubeconfig that logs in as a ServiceAccount, as the operator's pod would."""
+        token = self.kubectl("create", "token", account, f"--namespace={namespace}", "--duration=6h").strip()
+        path.write_text(kubeconfig(self.url, self.pki / "ca.crt", {"token": token}))
+        return path
+
     def apply(self, obj: dict[str, Any] | str) -> str:
         text = obj if isinstance(obj, str) else json.dumps(obj)
         return self.kubectl("apply", "-f", "-", input=text)

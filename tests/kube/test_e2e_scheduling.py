@@ -184,3 +184,25 @@ def test_the_job_spec_carries_pod_metadata_and_the_step_labels(kube, operator):
     assert labels["team"] == "payments" and labels["cost"] == "ci" and labels["stepflow.dev/step"] == "a"
     assert annotations["sidecar"] == "off"
     assert json.loads(kube.kubectl("get", "pods", "-l", "stepflow.dev/workflow=meta", "-o", "json"))["items"]
+
+
+def test_status_records_jobs_times_conditions_and_events(kube, operator):
+    kube.kubectl("apply", "-f", str(ROOT / "examples" / "simple-parallel.yaml"))
+    status = kube.wait_phase("parallel-checks")
+    live = kube.get("workflows", "parallel-checks")
+    assert status["observedGeneration"] == live["metadata"]["generation"] == status["runGeneration"]
+    entry = status["steps"]["check-dns"]
+    assert entry["jobName"] == "parallel-checks-1-check-dns"
+    assert entry["phase"] == "Succeeded" and entry["group"] == 0 and entry["index"] == 0
+    assert entry["startedAt"].endswith("Z") and "." in entry["startedAt"]
+    conditions = {c["type"]: c["status"] for c in status["conditions"]}
+    assert conditions == {
+        "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
+        "Complete": "True",
+        "Failed": "False",
+    }
+    wait_for(lambda: any(e["reason"] == "WorkflowSucceeded" for e in kube.events("parallel-checks")))
+    reasons = [e["reason"] for e in kube.events("parallel-checks")]
+    assert reasons.count("StepStarted") == 4 and reasons.count("StepSucceeded") == 4

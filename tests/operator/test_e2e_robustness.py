@@ -1,4 +1,6 @@
-"""Crashes, API errors and dropped watches: the run still completes, once, with correct status."""
+"""Injected API errors, lost status writes and dropped watches: the run still completes, once,
+with correct status. (A plain operator crash is proven on the real control plane,
+tests/kube/test_e2e_lifecycle.py.)"""
 
 from __future__ import annotations
 
@@ -25,19 +27,6 @@ def assert_one_job_per_step(cluster, name, steps=STEPS):
     assert sorted(j["metadata"]["name"] for j in cluster.objects("jobs")) == sorted(
         f"{name}-1-{s['name']}" for s in steps)
     assert cluster.requests.count(verb="create", resource="jobs", status=201) == len(steps)
-
-
-def test_killing_the_operator_mid_run_loses_nothing_and_duplicates_nothing(cluster, start_operator):
-    cluster.jobs.when(Outcome(duration=1.0), step="c")
-    first = start_operator()
-    cluster.create(workflow("crashy", STEPS))
-    cluster.wait_for(lambda: "c" in job_runs(cluster, "crashy"), timeout=15)
-    first.kill()
-    time.sleep(1.2)  # "c" finishes while nobody is watching
-    start_operator()
-    status = wait_phase(cluster, "crashy")
-    assert status["phase"] == "Succeeded", status["message"]
-    assert_one_job_per_step(cluster, "crashy")
 
 
 def test_restart_between_job_create_and_status_write_adopts_the_job(cluster, start_operator):

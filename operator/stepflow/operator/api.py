@@ -46,6 +46,10 @@ class Forbidden(Exception):
     """403: RBAC refuses the call, or admission does (a namespace being deleted, a quota)."""
 
 
+# What a reconcile may fail with when the API server is unwell: retried later, logged as one line.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
+
+
 def load_config() -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the current kubeconfig."""
     try:

@@ -22,7 +22,7 @@ import prometheus_client
 
 from stepflow.engine import SlotQueue
 from stepflow.operator import metrics
-from stepflow.operator.api import Api, load_config
+from stepflow.operator.api import TRANSIENT_ERRORS, Api, load_config
 from stepflow.operator.events import EventRecorder
 from stepflow.operator.jobs import MANAGED_BY, MANAGED_BY_LABEL, WORKFLOW_LABEL
 from stepflow.operator.reconcile import Reconciler
@@ -100,7 +100,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     limit = max_running_jobs()
     holder: dict[str, WorkQueue] = {}
     reconciler = Reconciler(api, store, events, SlotQueue(limit), wake=lambda key: holder["q"].add(key))
-    queue = WorkQueue(reconciler, workers=WORKERS, executor=executor)
+    queue = WorkQueue(reconciler, workers=WORKERS, executor=executor, transient=TRANSIENT_ERRORS)
     holder["q"] = queue
     runtime = Runtime(store, queue, reconciler, events, executor)
     runtime.task = asyncio.create_task(queue.run(), name="stepflow-workqueue")

@@ -165,6 +165,13 @@ class Reconciler:
         started = time.perf_counter()
         try:
             return self.reconcile(key)
+        except NotFound:
+            # The Workflow was deleted while we worked on it (its status patch or a Job create
+            # found it gone); its DELETED event follows. Its Jobs go with it (owner references).
+            if self.store.workflow(key) is not None:
+                raise  # something else is missing: a real failure, retried
+            self.forget(key)
+            return None
         finally:
             metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
 
@@ -333,7 +340,11 @@ class Reconciler:
 
     def _adopt(self, key: Key, job_id: str, uid: str, now: float) -> tuple[StepState, bool]:
         """The Job exists: ours if our creator died before recording it, else an old one's."""
-        job = self.api.get_job(key[0], job_id)
+        try:
+            job = self.api.get_job(key[0], job_id)
+        except NotFound:  # gone between the 409 and the read (deleted, or a proxy's 409): retry
+            return StepState(phase=PENDING, reason="JobConflict", message=(
+                f"creating Job {job_id} answered 409 Conflict, yet it does not exist; retrying")), False
         if not owned_by(job, uid):
             return StepState(phase=PENDING, reason="JobNameTaken", message=(
                 f"Job {job_id} of an earlier Workflow with this name still exists; "
@@ -358,7 +369,11 @@ class Reconciler:
         # a watch event, a reconcile and another write. It rides along with real changes.
         if set(patch) <= {"duration"}:
             return False
-        updated = self.api.patch_status(key[0], key[1], patch)
+        try:
+            updated = self.api.patch_status(key[0], key[1], patch)
+        except NotFound:  # deleted meanwhile: the status of our own object cannot 404 otherwise
+            self.store.drop_workflow(key, body["metadata"].get("uid", ""))
+            raise
         self.store.put_workflow(updated)
         return updated["metadata"].get("generation") != body["metadata"].get("generation")
 

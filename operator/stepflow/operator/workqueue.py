@@ -22,8 +22,12 @@ Handler = Callable[[Hashable], "float | None"]  # returns "call again in N secon
 
 
 class WorkQueue:
-    def __init__(self, handler: Handler, *, workers: int, executor: Executor):
+    def __init__(self, handler: Handler, *, workers: int, executor: Executor,
+                 transient: tuple[type[BaseException], ...] = ()):
         self._handler = handler
+        # Failures of these types (the API server's answers, dropped connections) are logged as
+        # one line; anything else is a bug and is logged with its traceback.
+        self._transient = transient
         self._workers = workers
         self._executor = executor
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,10 +95,14 @@ class WorkQueue:
             try:
                 again = await self._loop.run_in_executor(self._executor, self._handler, key)
                 self._failures.pop(key, None)
-            except Exception:
+            except Exception as exc:
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
                 again = min(BASE_RETRY_DELAY * 2 ** (failures - 1), MAX_RETRY_DELAY)
-                log.exception("reconcile of %s failed (attempt %d); retrying in %.1fs", key, failures, again)
+                message = "reconcile of %s failed (attempt %d); retrying in %.1fs"
+                if isinstance(exc, self._transient):
+                    log.warning(message + ": %s", key, failures, again, _one_line(exc))
+                else:
+                    log.exception(message, key, failures, again)
             finally:
                 self._processing.discard(key)
             if key in self._dirty:
@@ -102,3 +110,8 @@ class WorkQueue:
                 self._add(key, 0.0)
             if again is not None:
                 self._add(key, again)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"
