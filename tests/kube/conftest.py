@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from kube.build import BuildError, ensure_assets
 from kube.controlplane import ControlPlane
@@ -24,6 +27,36 @@ HERE = Path(__file__).resolve().parent
 
 OPERATOR_NAMESPACE = "stepflow-system"
 OPERATOR_ACCOUNT = "stepflow-operator"
+
+
+UNUSED_PERMISSIONS: list[str] = []  # filled when the control plane stops, printed in the summary
+
+
+def permissions_unused(plane: ControlPlane) -> list[str]:
+    """deploy/'s ClusterRole rules that the operator's account never exercised in this run,
+    from the API server's audit log."""
+    account = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
+    used = set()
+    for event in plane.audit_events():
+        if event.get("user", {}).get("username") == account and "objectRef" in event:
+            ref = event["objectRef"]
+            resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            used.add((ref.get("apiGroup", ""), resource, event["verb"]))
+    role = yaml.safe_load((ROOT / "deploy" / "manifests" / "clusterrole.yaml").read_text())
+    unused = []
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    if (group, resource, verb) not in used:
+                        unused.append(f"{verb} {resource}" + (f".{group}" if group else ""))
+    return unused
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if UNUSED_PERMISSIONS:
+        terminalreporter.write_line("deploy/ ClusterRole permissions no real-tier test used: "
+                                    + ", ".join(UNUSED_PERMISSIONS))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,6 +77,8 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         plane.kubectl("apply", "-k", str(ROOT / "deploy"))
         plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflows.stepflow.dev")
         yield plane
+        time.sleep(1.5)  # the audit log is written in batches of up to a second
+        UNUSED_PERMISSIONS.extend(permissions_unused(plane))
     finally:
         plane.stop()
 

@@ -44,6 +44,17 @@ CONTROLLERS = (
 )
 PR_SET_PDEATHSIG = 1
 POD_LOG = "hello from a kwok pod\nstep finished\n"
+# Every request made with a ServiceAccount token (the operator's; the control plane's own
+# components use the admin certificate) is written to the audit log: the benchmarks count the
+# operator's API writes there, and the tests report which of deploy/'s permissions were used.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+"""
 
 
 def free_port() -> int:
@@ -168,6 +179,7 @@ class ControlPlane:
         self.port = free_port()
         self.kubelet_port = free_port()
         self.pod_log = self.workdir / "pod.log"
+        self.audit_log = self.workdir / "audit.log"
         self.url = f"https://127.0.0.1:{self.port}"
         self.kubeconfig = self.workdir / "admin.kubeconfig"
 
@@ -284,6 +296,17 @@ class ControlPlane:
                 return False
 
         wait_until(ready, 90, "kube-apiserver was not ready", lambda: self._alive("kube-apiserver"))
+
+    def audit_policy(self) -> Path:
+        path = self.workdir / "audit-policy.yaml"
+        path.write_text(AUDIT_POLICY)
+        return path
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """What the audit log holds so far (batched: up to a second behind)."""
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
 
     def start_controllers(self) -> None:
         self.spawn(
