@@ -21,8 +21,6 @@ from kube.realcluster import Kube, wait_for
 from operator_harness import OperatorProcess
 from stepflow.status import parse_time
 
-ACCOUNT = "system:serviceaccount:stepflow-system:stepflow-operator"
-
 
 def _true(obj: dict[str, Any], *kinds: str) -> bool:
     return any(
@@ -105,6 +103,7 @@ class KubeSession:
         self,
         plane: ControlPlane,
         credentials: Path,
+        account: str,
         stock_settings: bool = False,
         operator_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
@@ -113,6 +112,7 @@ class KubeSession:
         self.plane = plane
         self.kube = Kube(plane, f"bench-{os.getpid()}-{KubeSession.counter}")
         self.credentials = credentials
+        self.account = f"system:serviceaccount:stepflow-system:{account}"
         self.env = {**({"STEPFLOW_KOPF_STOCK_SETTINGS": "1"} if stock_settings else {}), **(env or {})}
         self.operator_args = operator_args
         self.operator: OperatorProcess | None = None
@@ -197,7 +197,7 @@ class KubeSession:
         for event in self.plane.audit_events():
             ref = event.get("objectRef") or {}
             if (
-                event.get("user", {}).get("username") != ACCOUNT
+                event.get("user", {}).get("username") != self.account
                 or ref.get("namespace") != self.kube.namespace
             ):
                 continue

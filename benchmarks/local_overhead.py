@@ -34,8 +34,12 @@ from stepflow.status import parse_time
 
 def document(count: int, cap: int, seconds: float) -> dict[str, Any]:
     steps = [{"name": f"step-{i}", "parallel": True, "script": f"sleep {seconds}"} for i in range(count)]
-    return {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "overhead"},
-            "spec": {"maxConcurrency": cap, "steps": steps}}
+    return {
+        "apiVersion": "stepflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "overhead"},
+        "spec": {"maxConcurrency": cap, "steps": steps},
+    }
 
 
 SCENARIOS = [
@@ -53,8 +57,11 @@ def run_cli(count: int, cap: int, seconds: float) -> dict[str, float]:
         file.write_text(json.dumps(document(count, cap, seconds)))  # JSON is YAML
         stepflow = Path(sys.executable).with_name("stepflow")
         start = time.perf_counter()
-        subprocess.run([str(stepflow), "run", str(file), "--report", str(report), "--logs", tmp],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [str(stepflow), "run", str(file), "--report", str(report), "--logs", tmp],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         wall = time.perf_counter() - start
         status = json.loads(report.read_text())
     steps_took = [parse_time(e["finishedAt"]) - parse_time(e["startedAt"]) for e in status["steps"].values()]
@@ -88,26 +95,56 @@ def main() -> None:
         table.add_column(column, justify="left" if column == "scenario" else "right")
     results: list[dict[str, Any]] = []
     for name, count, cap, seconds, ideal, target, via_cli in SCENARIOS:
-        runs = sorted((run_once(count, cap, seconds, via_cli) for _ in range(args.repeat)),
-                      key=lambda r: r["wall"])
+        runs = sorted(
+            (run_once(count, cap, seconds, via_cli) for _ in range(args.repeat)), key=lambda r: r["wall"]
+        )
         middle = runs[len(runs) // 2]
         wall = middle["wall"]
         met = None if target is None else wall < target
         verdict = "" if met is None else ("[green]met[/green]" if met else "[red]missed[/red]")
-        table.add_row(name, f"{ideal:.2f} s", f"{wall:.3f} s", f"{(wall - ideal) * 1000:.0f} ms",
-                      f"{(wall / ideal - 1) * 100:.1f} %", f"{middle['mean_step']:.3f} s",
-                      "-" if target is None else f"< {target:.2f} s", verdict)
-        results.append({"scenario": name, "steps": count, "maxConcurrency": cap, "step_seconds": seconds,
-                        "ideal_seconds": ideal, "wall_seconds": wall, "all_walls": [r["wall"] for r in runs],
-                        "mean_step_seconds": middle["mean_step"], "target_seconds": target, "met": met})
+        table.add_row(
+            name,
+            f"{ideal:.2f} s",
+            f"{wall:.3f} s",
+            f"{(wall - ideal) * 1000:.0f} ms",
+            f"{(wall / ideal - 1) * 100:.1f} %",
+            f"{middle['mean_step']:.3f} s",
+            "-" if target is None else f"< {target:.2f} s",
+            verdict,
+        )
+        results.append(
+            {
+                "scenario": name,
+                "steps": count,
+                "maxConcurrency": cap,
+                "step_seconds": seconds,
+                "ideal_seconds": ideal,
+                "wall_seconds": wall,
+                "all_walls": [r["wall"] for r in runs],
+                "mean_step_seconds": middle["mean_step"],
+                "target_seconds": target,
+                "met": met,
+            }
+        )
     console.print(table)
-    console.print("wall: LocalRun.run() called to returned (step processes' start-up and scheduling "
-                  "included), or for `stepflow run` process spawned to exited (Python start and imports "
-                  "included); mean step: a step's startedAt..finishedAt (sleep + fork/exec + reaping)")
+    console.print(
+        "wall: LocalRun.run() called to returned (step processes' start-up and scheduling "
+        "included), or for `stepflow run` process spawned to exited (Python start and imports "
+        "included); mean step: a step's startedAt..finishedAt (sleep + fork/exec + reaping)"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "benchmark": "local_overhead", "python": platform.python_version(), "repeat": args.repeat,
-            "results": results}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "benchmark": "local_overhead",
+                    "python": platform.python_version(),
+                    "repeat": args.repeat,
+                    "results": results,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -258,7 +258,26 @@ def kube_sessions(stack: contextlib.ExitStack):
     credentials = plane.token_kubeconfig(
         "stepflow-operator", "stepflow-system", plane.workdir / "operator.kubeconfig"
     )
-    return lambda stock, _seconds: KubeSession(plane, credentials, stock_settings=stock)
+    # kopf's stock settings scan CRDs, which deploy/'s least-privilege RBAC refuses: the baseline
+    # runs as a ServiceAccount bound to cluster-admin (the audit log records it all the same).
+    plane.kubectl("create", "serviceaccount", "stepflow-baseline", "--namespace=stepflow-system")
+    plane.kubectl(
+        "create",
+        "clusterrolebinding",
+        "stepflow-baseline",
+        "--clusterrole=cluster-admin",
+        "--serviceaccount=stepflow-system:stepflow-baseline",
+    )
+    baseline = plane.token_kubeconfig(
+        "stepflow-baseline", "stepflow-system", plane.workdir / "baseline.kubeconfig"
+    )
+
+    def session(stock: bool, _seconds: float) -> KubeSession:
+        if stock:
+            return KubeSession(plane, baseline, "stepflow-baseline", stock_settings=True)
+        return KubeSession(plane, credentials, "stepflow-operator")
+
+    return session
 
 
 def main() -> int:

@@ -53,12 +53,19 @@ def random_dag(n: int, seed: int = 7) -> list[dict[str, Any]]:
 
 
 SHAPES: dict[str, Callable[[int], list[dict[str, Any]]]] = {
-    "chain": chain, "wide groups": wide, "random DAG": random_dag}
+    "chain": chain,
+    "wide groups": wide,
+    "random DAG": random_dag,
+}
 
 
 def document(steps: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "bench"},
-            "spec": {"maxConcurrency": 50, "steps": steps}}
+    return {
+        "apiVersion": "stepflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "bench"},
+        "spec": {"maxConcurrency": 50, "steps": steps},
+    }
 
 
 def best_of(repeat: int, fn: Callable[[], Any]) -> float:
@@ -78,12 +85,18 @@ def measure(repeat: int) -> list[dict[str, Any]]:
             doc = document(build(n))
             text = yaml.safe_dump(doc, sort_keys=False)
             plan = compile_workflow(doc)
-            rows.append({
-                "shape": shape, "steps": n, "groups": len(plan.groups),
-                "plan_seconds": best_of(repeat, lambda doc=doc: compile_workflow(doc)),
-                "yaml_seconds": best_of(repeat, lambda text=text: list(iter_documents(text))),
-                "decide_seconds": best_of(repeat, lambda plan=plan: decide(plan, {}, now=0, started_at=0)),
-            })
+            rows.append(
+                {
+                    "shape": shape,
+                    "steps": n,
+                    "groups": len(plan.groups),
+                    "plan_seconds": best_of(repeat, lambda doc=doc: compile_workflow(doc)),
+                    "yaml_seconds": best_of(repeat, lambda text=text: list(iter_documents(text))),
+                    "decide_seconds": best_of(
+                        repeat, lambda plan=plan: decide(plan, {}, now=0, started_at=0)
+                    ),
+                }
+            )
     return rows
 
 
@@ -93,10 +106,19 @@ def growth(rows: list[dict[str, Any]], shape: str, key: str = "plan_seconds") ->
 
 
 def report(rows: list[dict[str, Any]], console: Console) -> dict[str, Any]:
-    table = Table(title=f"validate + plan (compile_workflow), best of runs; target < {TARGET_SECONDS} s "
-                        "at 10,000 steps")
-    for column in ("shape", "steps", "groups", "validate+plan", "YAML parse", "decide() once",
-                   "growth 10k/1k", "< 0.5 s"):
+    table = Table(
+        title=f"validate + plan (compile_workflow), best of runs; target < {TARGET_SECONDS} s at 10,000 steps"
+    )
+    for column in (
+        "shape",
+        "steps",
+        "groups",
+        "validate+plan",
+        "YAML parse",
+        "decide() once",
+        "growth 10k/1k",
+        "< 0.5 s",
+    ):
         table.add_column(column, justify="left" if column == "shape" else "right")
     summary = {}
     for shape in SHAPES:
@@ -108,11 +130,17 @@ def report(rows: list[dict[str, Any]], console: Console) -> dict[str, Any]:
                 ok = r["plan_seconds"] < TARGET_SECONDS
                 verdict = "[green]met[/green]" if ok else "[red]missed[/red]"
                 summary[shape] = {"seconds_10k": r["plan_seconds"], "growth_10k_over_1k": ratio, "met": ok}
-            table.add_row(shape if r["steps"] == SIZES[0] else "", f"{r['steps']:,}", f"{r['groups']:,}",
-                          f"{r['plan_seconds'] * 1000:.1f} ms", f"{r['yaml_seconds'] * 1000:.1f} ms",
-                          f"{r['decide_seconds'] * 1000:.1f} ms",
-                          f"{ratio:.1f}x" if last else "", verdict,
-                          end_section=last)
+            table.add_row(
+                shape if r["steps"] == SIZES[0] else "",
+                f"{r['steps']:,}",
+                f"{r['groups']:,}",
+                f"{r['plan_seconds'] * 1000:.1f} ms",
+                f"{r['yaml_seconds'] * 1000:.1f} ms",
+                f"{r['decide_seconds'] * 1000:.1f} ms",
+                f"{ratio:.1f}x" if last else "",
+                verdict,
+                end_section=last,
+            )
     console.print(table)
     return summary
 
@@ -126,12 +154,25 @@ def main() -> None:
     rows = measure(args.repeat)
     summary = report(rows, console)
     loader = "libyaml" if hasattr(yaml, "CSafeLoader") else "pure-Python"
-    console.print(f"python {platform.python_version()}, {loader} YAML parser. 'validate+plan' starts from "
-                  "the dict document; `stepflow validate FILE` also pays 'YAML parse'. Growth ~10x = linear.")
+    console.print(
+        f"python {platform.python_version()}, {loader} YAML parser. 'validate+plan' starts from "
+        "the dict document; `stepflow validate FILE` also pays 'YAML parse'. Growth ~10x = linear."
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "benchmark": "plan_scale", "target_seconds_10k": TARGET_SECONDS, "repeat": args.repeat,
-            "python": platform.python_version(), "rows": rows, "summary": summary}, indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "benchmark": "plan_scale",
+                    "target_seconds_10k": TARGET_SECONDS,
+                    "repeat": args.repeat,
+                    "python": platform.python_version(),
+                    "rows": rows,
+                    "summary": summary,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

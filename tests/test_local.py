@@ -124,7 +124,8 @@ def test_a_nul_byte_in_a_command_fails_the_step_instead_of_the_run(tmp_path):
 
 
 def test_a_step_killed_by_a_signal_reports_128_plus_the_signal_like_a_container(tmp_path):
-    _, report = run_local(tmp_path, [step("a", script="kill -9 $$")])
+    # "$$$$": a script is a container argument, where Kubernetes turns $$ into $ (as locally).
+    _, report = run_local(tmp_path, [step("a", script="kill -9 $$$$")])
     a = report["steps"]["a"]
     assert (a["phase"], a["exitCode"]) == ("Failed", 137) and "signal 9" in a["message"]
 
@@ -177,6 +178,26 @@ def test_a_child_that_ignores_sigterm_does_not_outlive_its_step(tmp_path):
     while Path(f"/proc/{child}").exists() and _state(child) != "Z" and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{child}").exists() or _state(child) == "Z", "the child kept running"
+
+
+def test_background_children_of_a_succeeded_step_do_not_outlive_it(tmp_path):
+    # A container's exit ends every process in it; a local step's exit must end its group too.
+    pid_file = tmp_path / "child.pid"
+    steps = [step("bg", script=f"sleep 101 & echo $! > {pid_file}; echo started")]
+    _, report = run_local(tmp_path, steps)
+    assert report["steps"]["bg"]["phase"] == "Succeeded"
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 2
+    while Path(f"/proc/{child}").exists() and _state(child) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or _state(child) == "Z", "sleep 101 kept running"
+
+
+def test_an_env_entry_without_a_value_is_set_empty_as_in_a_container(tmp_path):
+    out = tmp_path / "out"
+    steps = [step("e", env=[{"name": "EMPTY"}], script=f'echo "${{EMPTY-unset}}" > {out}')]
+    _, report = run_local(tmp_path, steps)
+    assert report["phase"] == "Succeeded" and out.read_text() == "\n"
 
 
 def _state(pid: int) -> str:
@@ -267,3 +288,26 @@ def test_report_lists_every_step_with_ms_timestamps(tmp_path, policy):
     assert report["groups"] == [["a", "b"], ["c"]]
     for key in ("startedAt", "finishedAt"):
         assert report[key].endswith("Z") and len(report[key].split(".")[1]) == 4  # "123Z"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("v=$(APP_VERSION)", "v=1.4.2"),
+    ("$$(APP_VERSION)", "$(APP_VERSION)"),  # $$ escapes
+    ("$(MISSING) stays", "$(MISSING) stays"),  # unresolvable: left as written
+    ("cost $5 and $(", "cost $5 and $("),
+    ("$(APP_VERSION)$(APP_VERSION)", "1.4.21.4.2"),
+])
+def test_references_expand_by_kubernetes_rules(text, expected):
+    from stepflow.local import expand_references
+
+    assert expand_references(text, {"APP_VERSION": "1.4.2"}) == expected
+
+
+def test_command_args_and_env_values_expand_references_like_a_cluster(tmp_path):
+    out = tmp_path / "out"
+    env = [{"name": "APP_VERSION", "value": "1.4.2"}, {"name": "TAG", "value": "v$(APP_VERSION)"}]
+    steps = [step("e", env=env, script=None, command=["sh", "-c", f'echo "$1 $2" > {out}', "sh"],
+                  args=["v=$(APP_VERSION)", "$(TAG)"])]
+    _, report = run_local(tmp_path, steps)
+    assert report["phase"] == "Succeeded"
+    assert out.read_text() == "v=1.4.2 v1.4.2\n"

@@ -215,13 +215,30 @@ def test_header_and_name_are_checked():
     assert "metadata.name: is required" in errors
 
 
-@pytest.mark.parametrize("name", ["../escaped", "Release", "a_b", "x" * 254, "trail-"])
+@pytest.mark.parametrize("name", ["../escaped", "Release", "a_b", "trail-", "a.-b"])
 def test_workflow_name_must_be_a_dns1123_subdomain(name):
     # It names Jobs and the local log directory; "../escaped" would write outside it.
     doc = workflow(step("a"))
     doc["metadata"]["name"] = name
     error = single_error(doc)
     assert error.startswith("metadata.name: ") and "DNS-1123 subdomain" in error
+
+
+@pytest.mark.parametrize("length", [64, 100, 253])
+def test_a_workflow_name_over_63_characters_is_refused_up_front(length):
+    """It labels every Job (stepflow.dev/workflow), and label values stop at 63 characters: in a
+    cluster every step would fail InvalidJob."""
+    doc = workflow(step("a"))
+    doc["metadata"]["name"] = "w" * length
+    error = single_error(doc)
+    assert error.startswith("metadata.name: ") and f"has {length} characters; at most 63" in error
+    assert "label value" in error
+
+
+def test_a_63_character_workflow_name_is_fine():
+    doc = workflow(step("a"))
+    doc["metadata"]["name"] = "a" * 30 + "." + "b" * 32
+    assert read_workflow(doc)[1] == []
 
 
 def test_document_that_is_not_an_object():
@@ -290,3 +307,26 @@ def test_duplicate_keys_are_an_error_not_a_silently_dropped_step_list(tmp_path):
 def test_multi_document_stream_skips_empty_documents():
     docs = list(iter_documents("a: 1\n---\n---\nb: 2\n"))
     assert docs == [{"a": 1}, {"b": 2}]
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_with_a_short_message():
+    import time
+
+    from stepflow.spec import iter_documents
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    text = "\n".join(lines) + "\nspec: {steps: *a8}\n"  # 546 bytes, 9^9 values expanded
+    started = time.perf_counter()
+    with pytest.raises(SpecError) as refused:
+        list(iter_documents(text))
+    assert time.perf_counter() - started < 5
+    [error] = refused.value.errors
+    assert "YAML aliases" in error.message and len(str(error)) < 200
+
+
+def test_error_messages_quote_only_an_excerpt_of_a_value():
+    doc = workflow(step("a"))
+    doc["spec"]["steps"][0]["parallel"] = ["x" * 1000] * 100
+    error = single_error(doc)
+    assert len(error) < 300 and "must be a boolean" in error

@@ -73,3 +73,15 @@ def test_svg_has_a_bar_per_step_that_ran_and_labels_the_rest():
     assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
     assert svg.count("<rect") == 2
     assert "(skipped)" in svg and "a: Failed" in svg
+
+
+def test_an_invalid_spec_workflow_has_no_span_rather_than_one_from_the_epoch():
+    from stepflow.spec import FieldError
+    from stepflow.status import human_duration, invalid_status
+
+    status = invalid_status([FieldError("spec.steps", "must list at least one step")], now=T0,
+                            observed_generation=1)
+    rows, span = timeline_rows(status)
+    assert rows == [] and span == 0.0
+    assert "total 0ms" in rendered(render_timeline(status))
+    assert human_duration(-0.3) == "0ms" and human_duration(float("nan")) == ""

@@ -280,7 +280,10 @@ def _workflow_phase(plan, state_of, outcome: _Pass, start, waiting_for, failed, 
     # Slot waits are decided after the pass, so count them from the final waiting map.
     waiting = sum(1 for v in waiting_for.values() if v.reason == WAITING_FOR_SLOT)
     slot_note = f", {waiting} waiting for a slot" if waiting else ""
-    return RUNNING, "Running", f"{len(running) + len(start)} of {total} step(s) running{slot_note}"
+    # Running means observed running: a step decided to start may still fail to (its Job's name
+    # taken, say), so it is counted apart rather than as running.
+    start_note = f", {len(start)} starting" if start else ""
+    return RUNNING, "Running", f"{len(running)} of {total} step(s) running{start_note}{slot_note}"
 
 
 def _final_phase(plan, state_of, outcome: _Pass, failed, abort) -> tuple[str, str, str]:

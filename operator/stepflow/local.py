@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -187,10 +187,14 @@ class LocalRun:
             if attempt > 1:
                 log.write(f"--- attempt {attempt} ---\n".encode())
                 log.flush()
+            declared = self._declared_env(step)
+            argv = [expand_references(arg, declared) for arg in step.argv]
             try:
                 process = await asyncio.create_subprocess_exec(
-                    *step.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                    env=self._environment(step), cwd=step.working_dir, start_new_session=True)
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                    env={**os.environ, **declared, "STEPFLOW_WORKFLOW": self.plan.spec.name,
+                         "STEPFLOW_STEP": step.name},
+                    cwd=step.working_dir, start_new_session=True)
             except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument or value
                 reason = exc.strerror if isinstance(exc, OSError) else str(exc)
                 log.write(f"stepflow: cannot start {step.argv[0]!r}: {reason}\n".encode())
@@ -204,16 +208,21 @@ class LocalRun:
             except asyncio.CancelledError:
                 await _kill(process)
                 raise
+            # A container's exit ends every process in it; here, what the step's shell left in
+            # the background (``sleep 100 &``) must not outlive the step either.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
         if code < 0:  # killed by a signal: report it the way a container runtime does (128+N)
             return 128 - code, "Error", f"killed by signal {-code} (exit code {128 - code})"
         return code, "Error", f"exited with code {code}"
 
-    def _environment(self, step: Step) -> dict[str, str]:
-        env = dict(os.environ)
+    def _declared_env(self, step: Step) -> dict[str, str]:
+        """The container's own env, as Kubernetes builds it: defaults, then the step's, each
+        value expanded with the ones declared before it."""
+        env: dict[str, str] = {}
         for var in (*self.plan.spec.defaults.env, *step.env):
-            if "value" in var:
-                env[var["name"]] = var["value"]
-        env.update(STEPFLOW_WORKFLOW=self.plan.spec.name, STEPFLOW_STEP=step.name)
+            if "valueFrom" not in var:  # {name: X} alone is X="" in a container too
+                env[var["name"]] = expand_references(var.get("value", ""), env)
         return env
 
     def _log_tail(self, name: str) -> str:
@@ -223,6 +232,33 @@ class LocalRun:
         except OSError:
             return ""
         return data.decode("utf-8", "replace").strip()
+
+
+def expand_references(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' expansion of ``command``, ``args`` and env values: ``$(NAME)`` becomes the
+    declared variable's value, ``$$`` a literal ``$``, and a reference to an undeclared name
+    stays as written (k8s.io/kubernetes third_party/forked/golang/expansion)."""
+    if "$" not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        char = text[i]
+        if char == "$" and i + 1 < len(text):
+            following = text[i + 1]
+            if following == "$":
+                out.append("$")
+                i += 2
+                continue
+            if following == "(":
+                end = text.find(")", i + 2)
+                if end != -1:
+                    name = text[i + 2:end]
+                    out.append(env[name] if name in env else text[i:end + 1])
+                    i = end + 1
+                    continue
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:

@@ -27,6 +27,8 @@ FAILURE_POLICIES = ("StopAfterGroup", "FailFast", "Continue")
 DEFAULT_MAX_CONCURRENCY = 5
 MAX_STEPS = 10_000
 MAX_RETRIES = 10
+MAX_PARALLEL_GROUP = 1_000_000  # the CRD's bound
+MAX_WORKFLOW_NAME = 63  # a label value's limit: the name labels every Job (DESIGN.md, Names)
 DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # used with fullmatch
 DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
@@ -175,7 +177,7 @@ class _Collector:
             return value
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
-        self.error(f"{path}.{key}", f"must be {_TYPE_NAMES[kind]}, got {_kind(value)} {value!r}")
+        self.error(f"{path}.{key}", f"must be {_TYPE_NAMES[kind]}, got {_kind(value)} {_excerpt(value)}")
         return default
 
     def integer(self, obj, key, path, default=None, minimum=None, maximum=None) -> int | None:
@@ -202,7 +204,7 @@ class _Collector:
             if isinstance(item, str):
                 good.append(item)
             else:
-                self.error(f"{path}.{key}[{i}]", f"must be a string, got {_kind(item)} {item!r}")
+                self.error(f"{path}.{key}[{i}]", f"must be a string, got {_kind(item)} {_excerpt(item)}")
         return tuple(good)
 
     def env(self, obj, key, path) -> tuple[Mapping[str, Any], ...]:
@@ -219,7 +221,7 @@ class _Collector:
                 self.error(where, "must be an object with a string name")
                 continue
             if not item["name"] or any(c in item["name"] for c in "=\0"):
-                self.error(f"{where}.name", f"{item['name']!r} is not a valid variable name "
+                self.error(f"{where}.name", f"{_excerpt(item['name'])} is not a valid variable name "
                                             "(non-empty, no '=' or NUL)")
                 continue
             if "value" in item and not isinstance(item["value"], str):
@@ -288,7 +290,7 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     steps = _parse_steps(spec.get("steps"), c)
     policy = c.typed(spec, "failurePolicy", "spec", str, "StopAfterGroup")
     if policy not in FAILURE_POLICIES:
-        c.error("spec.failurePolicy", f"must be one of {', '.join(FAILURE_POLICIES)}, got {policy!r}")
+        c.error("spec.failurePolicy", f"must be one of {', '.join(FAILURE_POLICIES)}, got {_excerpt(policy)}")
         policy = "StopAfterGroup"
     workflow = WorkflowSpec(
         name=str(meta.get("name") or ""),
@@ -304,9 +306,13 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     )
     if not workflow.name:
         c.error("metadata.name", "is required")
-    elif len(workflow.name) > 253 or not DNS1123_SUBDOMAIN.fullmatch(workflow.name):
-        c.error("metadata.name", f"{workflow.name!r} is not a DNS-1123 subdomain (lower-case letters, "
-                                 "digits, '-' and '.', starting and ending alphanumeric)")
+    elif not DNS1123_SUBDOMAIN.fullmatch(workflow.name):
+        c.error("metadata.name", f"{_excerpt(workflow.name, 80)} is not a DNS-1123 subdomain (lower-case "
+                                 "letters, digits, '-' and '.', starting and ending alphanumeric)")
+    elif len(workflow.name) > MAX_WORKFLOW_NAME:
+        c.error("metadata.name", f"has {len(workflow.name)} characters; at most {MAX_WORKFLOW_NAME} are "
+                                 "allowed, because the name becomes the stepflow.dev/workflow label value "
+                                 "and part of every Job name")
     _check_step_commands(workflow, c)
     return workflow, c.errors
 
@@ -322,9 +328,9 @@ def parse_workflow(doc: Any) -> WorkflowSpec:
 def _check_header(doc: Mapping[str, Any], c: _Collector) -> None:
     expected = f"{API_GROUP}/{API_VERSION}"
     if doc.get("apiVersion") != expected:
-        c.error("apiVersion", f"must be {expected!r}, got {doc.get('apiVersion')!r}")
+        c.error("apiVersion", f"must be {expected!r}, got {_excerpt(doc.get('apiVersion'))}")
     if doc.get("kind") != KIND:
-        c.error("kind", f"must be {KIND!r}, got {doc.get('kind')!r}")
+        c.error("kind", f"must be {KIND!r}, got {_excerpt(doc.get('kind'))}")
 
 
 def _parse_defaults(value: Any, c: _Collector) -> Defaults:
@@ -363,7 +369,7 @@ def _parse_step(item: Any, index: int, c: _Collector) -> Step:
         index=index,
         type=c.typed(obj, "type", path, str, ""),
         parallel=c.typed(obj, "parallel", path, bool, None),
-        parallel_group=c.typed(obj, "parallelGroup", path, int, 0),
+        parallel_group=c.integer(obj, "parallelGroup", path, 0, None, MAX_PARALLEL_GROUP),
         depends_on=c.strings(obj, "dependsOn", path),
         image=c.typed(obj, "image", path, str),
         command=c.strings(obj, "command", path) or (),
@@ -425,17 +431,55 @@ class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ign
             if isinstance(key_node, yaml.ScalarNode) and key_node.value != "<<":
                 if key_node.value in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
+                        None, None, f"duplicate key {_excerpt(key_node.value)}", key_node.start_mark)
                 seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
 
 
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024  # a 10,000-step workflow is about 1 MiB
+MAX_EXPANDED_VALUES = 1_000_000  # what a document may grow to through YAML aliases
+
+
+def expanded_size(value: Any, limit: int = MAX_EXPANDED_VALUES) -> int:
+    """How many values ``value`` holds once every alias is expanded, counted without expanding:
+    an alias is one shared object, so sizes are memoised by identity. Stops past ``limit``."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any) -> int:
+        if not isinstance(node, dict | list):
+            return 1
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        children = node.items() if isinstance(node, dict) else enumerate(node)
+        total = 1
+        for key, child in children:
+            total += size(key) + size(child) if isinstance(node, dict) else size(child)
+            if total > limit:
+                break
+        sizes[id(node)] = total
+        return total
+
+    return size(value)
+
+
 def iter_documents(text: str) -> Iterator[Any]:
-    """Yield the YAML documents of a file, turning parser errors into SpecError."""
+    """Yield the YAML documents of a file, turning parser errors into SpecError.
+
+    Files are unreviewed input (``validate`` runs in CI on pull requests): a size limit and a
+    bound on alias expansion keep a 500-byte "billion laughs" file from taking minutes and GBs.
+    """
+    if len(text) > MAX_DOCUMENT_BYTES:
+        raise SpecError([FieldError("(file)", f"is {len(text):,} bytes; at most {MAX_DOCUMENT_BYTES:,} "
+                                              "are read")])
     try:
         for doc in yaml.load_all(text, Loader=_StrictLoader):
-            if doc is not None:
-                yield doc
+            if doc is None:
+                continue
+            if expanded_size(doc) > MAX_EXPANDED_VALUES:
+                raise SpecError([FieldError("(document)", f"expands to more than {MAX_EXPANDED_VALUES:,} "
+                                                          "values through YAML aliases")])
+            yield doc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"

@@ -48,8 +48,9 @@ def parse_time(text: str | None) -> float | None:
 
 def human_duration(seconds: float | None) -> str:
     """Like kubectl's ages: 850ms, 42s, 3m05s, 2h01m."""
-    if seconds is None:
+    if seconds is None or seconds != seconds:  # unknown, or NaN
         return ""
+    seconds = max(seconds, 0.0)  # a clock step between two hosts must not show "-300ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 60:

@@ -41,7 +41,12 @@ def timeline_rows(status: Mapping[str, Any], now: float | None = None) -> tuple[
     """Rows in document order, times relative to the first start, and the total span."""
     steps = status.get("steps") or {}
     starts = [parse_time(e.get("startedAt")) for e in steps.values() if e.get("startedAt")]
-    origin = parse_time(status.get("startedAt")) or min(starts, default=0.0)
+    # No start at all (an InvalidSpec workflow has only a finishedAt): nothing ran, so there is
+    # no span to measure, rather than one from the epoch.
+    origin = parse_time(status.get("startedAt")) or min(starts, default=None)
+    if origin is None:
+        return [Row(name, entry.get("group", 0), entry.get("phase", "Pending"), None, None, False)
+                for name, entry in sorted(steps.items(), key=lambda kv: kv[1].get("index", 0))], 0.0
     rows = []
     for name, entry in sorted(steps.items(), key=lambda kv: kv[1].get("index", 0)):
         start = parse_time(entry.get("startedAt"))

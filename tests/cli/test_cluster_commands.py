@@ -480,3 +480,14 @@ def test_status_prints_messages_as_written_never_as_markup():
     console.print(status_view(workflow_doc, now=0))
     text = console.export_text()
     assert "[ERROR] disk full" in text and 'step "a" failed [/]' in text
+
+
+def test_on_a_pipe_list_and_status_print_whole_rows_whatever_the_width(phases, cli, monkeypatch):
+    """Piped, nothing is cut to a guessed width (it showed `GRO…` and `Succe…`), as kubectl."""
+    monkeypatch.setenv("COLUMNS", "40")
+    listing = cli(phases, "list")
+    assert "…" not in listing.out and by_name(listing, 1)["paused"][2] == "Suspended"
+    status = cli(phases, "status", "broken")
+    assert "…" not in status.out
+    assert status.out.splitlines()[1].split()[:3] == ["GROUP", "STEP", "PHASE"]
+    assert "BackoffLimitExceeded" in " ".join(by_name(status, 1)["x"]) and "MESSAGE" in status.out

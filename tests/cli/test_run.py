@@ -109,7 +109,9 @@ def test_fields_a_local_run_cannot_honour_are_mentioned(capsys, tmp_path):
     assert code == 0 and "image is ignored" in out
 
 
-def test_ctrl_c_exits_130_writes_the_report_and_kills_the_children(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT],
+                         ids=lambda s: signal.Signals(s).name)
+def test_a_stop_signal_exits_130_writes_the_report_and_kills_the_children(tmp_path, sig):
     started, finished = tmp_path / "started", tmp_path / "finished"
     steps = [step("a", parallel=True, script=f"touch {started}; sleep 1.5; touch {finished}"),
              step("b", parallel=True, script="sleep 1.5"), step("c", script="true")]
@@ -124,7 +126,7 @@ def test_ctrl_c_exits_130_writes_the_report_and_kills_the_children(tmp_path):
             assert time.monotonic() < deadline and process.poll() is None, "the run never started"
             time.sleep(0.05)
         sent = time.monotonic()
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         _, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
@@ -138,3 +140,60 @@ def test_ctrl_c_exits_130_writes_the_report_and_kills_the_children(tmp_path):
     assert status["phase"] == "Failed"
     time.sleep(max(0.0, sent + 1.8 - time.monotonic()))
     assert not finished.exists(), "a step's process outlived the interrupted run"
+
+
+def test_the_runner_stops_its_steps_when_its_parent_dies(tmp_path):
+    """A killed CI runner or a dropped ssh session: the parent goes without a signal to us."""
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    file = write_workflow(tmp_path / "wf.yaml", workflow(
+        step("a", script=f"touch {started}; sleep 1.5; touch {finished}"), step("b", script="true")))
+    report = tmp_path / "report.json"
+    parent = subprocess.Popen(
+        ["sh", "-c", f'"{STEPFLOW}" run "{file}" --report "{report}" --logs "{tmp_path / "logs"}" '
+                     ">/dev/null 2>&1 & wait"], env={**os.environ, "NO_COLOR": "1"})
+    try:
+        deadline = time.monotonic() + 30
+        while not started.exists():
+            assert time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        parent.kill()  # SIGKILL: the runner is orphaned
+        parent.wait(10)
+        while not (report.exists() and report.stat().st_size):
+            assert time.monotonic() < sent + 15, "no report after the parent died"
+            time.sleep(0.05)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    time.sleep(0.2)
+    status = json.loads(report.read_text())
+    assert status["steps"]["a"]["phase"] == "Cancelled" and status["steps"]["b"]["phase"] == "Skipped"
+    time.sleep(max(0.0, sent + 1.8 - time.monotonic()))
+    assert not finished.exists(), "the step outlived its orphaned run"
+
+
+
+def test_the_live_view_keeps_running_and_failed_steps_visible_when_rows_run_out(tmp_path):
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from builders import plan_of
+    from stepflow.cli.local import live_table
+    from stepflow.local import LocalRun
+
+    plan = plan_of([step(f"s{i:03d}") for i in range(200)])
+    run = LocalRun(plan, log_dir=tmp_path / "logs")
+    for i in range(150):
+        run.states[f"s{i:03d}"] = replace(run.states[f"s{i:03d}"], phase="Succeeded", started_at=1.0,
+                                          finished_at=2.0 + i)
+    run.states["s040"] = replace(run.states["s040"], phase="Failed", finished_at=3.0)
+    run.states["s150"] = replace(run.states["s150"], phase="Running", started_at=200.0)
+    console = Console(width=100, height=30, record=True, color_system=None)
+    console.print(live_table(run, 24))
+    screen = console.export_text()
+    assert "s150" in screen and "Running" in screen  # what runs now
+    assert "s040" in screen and "Failed" in screen  # what failed, long ago
+    assert "s151" in screen  # up next
+    assert "more step(s) not shown" in screen and "150/200 steps" in screen
+    assert len(screen.splitlines()) <= 30

@@ -57,14 +57,15 @@ def test_each_invalid_case_gives_one_error_line_naming_file_path_and_steps(tmp_p
 
 
 def test_valid_file_exits_0_and_says_so(tmp_path, capsys):
-    file = write_workflow(tmp_path / "ok.yaml", workflow(*shorthand("p a, p b, s c"), name="ok"))
+    file = write_workflow(tmp_path / "ok.yaml", workflow(*shorthand("p a, p b, s c"), name="ok",
+                                                          defaults={"image": "alpine:3.20"}))
     code, lines, out = validate(capsys, file)
     assert (code, lines) == (0, [])
     assert out.strip() == f"{file}: ok: valid (3 steps in 2 groups)"
 
 
 def test_every_error_of_every_file_is_listed(tmp_path, capsys):
-    good = write_workflow(tmp_path / "good.yaml", workflow(step("a")))
+    good = write_workflow(tmp_path / "good.yaml", workflow(step("a"), defaults={"image": "alpine:3.20"}))
     bad = write_workflow(tmp_path / "bad.yaml", workflow(step("A"), step("b", parallel="yes"),
                                                           step("c", depends_on=["zz"])))
     code, lines, out = validate(capsys, good, bad)
@@ -112,3 +113,20 @@ def test_examples_are_valid(capsys, example):
 
 def test_there_are_examples():
     assert len(EXAMPLES) >= 4
+
+
+@pytest.mark.parametrize("case, change, path, words", [
+    ("no image", lambda d: d["spec"].pop("defaults", None), "spec.steps[0].image", "no image"),
+    ("1,001 steps", lambda d: d["spec"].update(steps=[step(f"s{i}") for i in range(1001)]),
+     "spec.steps", "at most 1000"),
+    ("bad quantity", lambda d: d["spec"]["steps"][0].update(resources={"limits": {"cpu": "lots"}}),
+     "spec.steps[0].resources.limits.cpu", "quantity"),
+    ("huge group", lambda d: d["spec"]["steps"][0].update(parallelGroup=99999999999999999999999999),
+     "spec.steps[0].parallelGroup", "<= 1000000"),
+])
+def test_validate_refuses_what_the_cluster_refuses(capsys, tmp_path, case, change, path, words):
+    doc = workflow(step("a"), defaults={"image": "alpine:3.20"})
+    change(doc)
+    code, errors, _ = validate(capsys, write_workflow(tmp_path / "wf.yaml", doc))
+    assert code == 1, case
+    assert any(f": {path}: " in e and words in e for e in errors), errors

@@ -80,7 +80,7 @@ def _log(message: str) -> None:
 def _go(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     if shutil.which("go") is None:
         raise BuildError("the real control plane tier needs Go (go 1.26 or newer) on PATH; none was found")
-    run_env = {**os.environ, "GOFLAGS": "-mod=readonly", "CGO_ENABLED": "0", **(env or {})}
+    run_env = {**os.environ, "GOFLAGS": "-mod=readonly -buildvcs=false", "CGO_ENABLED": "0", **(env or {})}
     result = subprocess.run(["go", *args], cwd=cwd, env=run_env, capture_output=True, text=True)
     if result.returncode != 0:
         raise BuildError(f"`go {' '.join(args)}` in {cwd} failed:\n{result.stderr.strip()[-4000:]}")

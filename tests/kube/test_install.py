@@ -65,12 +65,16 @@ def test_the_operator_account_has_exactly_the_rights_it_needs(control_plane, kub
 
     def can(verb: str, resource: str, namespace: str | None = kube.namespace) -> bool:
         scope = [f"--namespace={namespace}"] if namespace else []
+        resource, _, subresource = resource.partition("/")
+        if subresource:
+            scope.append(f"--subresource={subresource}")
         out = control_plane.kubectl("auth", "can-i", verb, resource, f"--as={account}", *scope, check=False)
         return out.strip() == "yes"
 
     for verb, resource in (
         ("watch", "workflows.stepflow.dev"),
         ("patch", "workflows.stepflow.dev/status"),
+        ("list", "workflows.stepflow.dev"),
         ("create", "jobs.batch"),
         ("delete", "jobs.batch"),
         ("list", "pods"),
@@ -82,6 +86,8 @@ def test_the_operator_account_has_exactly_the_rights_it_needs(control_plane, kub
         ("get", "secrets"),
         ("delete", "workflows.stepflow.dev"),
         ("update", "jobs.batch"),
+        ("patch", "workflows.stepflow.dev"),
+        ("get", "pods"),
         ("create", "workflows.stepflow.dev"),
     ):
         assert not can(verb, resource), f"may {verb} {resource}"
@@ -112,3 +118,25 @@ def test_a_privileged_pod_is_refused_there_so_the_check_above_means_something(co
     with pytest.raises(subprocess.CalledProcessError) as refused:
         control_plane.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(pod))
     assert "violates PodSecurity" in refused.value.stderr
+
+
+def test_a_workflow_name_over_63_characters_is_refused_by_the_crd(kube):
+    too_long = workflow("w" * 64, [step("a")])
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        kube.kubectl("apply", "-f", "-", input=json.dumps(too_long))
+    assert "metadata.name may have at most 63 characters" in refused.value.stderr
+
+
+@pytest.mark.parametrize(
+    "name, step_name",
+    [("a" * 51 + ".bc", "long-step-name"), ("x" * 63, "s" * 63), ("a.b.c" + "d" * 58, "z" * 63)],
+)
+def test_jobs_for_names_at_their_limits_are_accepted_by_the_api_server(kube, name, step_name):
+    from stepflow.operator.jobs import build_job
+    from stepflow.plan import compile_workflow
+
+    plan = compile_workflow(workflow(name, [step(step_name)]))
+    job = build_job(plan, plan.steps[0], namespace=kube.namespace, owner_uid="0", generation=2**31)
+    del job["metadata"]["ownerReferences"]  # no such owner: only the names are on trial here
+    out = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(job))
+    assert "created (server dry run)" in out

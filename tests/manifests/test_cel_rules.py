@@ -84,6 +84,11 @@ CASES: dict[str, tuple[list, list]] = {
          workflow(step("a", parallel=False, parallelGroup=0))],
         [workflow(step("a", parallel=False, parallelGroup=2))],
     ),
+    "metadata.name may have at most 63": (
+        [changed(workflow(step("a")), _set("metadata.name", "w" * 63))],
+        [changed(workflow(step("a")), _set("metadata.name", "w" * 64)),
+         changed(workflow(step("a")), _set("metadata.name", "a." + "b" * 70))],
+    ),
     "a step cannot depend on itself": (
         [workflow(step("a"), step("b", dependsOn=["a"])), workflow(step("a", dependsOn=[]))],
         [workflow(step("a"), step("b", dependsOn=["a", "b"]))],

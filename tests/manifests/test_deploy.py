@@ -13,12 +13,11 @@ VARIANTS = {"cluster": DEPLOY, "namespaced": DEPLOY / "namespaced"}
 IMAGE = "ghcr.io/stepflow/stepflow-operator:0.1.0"
 LIVENESS = "--liveness=http://0.0.0.0:8080/healthz"
 OPERATOR_RULES = {
-    ("stepflow.dev", "workflows"): {"get", "list", "watch", "patch"},
-    ("stepflow.dev", "workflows/status"): {"get", "patch"},
+    ("stepflow.dev", "workflows"): {"list", "watch"},
+    ("stepflow.dev", "workflows/status"): {"patch"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("", "pods"): {"get", "list"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "pods"): {"list"},
+    ("", "events"): {"create"},
 }
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from builders import step, workflow
+from stepflow.cluster_checks import image_errors
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, StepState
 from stepflow.operator.jobs import (
     build_job,
     failure_details,
-    image_errors,
     job_name,
     job_outcome,
     observe_job,
@@ -19,6 +22,12 @@ from stepflow.plan import compile_workflow
 from stepflow.status import parse_time
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Kubernetes' own rules (k8s.io/apimachinery/pkg/util/validation): IsDNS1123Subdomain and
+# IsValidLabelValue. A Job's name is also its pods' job-name label, so it must be both.
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+DNS_LABEL_TEXT = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", fullmatch=True)
+WORKFLOW_NAMES = st.lists(DNS_LABEL_TEXT, min_size=1, max_size=8).map(".".join).filter(lambda n: len(n) <= 63)
 
 
 def test_job_name_is_deterministic_per_run_and_step():
@@ -34,6 +43,26 @@ def test_long_job_names_are_shortened_with_a_hash_and_stay_unique():
     assert len(a) <= 63 and len(b) <= 63
     assert DNS_LABEL.match(a) and DNS_LABEL.match(b)
     assert a != b
+
+
+def test_a_cut_at_a_dot_never_leaves_an_invalid_name():
+    """Found by hand: 51 a's, '.bc' and a long step gave 'aaa…a.-bc2ff7d067'."""
+    name = job_name("a" * 51 + ".bc", 1, "long-step-name")
+    assert DNS_SUBDOMAIN.match(name) and LABEL_VALUE.match(name) and len(name) <= 63, name
+
+
+@settings(max_examples=300, deadline=None)
+@given(WORKFLOW_NAMES, st.integers(min_value=1, max_value=2**63), DNS_LABEL_TEXT)
+def test_every_job_name_and_label_is_valid_for_kubernetes(workflow_name, generation, step_name):
+    name = job_name(workflow_name, generation, step_name)
+    assert len(name) <= 63 and DNS_SUBDOMAIN.match(name) and LABEL_VALUE.match(name), name
+    plan = compile_workflow(workflow(step(step_name), name=workflow_name))
+    manifest = build_job(plan, plan.steps[0], namespace="ns", owner_uid="u", generation=generation)
+    for value in manifest["metadata"]["labels"].values():
+        assert len(value) <= 63 and LABEL_VALUE.match(value), value
+    # Events are created with generateName "<workflow>.": the name the API server makes is
+    # "<workflow>.<5 characters>", a valid subdomain whenever the workflow name is one.
+    assert DNS_SUBDOMAIN.match(f"{workflow_name}.x7k2p")
 
 
 def test_spec_hash_ignores_suspend_and_max_concurrency_only():

@@ -122,6 +122,8 @@ def test_a_job_left_by_an_earlier_workflow_of_the_same_name_is_never_adopted():
     entry = api.workflow["status"]["steps"]["a"]
     assert entry["phase"] == "Pending" and entry["reason"] == "JobNameTaken"
     assert api.workflow["status"]["phase"] not in ("Succeeded", "Failed")
+    # The message counts what is observed: nothing runs (it said "1 of 1 step(s) running").
+    assert api.workflow["status"]["message"].startswith("0 of 1 step(s) running")
     assert delay == NAME_TAKEN_RETRY  # checks again later, without a hot loop
     assert old["metadata"]["name"] in api.jobs  # not ours to delete
 

@@ -154,7 +154,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     now = time.time()
     table = Table(box=None, pad_edge=False)
     for column in ("NAMESPACE", "NAME", "PHASE", "PROGRESS", "AGE", "DURATION"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, overflow="fold")  # a narrow terminal folds a name, never cuts it
     for item in sorted(items, key=lambda i: (i["metadata"]["namespace"], i["metadata"]["name"])):
         status = item.get("status") or {}
         phase = status.get("phase", "Pending")
@@ -165,8 +165,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"No workflows found in {'any namespace' if args.all_namespaces else namespace}.",
               file=sys.stderr)
         return 0
-    Console().print(table)
+    output_console().print(table)
     return 0
+
+
+def output_console() -> Console:
+    """The terminal's console; on a pipe or a file, plain rows as wide as their content, as
+    `kubectl get` prints them, so that nothing is cut to a guessed width."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(width=100_000, color_system=None, highlight=False)
 
 
 def _duration(status: dict[str, Any], now: float) -> str:
@@ -184,7 +192,7 @@ def status_view(workflow: dict[str, Any], now: float) -> Table:
              f"{status.get('progress', '')} {_duration(status, now)} - {status.get('message', '')}")
     table = Table(title=Text(title), title_justify="left", box=None, pad_edge=False)  # never markup
     for column in ("GROUP", "STEP", "PHASE", "STARTED", "DURATION", "JOB", "MESSAGE"):
-        table.add_column(column, no_wrap=column != "MESSAGE")
+        table.add_column(column, overflow="fold")  # folded on a narrow terminal, never cut
     steps = status.get("steps") or {}
     for name, entry in sorted(steps.items(), key=lambda kv: kv[1].get("index", 0)):
         phase = entry.get("phase", "Pending")
@@ -205,7 +213,7 @@ def status_view(workflow: dict[str, Any], now: float) -> Table:
 
 def cmd_status(args: argparse.Namespace) -> int:
     api, namespace = connect(args)
-    console = Console()
+    console = output_console()
     workflow = get_workflow(api, namespace, args.name)
     if not args.watch:
         console.print(status_view(workflow, time.time()))

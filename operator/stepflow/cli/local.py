@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import json
 import math
 import signal
@@ -16,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from stepflow.cluster_checks import cluster_errors
 from stepflow.engine import SUCCEEDED
 from stepflow.local import LocalRun, unsupported_fields
 from stepflow.plan import Plan, critical_path, load_plan, load_plans, to_dot, to_mermaid
@@ -72,6 +75,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             status = EXIT_FAILED
             continue
         for plan in plans:
+            refused = cluster_errors(plan)  # validate answers for the cluster, as `kubectl apply` would
+            if refused:
+                _print_errors(file, SpecError(refused))
+                status = EXIT_FAILED
+                continue
             print(f"{file}: {plan.spec.name}: valid ({len(plan.steps)} steps in {len(plan.groups)} groups)")
     return status
 
@@ -190,18 +198,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:  # found now, not after the whole run
         print(f"stepflow run: {problem}", file=sys.stderr)
         return EXIT_FAILED
+    _hang_up_with_parent()
     run, interrupted = asyncio.run(_drive(plan, args, log_dir, console))
     status = run.status()
     if args.report:
         Path(args.report).write_text(json.dumps(status, indent=2) + "\n")
+    with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): report and exit code count
+        _print_outcome(console, status, args, log_dir)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if status["phase"] == SUCCEEDED else EXIT_FAILED
+
+
+def _print_outcome(console: Console, status: dict[str, Any], args: argparse.Namespace, log_dir: Path) -> None:
     console.print(summary_table(status))
     console.print(speedup_line(status), highlight=False)
     if args.timeline:
         console.print(render_timeline(status, chart_width(status, console.width)))
     console.print(f"logs: {log_dir}/", highlight=False)
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_OK if status["phase"] == SUCCEEDED else EXIT_FAILED
+
+
+# Each ends the run as Ctrl-C does: children killed, steps Cancelled/Skipped, report written.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _hang_up_with_parent() -> None:
+    """Linux: SIGHUP when the parent dies (a killed CI runner, an ssh session that drops), so
+    that the run stops its steps instead of leaving them to init."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGHUP)  # PR_SET_PDEATHSIG
 
 
 async def _drive(plan: Plan, args: argparse.Namespace, log_dir: Path, console: Console):
@@ -216,18 +242,21 @@ async def _drive(plan: Plan, args: argparse.Namespace, log_dir: Path, console: C
         run.interrupt()
 
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGINT, on_sigint)
-    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_sigint)
+    # Title, header, separator, the "not shown" line and the progress bar take six rows.
+    live = Live(get_renderable=lambda: live_table(run, max(console.height - 6, 3)), console=console,
+                refresh_per_second=8, transient=True) if live_view else None
     try:
-        if live_view:
-            with Live(get_renderable=lambda: live_table(run), console=console,
-                      refresh_per_second=8, transient=True):
-                await run.run()
-        else:
-            await run.run()
+        if live is not None:
+            live.start()
+        await run.run()
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
-        loop.remove_signal_handler(signal.SIGTERM)
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        if live is not None:
+            with contextlib.suppress(OSError):  # the terminal may be gone (SIGHUP)
+                live.stop()
     return run, interrupted
 
 
@@ -251,34 +280,60 @@ def _event_printer(console: Console):
         state = run.states[name]
         extra = f" ({state.reason}: {state.message})" if event in ("failed", "skipped", "cancelled") else ""
         elapsed = run.clock() - (run.started_at or run.clock())
-        console.print(f"{elapsed:7.2f}s  {event:<9} {name}{extra}", highlight=False, markup=False)
+        with contextlib.suppress(OSError):  # a closed pipe must not stop the run
+            console.print(f"{elapsed:7.2f}s  {event:<9} {name}{extra}", highlight=False, markup=False)
     return on_event
 
 
-def live_table(run: LocalRun) -> Group:
-    """Steps by group with phase, elapsed time, and an overall progress bar."""
+def live_table(run: LocalRun, max_rows: int | None = None) -> Group:
+    """Steps by group with phase, elapsed time, and an overall progress bar.
+
+    With more steps than ``max_rows``, the rows that matter stay: every running and failed step
+    first, then the next pending ones, then the latest finished; a line counts the rest.
+    """
     now = run.clock()
+    order = [(g, name) for g, members in enumerate(run.plan.groups) for name in members]
+    shown = {name for _, name in order}
+    if max_rows is not None and len(order) > max_rows:
+        shown = _rows_worth_showing(run, [name for _, name in order], max(max_rows - 1, 1))
     table = Table(title=f"{run.plan.spec.name}", show_edge=False)
     for column in ("group", "step", "phase", "elapsed"):
         table.add_column(column)
-    for g, members in enumerate(run.plan.groups):
-        for i, name in enumerate(members):
-            state = run.states[name]
-            end = state.finished_at or now
-            elapsed = human_duration(end - state.started_at) if state.started_at else ""
-            phase = state.phase
-            if run.decision is not None and name in run.decision.waiting and phase == "Pending":
-                phase = f"Pending ({run.decision.waiting[name].reason})"
-            table.add_row(str(g + 1) if i == 0 else "", name,
-                          Text(phase, style=PHASE_STYLES.get(state.phase, "")), elapsed,
-                          end_section=i == len(members) - 1)
+    previous_group = None
+    for g, name in order:
+        if name not in shown:
+            continue
+        state = run.states[name]
+        end = state.finished_at or now
+        elapsed = human_duration(end - state.started_at) if state.started_at else ""
+        phase = state.phase
+        if run.decision is not None and name in run.decision.waiting and phase == "Pending":
+            phase = f"Pending ({run.decision.waiting[name].reason})"
+        table.add_row(str(g + 1) if g != previous_group else "", name,
+                      Text(phase, style=PHASE_STYLES.get(state.phase, "")), elapsed)
+        previous_group = g
     done = sum(1 for s in run.states.values() if s.phase not in ("Pending", "Running"))
     total = len(run.states)
     width = 30
     filled = int(width * done / total) if total else width
     bar = Text("█" * filled, style="green") + Text("░" * (width - filled), style="grey50")
-    return Group(table, Text.assemble(bar, f" {done}/{total} steps, "
-                                      f"{human_duration(now - (run.started_at or now))}"))
+    hidden = total - len(shown)
+    note = [Text(f"... {hidden} more step(s) not shown", style="grey50")] if hidden else []
+    return Group(table, *note, Text.assemble(bar, f" {done}/{total} steps, "
+                                             f"{human_duration(now - (run.started_at or now))}"))
+
+
+def _rows_worth_showing(run: LocalRun, names: list[str], rows: int) -> set[str]:
+    def rank(item: tuple[int, str]) -> tuple[int, int]:
+        index, name = item
+        state = run.states[name]
+        if state.phase in ("Running", "Failed"):
+            return 0, index
+        if state.phase == "Pending":
+            return 1, index
+        return 2, -(state.finished_at or 0)  # the latest finished first
+
+    return {name for _, name in sorted(enumerate(names), key=rank)[:rows]}
 
 
 def summary_table(status: dict[str, Any]) -> Table:

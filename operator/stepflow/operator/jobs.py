@@ -14,7 +14,7 @@ from typing import Any
 
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, StepState
 from stepflow.plan import Plan
-from stepflow.spec import API_GROUP, API_VERSION, KIND, FieldError, Step
+from stepflow.spec import API_GROUP, API_VERSION, KIND, Step
 from stepflow.status import parse_time
 
 WORKFLOW_LABEL = "stepflow.dev/workflow"
@@ -38,22 +38,14 @@ def job_name(workflow: str, generation: int, step: str) -> str:
     if len(name) <= MAX_NAME:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return f"{name[: MAX_NAME - len(digest) - 1].rstrip('-')}-{digest}"
+    # A cut can end on '.' or '-'; "a.-b" is not a DNS-1123 subdomain, so both are trimmed.
+    return f"{name[: MAX_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
 
 
 def spec_hash(spec: Mapping[str, Any]) -> str:
     """Fingerprint of what defines a run; suspend and maxConcurrency never start a new one."""
     relevant = {k: v for k, v in spec.items() if k not in RUN_FIELDS_IGNORED}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def image_errors(plan: Plan) -> list[FieldError]:
-    """A Job needs an image; a local run does not, so this check lives here."""
-    if plan.spec.defaults.image:
-        return []
-    return [FieldError(f"spec.steps[{s.index}].image",
-                       f'step "{s.name}" has no image; set it or spec.defaults.image')
-            for s in plan.steps if not s.image]
 
 
 def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generation: int) -> dict[str, Any]:

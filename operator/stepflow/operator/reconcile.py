@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stepflow.cluster_checks import cluster_errors
 from stepflow.engine import (
     CANCELLED,
     FAILED,
@@ -44,7 +45,6 @@ from stepflow.operator.jobs import (
     STEP_LABEL,
     build_job,
     failure_details,
-    image_errors,
     job_name,
     job_outcome,
     observe_job,
@@ -223,7 +223,7 @@ class Reconciler:
         if cached is not None and cached[0] == identity:
             return cached[1]
         plan = compile_workflow(body)
-        errors = image_errors(plan)
+        errors = cluster_errors(plan)
         if errors:
             raise SpecError(errors)
         self._plans[key] = (identity, plan)

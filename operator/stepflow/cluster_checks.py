@@ -1,0 +1,53 @@
+"""What a cluster refuses and a local run tolerates.
+
+``stepflow validate`` and the operator run these checks, so that a file that validates also
+applies; ``stepflow run`` does not, which keeps it lenient about images and sizes. Apart from
+:mod:`stepflow.operator`, so that the CLI's local commands never import kopf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stepflow.plan import Plan
+from stepflow.spec import FieldError
+
+MAX_CLUSTER_STEPS = 1000  # the CRD's maxItems; the local runner takes 10,000
+
+
+def image_errors(plan: Plan) -> list[FieldError]:
+    """A Job needs an image; a local run does not, so this check lives here."""
+    if plan.spec.defaults.image:
+        return []
+    return [FieldError(f"spec.steps[{s.index}].image",
+                       f'step "{s.name}" has no image; set it or spec.defaults.image')
+            for s in plan.steps if not s.image]
+
+
+def cluster_errors(plan: Plan) -> list[FieldError]:
+    """What a cluster refuses and a local run tolerates: ``stepflow validate`` and the operator
+    check these, so that a file that validates also applies."""
+    errors = image_errors(plan)
+    if len(plan.steps) > MAX_CLUSTER_STEPS:
+        errors.append(FieldError("spec.steps", f"has {len(plan.steps)} steps; a cluster takes at most "
+                                               f"{MAX_CLUSTER_STEPS} (stepflow run takes 10,000)"))
+    places = [("spec.defaults.resources", plan.spec.defaults.resources)]
+    places += [(f"spec.steps[{s.index}].resources", s.resources) for s in plan.steps]
+    for path, resources in places:
+        errors += _quantity_errors(path, resources or {})
+    return errors
+
+
+def _quantity_errors(path: str, resources: Mapping[str, Any]) -> list[FieldError]:
+    from kubernetes.utils import parse_quantity  # the official client's parser, as R1 asks
+
+    errors = []
+    for kind in ("requests", "limits"):
+        for resource, value in (resources.get(kind) or {}).items():
+            try:
+                parse_quantity(value)
+            except (ValueError, TypeError, ArithmeticError):
+                message = f"{str(value)[:40]!r} is not a Kubernetes quantity (e.g. 500m, 2, 1Gi)"
+                errors.append(FieldError(f"{path}.{kind}.{resource}", message))
+    return errors
