@@ -36,6 +36,10 @@ def cluster_errors(plan: Plan) -> list[FieldError]:
     places += [(f"spec.steps[{s.index}].resources", s.resources) for s in plan.steps]
     for path, resources in places:
         errors += _quantity_errors(path, resources or {})
+        if (resources or {}).get("claims"):
+            reason = ("is not supported yet: a step's pod cannot declare the resourceClaims a claim "
+                      "needs, so its Job would be refused")
+            errors.append(FieldError(f"{path}.claims", reason))
     return errors
 
 

@@ -199,7 +199,7 @@ class _Pass:
             if verdict is None and self.abort is not None:
                 verdict = self.abort
             if verdict is None and stop_after_group and plan.group_of[name] not in open_groups:
-                verdict = Verdict(WORKFLOW_FAILED, f"not started: step {_quoted(self.failed, 10)} failed "
+                verdict = Verdict(WORKFLOW_FAILED, f"not started: {_steps(self.failed, 10)} failed "
                                                    "(failurePolicy StopAfterGroup)")
             if verdict is not None:
                 self.skip[name] = verdict
@@ -254,11 +254,19 @@ class _Pass:
 
 
 def _quoted(names: Iterable[str], limit: int | None = None) -> str:
-    """Quoted, comma-separated names; ``limit`` only where a list repeats per step."""
+    """Quoted names as a sentence lists them: "a", "a" and "b", "a", "b" and "c"; ``limit``
+    only where a list repeats per step."""
     names = list(names)
-    shown = ", ".join(f'"{n}"' for n in names[:limit])
+    shown = [f'"{n}"' for n in names[:limit]]
     hidden = len(names) - limit if limit is not None else 0
-    return shown + (f" and {hidden} more" if hidden > 0 else "")
+    if hidden > 0:
+        shown.append(f"{hidden} more")
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def _steps(names: list[str], limit: int | None = None) -> str:
+    """'step "a"' or 'steps "a" and "b"'."""
+    return ("step " if len(names) == 1 else "steps ") + _quoted(names, limit)
 
 
 def _workflow_phase(plan, state_of, outcome: _Pass, start, waiting_for, failed, abort,
@@ -273,7 +281,7 @@ def _workflow_phase(plan, state_of, outcome: _Pass, start, waiting_for, failed, 
     if abort is not None:
         return RUNNING, abort.reason, f"{abort.message}; stopping {len(running)} running step(s)"
     if failed:
-        return RUNNING, "StepsFailed", (f"step {_quoted(failed)} failed; finishing "
+        return RUNNING, "StepsFailed", (f"{_steps(failed)} failed; finishing "
                                         f"{len(running) + len(start)} step(s) already due")
     if not running and not start and not any(s.phase in TERMINAL for s in state_of.values()):
         return PENDING, "WaitingForSlot", "waiting for a slot to start"
@@ -293,7 +301,7 @@ def _final_phase(plan, state_of, outcome: _Pass, failed, abort) -> tuple[str, st
     tail = "".join([f"; {len(cancelled)} cancelled" if cancelled else "",
                     f"; {len(skipped)} skipped" if skipped else ""])
     if failed:
-        return FAILED, "StepsFailed", f"step {_quoted(failed)} failed" + tail
+        return FAILED, "StepsFailed", f"{_steps(failed)} failed" + tail
     stopped = [state_of[n] for n in cancelled] + [state_of[n] for n in skipped if n in state_of]
     if (abort is not None and abort.reason == TIMEOUT) or any(s.reason == TIMEOUT for s in stopped):
         return FAILED, TIMEOUT, f"workflow timed out after {plan.spec.timeout_seconds}s" + tail

@@ -197,8 +197,12 @@ class LocalRun:
                     cwd=step.working_dir, start_new_session=True)
             except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument or value
                 reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-                log.write(f"stepflow: cannot start {step.argv[0]!r}: {reason}\n".encode())
-                return 127, "Error", f"cannot start {step.argv[0]!r}: {reason}"
+                if step.working_dir and not Path(step.working_dir).is_dir():
+                    what = f"workingDir {step.working_dir!r} does not exist"  # not the command's fault
+                else:
+                    what = f"cannot start {step.argv[0]!r}: {reason}"
+                log.write(f"stepflow: {what}\n".encode())
+                return 127, "Error", what
             try:
                 timeout = None if deadline is None else max(deadline - time.monotonic(), 0.0)
                 code = await asyncio.wait_for(process.wait(), timeout=timeout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -490,7 +491,8 @@ def iter_documents(text: str) -> Iterator[Any]:
 def read_documents(path: str | Path) -> list[Any]:
     """Read the YAML documents of a file; unreadable or malformed files raise SpecError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # "-" is standard input, as for kubectl apply -f -
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError([FieldError("(file)", exc.strerror or str(exc))]) from None
     except UnicodeDecodeError:

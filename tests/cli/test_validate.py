@@ -121,6 +121,8 @@ def test_there_are_examples():
      "spec.steps", "at most 1000"),
     ("bad quantity", lambda d: d["spec"]["steps"][0].update(resources={"limits": {"cpu": "lots"}}),
      "spec.steps[0].resources.limits.cpu", "quantity"),
+    ("claims", lambda d: d["spec"]["steps"][0].update(resources={"claims": [{"name": "gpu"}]}),
+     "spec.steps[0].resources.claims", "not supported"),
     ("huge group", lambda d: d["spec"]["steps"][0].update(parallelGroup=99999999999999999999999999),
      "spec.steps[0].parallelGroup", "<= 1000000"),
 ])
@@ -130,3 +132,13 @@ def test_validate_refuses_what_the_cluster_refuses(capsys, tmp_path, case, chang
     code, errors, _ = validate(capsys, write_workflow(tmp_path / "wf.yaml", doc))
     assert code == 1, case
     assert any(f": {path}: " in e and words in e for e in errors), errors
+
+
+def test_the_readme_example_is_what_validate_prints(capsys, tmp_path, monkeypatch):
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    document = readme.split("```yaml\n# broken.yaml\n", 1)[1].split("```", 1)[0]
+    shown = readme.split("$ stepflow validate broken.yaml\n", 1)[1].split("```", 1)[0].splitlines()
+    (tmp_path / "broken.yaml").write_text(document)
+    monkeypatch.chdir(tmp_path)
+    code, errors, _ = validate(capsys, "broken.yaml")
+    assert code == 1 and errors == shown

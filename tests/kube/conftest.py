@@ -55,8 +55,9 @@ def permissions_unused(plane: ControlPlane) -> list[str]:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if UNUSED_PERMISSIONS:
-        terminalreporter.write_line("deploy/ ClusterRole permissions no real-tier test used: "
-                                    + ", ".join(UNUSED_PERMISSIONS))
+        terminalreporter.write_line(
+            "deploy/ ClusterRole permissions no real-tier test used: " + ", ".join(UNUSED_PERMISSIONS)
+        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

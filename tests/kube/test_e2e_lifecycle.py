@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -36,6 +37,7 @@ def test_retries_go_through_the_real_job_controllers_back_off(kube, operator):
     status = kube.wait_phase("retry", timeout=90)
     entry = status["steps"]["flaky"]
     assert entry["phase"] == "Failed" and entry["reason"] == "BackoffLimitExceeded"
+    assert entry["attempts"] == 2  # it read 1: the last pod was still uncounted
     pods = kube.pods("retry-1-flaky")
     assert len(pods) == 2  # one pod per attempt
     created = sorted(parse_time(p["metadata"]["creationTimestamp"]) for p in pods)
@@ -186,3 +188,23 @@ def test_a_workflow_recreated_under_the_same_name_never_takes_over_the_old_ones_
     uid = kube.get("workflows", "twice")["metadata"]["uid"]
     [job] = kube.jobs("twice")
     assert [ref["uid"] for ref in job["metadata"]["ownerReferences"]] == [uid]
+
+
+def test_reordering_env_or_depends_on_mid_run_is_no_change(kube, operator):
+    """The CRD's CEL compares map lists and sets without order, so it lets these through; the
+    run carries on instead of being replaced."""
+    env = [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]
+    first = workflow("steady", [step("x"), step("y"), step("hold", hold=True, env=env, dependsOn=["x", "y"])])
+    kube.kubectl("apply", "-f", "-", input=json.dumps(first))
+    wait_for(lambda: kube.step_phase("steady", "hold") == "Running")
+    second = workflow(
+        "steady", [step("x"), step("y"), step("hold", hold=True, env=env[::-1], dependsOn=["y", "x"])]
+    )
+    kube.kubectl("apply", "-f", "-", input=json.dumps(second))  # admitted: no change to CEL
+    assert kube.get("workflows", "steady")["metadata"]["generation"] == 2
+    time.sleep(1.5)
+    status = kube.status("steady")
+    assert status["runGeneration"] == 1 and status["steps"]["hold"]["phase"] == "Running"
+    assert kube.get("jobs", "steady-1-hold") is not None  # not stopped by a replaced run
+    kube.release("steady-1-hold")
+    assert kube.wait_phase("steady")["phase"] == "Succeeded"

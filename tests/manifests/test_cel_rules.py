@@ -89,6 +89,14 @@ CASES: dict[str, tuple[list, list]] = {
         [changed(workflow(step("a")), _set("metadata.name", "w" * 64)),
          changed(workflow(step("a")), _set("metadata.name", "a." + "b" * 70))],
     ),
+    "resources.claims is not supported": (
+        [workflow(step("a", resources={"limits": {"cpu": "1"}}))],
+        [workflow(step("a", resources={"claims": [{"name": "gpu"}]}))],
+    ),
+    "defaults.resources.claims is not supported": (
+        [workflow(step("a"), defaults={"image": "x", "resources": {"requests": {"cpu": "1"}}})],
+        [workflow(step("a"), defaults={"image": "x", "resources": {"claims": [{"name": "gpu"}]}})],
+    ),
     "a step cannot depend on itself": (
         [workflow(step("a"), step("b", dependsOn=["a"])), workflow(step("a", dependsOn=[]))],
         [workflow(step("a"), step("b", dependsOn=["a", "b"]))],

@@ -126,3 +126,14 @@ def test_status_written_by_stepflow_run_matches_the_crd(tmp_path):
     status = json.loads((tmp_path / "report.json").read_text())
     assert status["phase"] == "Failed" and status["steps"]["after"]["phase"] == "Skipped"
     assert status_errors(status) == []
+
+
+def test_the_run_fingerprint_knows_every_crd_default():
+    """A default the CRD adds on read must not change a Workflow's run identity."""
+    from stepflow.operator.jobs import CRD_DEFAULTS, CRD_STEP_DEFAULTS
+
+    found = {path: node["default"] for path, node in schema.iter_nodes(schema.crd_schema())
+             if "default" in node}
+    known = {("spec", k): v for k, v in CRD_DEFAULTS.items()}
+    known.update({("spec", "steps", "[]", k): v for k, v in CRD_STEP_DEFAULTS.items()})
+    assert found == known

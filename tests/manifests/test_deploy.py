@@ -10,7 +10,7 @@ from manifests import render
 from manifests.checks import DEPLOY, kubernetes_errors
 
 VARIANTS = {"cluster": DEPLOY, "namespaced": DEPLOY / "namespaced"}
-IMAGE = "ghcr.io/stepflow/stepflow-operator:0.1.0"
+IMAGE = "stepflow-operator"  # a placeholder to set with `kustomize edit set image`; none is published
 LIVENESS = "--liveness=http://0.0.0.0:8080/healthz"
 OPERATOR_RULES = {
     ("stepflow.dev", "workflows"): {"list", "watch"},

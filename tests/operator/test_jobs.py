@@ -138,6 +138,13 @@ def test_observe_keeps_terminal_states_and_counts_attempts():
     assert failed.started_at is not None
 
 
+def test_attempts_count_the_pod_the_job_controller_has_not_counted_yet():
+    """The real Job controller's FailureTarget update still lists the last pod as uncounted."""
+    job = _job([("FailureTarget", {"reason": "BackoffLimitExceeded"})], failed=1,
+               uncountedTerminatedPods={"failed": ["uid-2"]}, startTime="2026-01-01T00:00:01Z")
+    assert observe_job(StepState(phase=RUNNING), job, now=2e9).attempts == 2
+
+
 def test_failure_details_reads_the_newest_pod():
     def pod(created, code, message):
         return {"metadata": {"creationTimestamp": created}, "status": {"containerStatuses": [

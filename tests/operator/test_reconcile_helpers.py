@@ -40,6 +40,32 @@ def test_a_changed_spec_starts_a_new_run_named_after_the_new_generation():
     assert changed.is_new and changed.generation == 3
 
 
+def test_a_run_recorded_by_an_earlier_release_is_the_same_run_after_an_upgrade():
+    from stepflow.operator.jobs import legacy_spec_hash
+
+    spec = {"steps": [{"name": "a", "env": [{"name": "B"}, {"name": "A"}]}]}
+    status = {"specHash": legacy_spec_hash(spec), "runGeneration": 1, "phase": "Succeeded"}
+    assert not current_run(_body(1, spec, status), now=5.0).is_new
+
+
+def test_reordered_env_or_depends_on_and_written_out_defaults_continue_the_run():
+    """The CRD's CEL sees these as no change and lets them through mid-run (list-type map and
+    set compare without order); a new CRD version's defaults appear on read."""
+    spec = {"steps": [{"name": "a"}, {"name": "b", "dependsOn": ["a", "x"],
+                                      "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]}],
+            "defaults": {"env": [{"name": "C"}, {"name": "D"}]}}
+    first = current_run(_body(1, spec), now=1.0)
+    status = {"specHash": first.spec_hash, "runGeneration": 1, "phase": "Running"}
+    same = {"failurePolicy": "StopAfterGroup",
+            "steps": [{"name": "a", "retries": 0, "continueOnError": False},
+                      {"name": "b", "dependsOn": ["x", "a"],
+                       "env": [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]}],
+            "defaults": {"env": [{"name": "D"}, {"name": "C"}]}}
+    assert not current_run(_body(2, same, status), now=5.0).is_new
+    reordered_steps = {**spec, "steps": list(reversed(spec["steps"]))}  # the plan itself changed
+    assert current_run(_body(2, reordered_steps, status), now=5.0).is_new
+
+
 def test_an_adopted_job_never_starts_before_its_prerequisites_ended():
     # a and b ran in parallel; c's Job was created after both, by an operator that died before
     # recording it, so all the restarted one knows is the Job's whole-second startTime.

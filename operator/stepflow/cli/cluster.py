@@ -201,7 +201,7 @@ def status_view(workflow: dict[str, Any], now: float) -> Table:
         message = entry.get("message", "")
         if entry.get("reason") and phase not in ("Succeeded", "Running"):
             message = f"{entry['reason']}: {message}" if message else entry["reason"]
-        if entry.get("exitCode") not in (None, 0):
+        if entry.get("exitCode") not in (None, 0) and f"code {entry['exitCode']}" not in message:
             message = f"exit code {entry['exitCode']}; {message}"
         if entry.get("terminationMessage"):
             message += f" | {entry['terminationMessage'].splitlines()[-1]}"

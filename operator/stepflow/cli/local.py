@@ -80,8 +80,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 _print_errors(file, SpecError(refused))
                 status = EXIT_FAILED
                 continue
-            print(f"{file}: {plan.spec.name}: valid ({len(plan.steps)} steps in {len(plan.groups)} groups)")
+            print(f"{file}: {plan.spec.name}: valid ({_count(len(plan.steps), 'step')} in "
+                  f"{_count(len(plan.groups), 'group')})")
     return status
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 # --- plan --------------------------------------------------------------------------------------
@@ -108,11 +113,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _durations(plan: Plan, option: str | None) -> dict[str, float]:
-    """--durations wins; otherwise each step's estimatedSeconds, if any step has one."""
+    """Each step's estimatedSeconds, overridden step by step by --durations."""
     from stepflow.spec import FieldError
 
+    estimated = {s.name: s.estimated_seconds for s in plan.steps if s.estimated_seconds is not None}
     if option is None:
-        return {s.name: s.estimated_seconds for s in plan.steps if s.estimated_seconds is not None}
+        return estimated
     if option.endswith(".json"):
         try:
             data = json.loads(Path(option).read_text())
@@ -135,7 +141,7 @@ def _durations(plan: Plan, option: str | None) -> dict[str, float]:
     unknown = sorted(set(durations) - set(plan.step_by_name))
     if unknown:
         raise SpecError([FieldError("--durations", f"unknown step(s): {', '.join(unknown)}")])
-    return durations
+    return {**estimated, **durations}  # a step --durations does not mention keeps its estimate
 
 
 def _estimate(plan: Plan, durations: dict[str, float]) -> dict[str, Any]:
@@ -189,6 +195,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = load_plan(args.file)
     except SpecError as exc:
         _print_errors(args.file, exc)
+        return EXIT_FAILED
+    if plan.spec.suspend:  # honoured, it would start nothing and wait forever
+        print(f"{args.file}: spec.suspend: the workflow is suspended, so nothing would start; "
+              "set it to false to run it locally", file=sys.stderr)
         return EXIT_FAILED
     console = Console(stderr=False)
     for note in unsupported_fields(plan):
@@ -344,7 +354,7 @@ def summary_table(status: dict[str, Any]) -> Table:
         start, end = parse_time(entry.get("startedAt")), parse_time(entry.get("finishedAt"))
         took = human_duration(end - start) if start is not None and end is not None else ""
         detail = entry.get("message", "")
-        if entry.get("exitCode") not in (None, 0):
+        if entry.get("exitCode") not in (None, 0) and f"code {entry['exitCode']}" not in detail:
             detail = f"exit code {entry['exitCode']}" + (f"; {detail}" if detail else "")
         table.add_row(str(entry["group"] + 1), name,
                       Text(entry["phase"], style=PHASE_STYLES.get(entry["phase"], "")), took, Text(detail))

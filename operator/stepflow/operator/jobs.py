@@ -42,10 +42,48 @@ def job_name(workflow: str, generation: int, step: str) -> str:
     return f"{name[: MAX_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
 
 
+# The CRD's defaults (deploy/crds/, checked by tests/manifests/test_crd.py): a field set to its
+# default and a field left out are the same spec, whichever CRD version wrote the object.
+CRD_DEFAULTS = {"failurePolicy": "StopAfterGroup", "maxConcurrency": 5, "suspend": False}
+CRD_STEP_DEFAULTS = {"retries": 0, "continueOnError": False}
+
+
 def spec_hash(spec: Mapping[str, Any]) -> str:
-    """Fingerprint of what defines a run; suspend and maxConcurrency never start a new one."""
+    """Fingerprint of what defines a run; suspend and maxConcurrency never start a new one.
+
+    It ignores what Kubernetes treats as no change, or an edit the CRD lets through mid-run
+    would replace the run: the order of ``env`` (a map list keyed by name) and of ``dependsOn``
+    (a set), and defaults present or absent. The order of steps counts: it is the plan.
+    """
+    relevant = {k: v for k, v in spec.items()
+                if k not in RUN_FIELDS_IGNORED and CRD_DEFAULTS.get(k, ...) != v}
+    if isinstance(relevant.get("defaults"), Mapping):
+        relevant["defaults"] = _canonical_container(relevant["defaults"])
+    if isinstance(relevant.get("steps"), list):
+        relevant["steps"] = [_canonical_step(step) if isinstance(step, Mapping) else step
+                             for step in relevant["steps"]]
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def legacy_spec_hash(spec: Mapping[str, Any]) -> str:
+    """The fingerprint of releases before the canonical one above: a run recorded with it is the
+    same run, so upgrading the operator never re-runs a finished workflow."""
     relevant = {k: v for k, v in spec.items() if k not in RUN_FIELDS_IGNORED}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _canonical_container(fields: Mapping[str, Any]) -> dict[str, Any]:
+    canonical = dict(fields)
+    if isinstance(canonical.get("env"), list):
+        canonical["env"] = sorted(canonical["env"], key=lambda var: str((var or {}).get("name")))
+    return canonical
+
+
+def _canonical_step(step: Mapping[str, Any]) -> dict[str, Any]:
+    canonical = {k: v for k, v in _canonical_container(step).items() if CRD_STEP_DEFAULTS.get(k, ...) != v}
+    if isinstance(canonical.get("dependsOn"), list):
+        canonical["dependsOn"] = sorted(map(str, canonical["dependsOn"]))
+    return canonical
 
 
 def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generation: int) -> dict[str, Any]:
@@ -168,9 +206,13 @@ def observe_job(previous: StepState, job: Mapping[str, Any], now: float) -> Step
     phase, reason, message = job_outcome(job)
     started = (previous.started_at or parse_time(status.get("startTime"))
                or parse_time(meta.get("creationTimestamp")))
+    # The update that carries SuccessCriteriaMet or FailureTarget may still list the last pod
+    # under uncountedTerminatedPods; the counters catch up later, after the step is over.
+    uncounted = status.get("uncountedTerminatedPods") or {}
     attempts = max(previous.attempts,
                    int(status.get("failed") or 0) + int(status.get("succeeded") or 0)
-                   + int(status.get("active") or 0), 1)
+                   + int(status.get("active") or 0)
+                   + len(uncounted.get("failed") or ()) + len(uncounted.get("succeeded") or ()), 1)
     finished = None
     if phase in TERMINAL:
         completed = parse_time(status.get("completionTime")) or _condition_time(job)

@@ -47,6 +47,7 @@ from stepflow.operator.jobs import (
     failure_details,
     job_name,
     job_outcome,
+    legacy_spec_hash,
     observe_job,
     owned_by,
     spec_hash,
@@ -109,9 +110,12 @@ def carried_over(body: Mapping[str, Any], run: Run) -> dict[str, StepState]:
 def current_run(body: Mapping[str, Any], now: float) -> Run:
     """A new run starts when the run-defining spec changed; suspend/maxConcurrency never start one."""
     status = body.get("status") or {}
-    fingerprint = spec_hash(body.get("spec") or {})
+    spec = body.get("spec") or {}
+    fingerprint = spec_hash(spec)
     generation = body["metadata"].get("generation") or 1
-    if status.get("specHash") != fingerprint or status.get("runGeneration") is None:
+    recorded = status.get("specHash")
+    same = recorded == fingerprint or (recorded is not None and recorded == legacy_spec_hash(spec))
+    if not same or status.get("runGeneration") is None:
         return Run(generation, fingerprint, True, now, None)
     return Run(status["runGeneration"], fingerprint, False,
                parse_time(status.get("startedAt")) or now, parse_time(status.get("finishedAt")))
