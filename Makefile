@@ -31,9 +31,10 @@ cluster: $(STAMP) kube-assets
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks
 
-bench: $(STAMP)
+bench: $(STAMP) kube-assets
 	$(BIN)/python benchmarks/plan_scale.py
 	$(BIN)/python benchmarks/local_overhead.py
+	$(BIN)/python benchmarks/local_chain.py
 	$(BIN)/python benchmarks/operator_latency.py
 
 clean:

@@ -17,6 +17,7 @@ from stepflow.engine import (
     RUNNING,
     SUCCEEDED,
     Decision,
+    Observations,
     SlotQueue,
     StepState,
     Verdict,
@@ -73,6 +74,7 @@ class Sim:
     def run(self) -> Result:
         now = self.t0
         states: dict[str, StepState] = {}
+        indexed = Observations(self.plan)
         end_at: dict[str, float] = {}
         intervals: dict[str, Interval] = {}
         decisions: list[tuple[float, Decision]] = []
@@ -91,6 +93,14 @@ class Sim:
                                max_concurrency=self.max_concurrency, suspended=self.suspended,
                                stop=self.stop)
                 assert again == decision, f"decide is not deterministic at t={now}"
+                # The incremental index kept across rounds answers exactly as a fresh dict does.
+                for name, state in states.items():
+                    if indexed[name] != state:
+                        indexed[name] = state
+                kept = decide(self.plan, indexed, now=now, started_at=self.t0,
+                              max_concurrency=self.max_concurrency, suspended=self.suspended,
+                              stop=self.stop)
+                assert kept == decision, f"the kept Observations decide differently at t={now}"
             decisions.append((now, decision))
             states = apply_skips(states, decision, now)
             for name, verdict in decision.cancel.items():

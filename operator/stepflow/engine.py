@@ -14,8 +14,9 @@ cap (:class:`SlotQueue`), F1-F5 failure policies, and suspend.
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -109,6 +110,80 @@ def failed_steps(plan: Plan, states: Mapping[str, StepState]) -> list[str]:
 _PENDING = StepState()
 
 
+class Observations(MutableMapping[str, StepState]):
+    """Every step's observed state, with the indexes :func:`decide` reads kept up to date as
+    states change, so that a decision costs what changed and what is ready, not the size of
+    the workflow. A plain mapping passed to ``decide`` is indexed on the spot (one pass).
+
+    It is derived data only: ``decide`` answers exactly as it would for a dict of the same
+    states, which the property tests check.
+    """
+
+    def __init__(self, plan: Plan, states: Mapping[str, StepState] | None = None):
+        self.plan = plan
+        self._states: dict[str, StepState] = {s.name: _PENDING for s in plan.steps}
+        self._by_phase: dict[str, set[str]] = {phase: set() for phase in (*TERMINAL, RUNNING, PENDING)}
+        self._by_phase[PENDING].update(self._states)
+        groups = plan.groups
+        self._group_terminal = [0] * len(groups)
+        self._group_bad = [0] * len(groups)
+        # Pending steps whose fate may change now: nothing to wait for, or a prerequisite ended.
+        self.candidates: set[str] = {s.name for s in plan.steps if not plan.prerequisites(s.name)}
+        for name, state in (states or {}).items():
+            if name in self._states:
+                self[name] = state
+
+    def __getitem__(self, name: str) -> StepState:
+        return self._states[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._states)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def __delitem__(self, name: str) -> None:
+        self[name] = _PENDING
+
+    def __setitem__(self, name: str, state: StepState) -> None:
+        old = self._states[name]
+        self._states[name] = state
+        if old.phase != state.phase:
+            self._by_phase.setdefault(old.phase, set()).discard(name)
+            self._by_phase.setdefault(state.phase, set()).add(name)
+            if state.phase == PENDING:
+                self.candidates.add(name)  # back to pending (rare): look at it again
+            elif old.phase == PENDING:
+                self.candidates.discard(name)  # keeps the set as small as what is pending
+        was_terminal, is_terminal = old.phase in TERMINAL, state.phase in TERMINAL
+        was_bad, is_bad = _is_bad(self.plan, name, old), _is_bad(self.plan, name, state)
+        if was_terminal == is_terminal and was_bad == is_bad:
+            return
+        group = self.plan.group_of[name]
+        self._group_terminal[group] += is_terminal - was_terminal
+        self._group_bad[group] += is_bad - was_bad
+        if is_terminal:
+            self.candidates.update(self.plan.waiting_on_step(name))
+            if group + 1 < len(self.plan.groups) and (
+                    is_bad or self._group_terminal[group] == len(self.plan.groups[group])):
+                self.candidates.update(self.plan.barrier_members(group + 1))
+
+    def with_phase(self, phase: str) -> set[str]:
+        return self._by_phase.get(phase, set())
+
+    def count(self, *phases: str) -> int:
+        return sum(len(self._by_phase.get(p, ())) for p in phases)
+
+    def group_has_bad(self, group: int) -> bool:
+        return self._group_bad[group] > 0
+
+
+def _indexed(plan: Plan, states: Mapping[str, StepState]) -> Observations:
+    if isinstance(states, Observations) and states.plan is plan:
+        return states
+    return Observations(plan, states)
+
+
 def decide(
     plan: Plan,
     states: Mapping[str, StepState],
@@ -125,18 +200,21 @@ def decide(
     ``global_slots`` is how many steps the operator-wide cap lets this workflow
     start now (from :class:`SlotQueue`); None means unlimited. ``stop`` is an
     outside request to end the run (Ctrl-C): it is handled like FailFast.
+    Pass an :class:`Observations` kept across calls to pay only for what changed.
     """
     spec = plan.spec
     cap = max_concurrency if max_concurrency is not None else spec.max_concurrency
-    state_of = {name: states.get(name, _PENDING) for name in plan.step_by_name}
-    failed = failed_steps(plan, state_of)
+    observed = _indexed(plan, states)
+    failed = sorted((n for n in observed.with_phase(FAILED) if not plan.step_by_name[n].continue_on_error),
+                    key=plan.index_of)
+    all_terminal = observed.count(*TERMINAL) == len(observed)
     deadline = started_at + spec.timeout_seconds if started_at is not None and spec.timeout_seconds else None
-    timed_out = deadline is not None and now >= deadline and not _all_terminal(state_of)
+    timed_out = deadline is not None and now >= deadline and not all_terminal
     abort = stop or _abort_verdict(spec.failure_policy, failed, timed_out, spec.timeout_seconds)
 
-    outcome = _Pass(plan, state_of, failed, abort)
+    outcome = _Pass(plan, observed, failed, abort)
     outcome.run()
-    running = sum(1 for s in state_of.values() if s.phase == RUNNING)
+    running = observed.count(RUNNING)
     start, waiting = [], dict(outcome.waiting)
     for name in outcome.ready:  # ready is in document order (C1)
         if suspended:
@@ -147,20 +225,52 @@ def decide(
             waiting[name] = Verdict(WAITING_FOR_SLOT, "waiting for a slot (operator-wide limit)")
         else:
             start.append(name)
-    cancel = {n: abort for n, s in state_of.items() if s.phase == RUNNING} if abort else {}
-    phase, reason, message = _workflow_phase(plan, state_of, outcome, start, waiting, failed, abort,
+    cancel = {n: abort for n in sorted(observed.with_phase(RUNNING), key=plan.index_of)} if abort else {}
+    phase, reason, message = _workflow_phase(plan, observed, outcome, start, waiting, failed, abort,
                                              suspended)
-    done = sum(1 for s in state_of.values() if s.phase in TERMINAL) + len(outcome.skip)
+    done = observed.count(*TERMINAL) + len(outcome.skip)
     return Decision(
         start=tuple(start), skip=_frozen(outcome.skip), cancel=_frozen(cancel),
-        waiting=_frozen(waiting), phase=phase, reason=reason, message=message,
-        done=done, total=len(state_of),
+        waiting=_Waiting(plan, observed, waiting, set(start) | set(outcome.skip)),
+        phase=phase, reason=reason, message=message, done=done, total=len(observed),
         wake_at=deadline if deadline is not None and not timed_out and phase not in TERMINAL else None,
     )
 
 
-def _all_terminal(state_of: Mapping[str, StepState]) -> bool:
-    return all(s.phase in TERMINAL for s in state_of.values())
+class _Waiting(Mapping[str, Verdict]):
+    """Why each pending step waits. The steps the pass looked at are listed; every other
+    pending step waits for a prerequisite, and its verdict is worked out only when asked for,
+    from the observations as they are then (the executors ask at once: a status write asks
+    for all of them, a scheduling decision for none)."""
+
+    def __init__(self, plan: Plan, observed: Observations, decided: dict[str, Verdict],
+                 leaving: set[str]):
+        self._plan, self._observed, self._decided, self._leaving = plan, observed, decided, leaving
+
+    def _waits(self, name: object) -> bool:
+        return name in self._decided or (
+            name in self._observed.with_phase(PENDING) and name not in self._leaving)
+
+    def __getitem__(self, name: str) -> Verdict:
+        if name in self._decided:
+            return self._decided[name]
+        if not self._waits(name):
+            raise KeyError(name)
+        upstream = _first_unfinished(self._plan, self._observed, self._plan.prerequisites(name))
+        return Verdict(WAITING_FOR_PREREQUISITES, f'waiting for "{upstream}"')
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n in self._plan.step_by_name if self._waits(n))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, name: object) -> bool:
+        return self._waits(name)
+
+
+def _first_unfinished(plan: Plan, observed: Mapping[str, StepState], names: Iterable[str]) -> str | None:
+    return next((p for p in names if not succeeded_for_scheduling(plan, p, observed[p])), None)
 
 
 def _abort_verdict(policy: str, failed: list[str], timed_out: bool, timeout: int | None) -> Verdict | None:
@@ -174,27 +284,35 @@ def _abort_verdict(policy: str, failed: list[str], timed_out: bool, timeout: int
 
 @dataclass
 class _Pass:
-    """One walk over the steps in dependency order, deciding skips and readiness."""
+    """One walk, in dependency order, over the pending steps whose fate may change now:
+    skips (D3 and the policies) and readiness. Other pending steps keep waiting."""
 
     plan: Plan
-    state_of: Mapping[str, StepState]
+    state_of: Observations
     failed: list[str]
     abort: Verdict | None
     skip: dict[str, Verdict] = field(default_factory=dict)
     waiting: dict[str, Verdict] = field(default_factory=dict)
     ready: list[str] = field(default_factory=list)
-    _first_bad_in_group: dict[int, str | None] = field(default_factory=dict)
-    _first_unfinished_in_group: dict[int, str | None] = field(default_factory=dict)
+    _bad_groups: set[int] = field(default_factory=set)
 
     def run(self) -> None:
         plan = self.plan
         # F1: once a step fails, only the rest of its group may still start.
         open_groups = {plan.group_of[f] for f in self.failed}
         stop_after_group = plan.spec.failure_policy == "StopAfterGroup" and bool(self.failed)
+        pending = self.state_of.with_phase(PENDING)
+        everything = self.abort is not None or stop_after_group  # a policy decides every pending step
+        order = plan.topological_index
+        work = [(order[n], n) for n in (pending if everything else self.state_of.candidates & pending)]
+        heapq.heapify(work)
+        seen: set[str] = set()
         ready: set[str] = set()
-        for name in plan.topological_order:
-            if self.state_of[name].phase != PENDING:
+        while work:
+            _, name = heapq.heappop(work)
+            if name in seen:
                 continue
+            seen.add(name)
             verdict = self._blocked(name)
             if verdict is None and self.abort is not None:
                 verdict = self.abort
@@ -203,12 +321,25 @@ class _Pass:
                                                    "(failurePolicy StopAfterGroup)")
             if verdict is not None:
                 self.skip[name] = verdict
-            elif self._waiting_on(name) is None:
+                self._bad_groups.add(plan.group_of[name])
+                for after in self._affected_by(name):
+                    if after in pending and after not in seen:
+                        heapq.heappush(work, (order[after], after))
+                continue
+            upstream = self._waiting_on(name)
+            if upstream is None:
                 ready.add(name)
             else:
-                self.waiting[name] = Verdict(WAITING_FOR_PREREQUISITES,
-                                             f'waiting for "{self._waiting_on(name)}"')
-        self.ready = [s.name for s in plan.steps if s.name in ready]
+                self.waiting[name] = Verdict(WAITING_FOR_PREREQUISITES, f'waiting for "{upstream}"')
+        self.ready = sorted(ready, key=plan.index_of)
+
+    def _affected_by(self, name: str) -> Iterable[str]:
+        """Steps a skip of ``name`` may skip in turn: its dependsOn dependents, and the next
+        group's barrier members."""
+        group = self.plan.group_of[name] + 1
+        yield from self.plan.waiting_on_step(name)
+        if group < len(self.plan.groups):
+            yield from self.plan.barrier_members(group)
 
     def _outcome(self, name: str) -> tuple[bool, str]:
         """(is bad, phase) of a step, counting skips decided earlier in this pass."""
@@ -234,23 +365,58 @@ class _Pass:
         return Verdict(PREREQUISITE_SKIPPED, f'prerequisite "{upstream}" was {phase.lower()}')
 
     def _group_first_bad(self, group: int) -> str | None:
-        if group not in self._first_bad_in_group:
-            members = self.plan.groups[group]
-            self._first_bad_in_group[group] = next((m for m in members if self._outcome(m)[0]), None)
-        return self._first_bad_in_group[group]
+        if not self.state_of.group_has_bad(group) and group not in self._bad_groups:
+            return None
+        return next((m for m in self.plan.groups[group] if self._outcome(m)[0]), None)
 
     def _waiting_on(self, name: str) -> str | None:
-        """The first prerequisite that has not yet succeeded, if any (cached per barrier)."""
-        if not self.plan.waits_for_barrier(name):
-            return self._first_unfinished(self.plan.prerequisites(name))
-        group = self.plan.group_of[name] - 1
-        if group not in self._first_unfinished_in_group:
-            self._first_unfinished_in_group[group] = self._first_unfinished(self.plan.groups[group])
-        return self._first_unfinished_in_group[group]
+        """The first prerequisite that has not yet succeeded, if any."""
+        return _first_unfinished(self.plan, self.state_of, self.plan.prerequisites(name))
 
-    def _first_unfinished(self, names: Iterable[str]) -> str | None:
-        return next((p for p in names
-                     if not succeeded_for_scheduling(self.plan, p, self.state_of[p])), None)
+
+def _workflow_phase(plan, state_of: Observations, outcome: _Pass, start, waiting_for, failed, abort,
+                    suspended) -> tuple[str, str, str]:
+    total = len(state_of)
+    unfinished = total - state_of.count(*TERMINAL) - len(outcome.skip)
+    running = state_of.count(RUNNING)
+    if not unfinished:
+        return _final_phase(plan, state_of, outcome, failed, abort)
+    if suspended:
+        return SUSPENDED, "Suspended", f"suspended; {running} step(s) still running"
+    if abort is not None:
+        return RUNNING, abort.reason, f"{abort.message}; stopping {running} running step(s)"
+    if failed:
+        return RUNNING, "StepsFailed", (f"{_steps(failed)} failed; finishing "
+                                        f"{running + len(start)} step(s) already due")
+    if not running and not start and not state_of.count(*TERMINAL):
+        return PENDING, "WaitingForSlot", "waiting for a slot to start"
+    # Slot waits are decided after the pass, so count them from the final waiting map.
+    waiting = sum(1 for v in waiting_for.values() if v.reason == WAITING_FOR_SLOT)
+    slot_note = f", {waiting} waiting for a slot" if waiting else ""
+    # Running means observed running: a step decided to start may still fail to (its Job's name
+    # taken, say), so it is counted apart rather than as running.
+    start_note = f", {len(start)} starting" if start else ""
+    return RUNNING, "Running", f"{running} of {total} step(s) running{start_note}{slot_note}"
+
+
+def _final_phase(plan, state_of: Observations, outcome: _Pass, failed, abort) -> tuple[str, str, str]:
+    """Every step is terminal: Succeeded unless something failed, was cancelled or skipped."""
+    skipped = [*state_of.with_phase(SKIPPED), *outcome.skip]
+    cancelled = sorted(state_of.with_phase(CANCELLED), key=plan.index_of)
+    tail = "".join([f"; {len(cancelled)} cancelled" if cancelled else "",
+                    f"; {len(skipped)} skipped" if skipped else ""])
+    if failed:
+        return FAILED, "StepsFailed", f"{_steps(failed)} failed" + tail
+    stopped = [state_of[n] for n in cancelled] + [state_of[n] for n in skipped]
+    if (abort is not None and abort.reason == TIMEOUT) or any(s.reason == TIMEOUT for s in stopped):
+        return FAILED, TIMEOUT, f"workflow timed out after {plan.spec.timeout_seconds}s" + tail
+    if cancelled or skipped:
+        first = state_of[cancelled[0]] if cancelled else None
+        reason = first.reason if first is not None and first.reason else "Cancelled"
+        return FAILED, reason, tail[2:]
+    tolerated = sorted(state_of.with_phase(FAILED), key=plan.index_of)
+    note = f" ({_quoted(tolerated)} failed with continueOnError)" if tolerated else ""
+    return SUCCEEDED, "Succeeded", f"all {len(state_of)} step(s) succeeded{note}"
 
 
 def _quoted(names: Iterable[str], limit: int | None = None) -> str:
@@ -269,57 +435,16 @@ def _steps(names: list[str], limit: int | None = None) -> str:
     return ("step " if len(names) == 1 else "steps ") + _quoted(names, limit)
 
 
-def _workflow_phase(plan, state_of, outcome: _Pass, start, waiting_for, failed, abort,
-                    suspended) -> tuple[str, str, str]:
-    total = len(state_of)
-    unfinished = [n for n, s in state_of.items() if s.phase not in TERMINAL and n not in outcome.skip]
-    running = [n for n, s in state_of.items() if s.phase == RUNNING]
-    if not unfinished:
-        return _final_phase(plan, state_of, outcome, failed, abort)
-    if suspended:
-        return SUSPENDED, "Suspended", f"suspended; {len(running)} step(s) still running"
-    if abort is not None:
-        return RUNNING, abort.reason, f"{abort.message}; stopping {len(running)} running step(s)"
-    if failed:
-        return RUNNING, "StepsFailed", (f"{_steps(failed)} failed; finishing "
-                                        f"{len(running) + len(start)} step(s) already due")
-    if not running and not start and not any(s.phase in TERMINAL for s in state_of.values()):
-        return PENDING, "WaitingForSlot", "waiting for a slot to start"
-    # Slot waits are decided after the pass, so count them from the final waiting map.
-    waiting = sum(1 for v in waiting_for.values() if v.reason == WAITING_FOR_SLOT)
-    slot_note = f", {waiting} waiting for a slot" if waiting else ""
-    # Running means observed running: a step decided to start may still fail to (its Job's name
-    # taken, say), so it is counted apart rather than as running.
-    start_note = f", {len(start)} starting" if start else ""
-    return RUNNING, "Running", f"{len(running)} of {total} step(s) running{start_note}{slot_note}"
-
-
-def _final_phase(plan, state_of, outcome: _Pass, failed, abort) -> tuple[str, str, str]:
-    """Every step is terminal: Succeeded unless something failed, was cancelled or skipped."""
-    skipped = [n for n, s in state_of.items() if s.phase == SKIPPED] + list(outcome.skip)
-    cancelled = [n for n, s in state_of.items() if s.phase == CANCELLED]
-    tail = "".join([f"; {len(cancelled)} cancelled" if cancelled else "",
-                    f"; {len(skipped)} skipped" if skipped else ""])
-    if failed:
-        return FAILED, "StepsFailed", f"{_steps(failed)} failed" + tail
-    stopped = [state_of[n] for n in cancelled] + [state_of[n] for n in skipped if n in state_of]
-    if (abort is not None and abort.reason == TIMEOUT) or any(s.reason == TIMEOUT for s in stopped):
-        return FAILED, TIMEOUT, f"workflow timed out after {plan.spec.timeout_seconds}s" + tail
-    if cancelled or skipped:
-        first = state_of[cancelled[0]] if cancelled else None
-        reason = first.reason if first is not None and first.reason else "Cancelled"
-        return FAILED, reason, tail[2:]
-    tolerated = [s.name for s in plan.steps if state_of[s.name].phase == FAILED]
-    note = f" ({_quoted(tolerated)} failed with continueOnError)" if tolerated else ""
-    return SUCCEEDED, "Succeeded", f"all {len(state_of)} step(s) succeeded{note}"
+def skipped(state: StepState, verdict: Verdict, now: float) -> StepState:
+    """A skip as both executors record it."""
+    return replace(state, phase=SKIPPED, reason=verdict.reason, message=verdict.message, finished_at=now)
 
 
 def apply_skips(states: Mapping[str, StepState], decision: Decision, now: float) -> dict[str, StepState]:
-    """Record the decision's skips; both executors persist these exactly this way."""
+    """The states with the decision's skips recorded (a new dict; the operator's way)."""
     updated = dict(states)
     for name, verdict in decision.skip.items():
-        updated[name] = replace(updated.get(name, _PENDING), phase=SKIPPED, reason=verdict.reason,
-                                message=verdict.message, finished_at=now)
+        updated[name] = skipped(updated.get(name, _PENDING), verdict, now)
     return updated
 
 

@@ -25,10 +25,11 @@ from stepflow.engine import (
     RUNNING,
     SUCCEEDED,
     Decision,
+    Observations,
     StepState,
     Verdict,
-    apply_skips,
     decide,
+    skipped,
 )
 from stepflow.plan import Plan
 from stepflow.spec import Step
@@ -70,7 +71,8 @@ class LocalRun:
         self.max_concurrency = max_concurrency
         self.clock = clock
         self.listener = listener or (lambda run, event, step: None)
-        self.states: dict[str, StepState] = {s.name: StepState() for s in plan.steps}
+        # Kept indexed across decisions, so each one costs what changed, not the whole plan.
+        self.states: Observations = Observations(plan)
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.decision: Decision | None = None
@@ -118,8 +120,8 @@ class LocalRun:
         decision = decide(self.plan, self.states, now=now, started_at=self.started_at,
                           max_concurrency=self.max_concurrency, stop=self._stop)
         self.decision = decision
-        self.states = apply_skips(self.states, decision, now)
-        for name in decision.skip:
+        for name, verdict in decision.skip.items():
+            self.states[name] = skipped(self.states[name], verdict, now)
             self.listener(self, "skipped", name)
         for name, verdict in decision.cancel.items():
             process = self._processes.get(name)

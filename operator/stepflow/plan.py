@@ -55,6 +55,39 @@ class Plan:
         return {k: tuple(v) for k, v in result.items()}
 
     @cached_property
+    def _depends_on_dependents(self) -> dict[str, tuple[str, ...]]:
+        result: dict[str, list[str]] = {}
+        for step in self.steps:
+            for prerequisite in step.depends_on or ():
+                result.setdefault(prerequisite, []).append(step.name)
+        return {k: tuple(v) for k, v in result.items()}
+
+    def waiting_on_step(self, name: str) -> tuple[str, ...]:
+        """Steps whose ``dependsOn`` names this one (barrier waits not included)."""
+        return self._depends_on_dependents.get(name, ())
+
+    @cached_property
+    def _barrier_members(self) -> tuple[tuple[str, ...], ...]:
+        return tuple(tuple(n for n in members if self.step_by_name[n].depends_on is None)
+                     for members in self.groups)
+
+    def barrier_members(self, group: int) -> tuple[str, ...]:
+        """The steps of ``group`` that wait for the whole previous group (no ``dependsOn``)."""
+        return self._barrier_members[group] if group > 0 else ()
+
+    @cached_property
+    def _document_index(self) -> dict[str, int]:
+        return {s.name: s.index for s in self.steps}
+
+    def index_of(self, name: str) -> int:
+        """The step's position in the document: the order ready steps get slots in (C1)."""
+        return self._document_index[name]
+
+    @cached_property
+    def topological_index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.topological_order)}
+
+    @cached_property
     def topological_order(self) -> tuple[str, ...]:
         """Steps ordered so that every prerequisite comes before the steps waiting for it."""
         order = _post_order(_wait_edges(self.spec.steps, self.groups))
