@@ -246,3 +246,31 @@ def test_condition_messages_are_capped_while_status_message_stays_whole():
     message = "step " + ", ".join(f'"step-{i:04d}"' for i in range(200)) + " failed"
     result = conditions("Failed", "StepsFailed", message, 1, now=0.0)
     assert all(len(c["message"]) <= 1024 and c["message"].endswith("…") for c in result)
+
+
+def test_the_status_of_a_worst_case_workflow_stays_bounded_and_says_what_was_cut():
+    """1,000 failed steps with 63-character names and long output made a 1.45 MB Workflow,
+    close to etcd's 1.5 MiB limit, with a 67 KB message."""
+    import json
+
+    from builders import plan_of, step
+    from stepflow.engine import FAILED, StepState, decide
+    from stepflow.status import MAX_STATUS_BYTES, build_status
+
+    names = [f"{i:04d}-" + "x" * 58 for i in range(1000)]
+    plan = plan_of([step(n, parallel=True) for n in names], failurePolicy="Continue")
+    states = {n: StepState(phase=FAILED, reason="BackoffLimitExceeded", message="Job has reached the "
+                           "specified backoff limit", started_at=T0, finished_at=T0 + 1, attempts=1,
+                           exit_code=1, termination_message="e" * 1024, job_name=n[:63])
+              for n in names}
+    decision = decide(plan, states, now=T0 + 2, started_at=T0)
+    status = build_status(plan, states, decision, now=T0 + 2, started_at=T0)
+    size = len(json.dumps(status, separators=(",", ":")))  # as the API server stores it
+    assert size <= MAX_STATUS_BYTES, size
+    assert "terminationMessage of 1000 step(s) cut" in status["trimmed"]
+    assert len(status["message"]) < 2500 and status["message"].endswith("failed")
+    assert "more" in status["message"]  # the names that did not fit are counted, not dropped
+    assert all(len(c["message"]) <= 1024 for c in status["conditions"])
+    entry = status["steps"][names[0]]
+    assert entry["terminationMessage"].startswith("…") and entry["exitCode"] == 1
+    assert entry["reason"] == "BackoffLimitExceeded" and entry["phase"] == "Failed"

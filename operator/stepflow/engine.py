@@ -419,10 +419,21 @@ def _final_phase(plan, state_of: Observations, outcome: _Pass, failed, abort) ->
     return SUCCEEDED, "Succeeded", f"all {len(state_of)} step(s) succeeded{note}"
 
 
+MESSAGE_NAMES_BUDGET = 2000  # characters of step names in one message; the rest are counted
+
+
 def _quoted(names: Iterable[str], limit: int | None = None) -> str:
     """Quoted names as a sentence lists them: "a", "a" and "b", "a", "b" and "c"; ``limit``
-    only where a list repeats per step."""
+    where a list repeats per step. Every name is given (F1) unless they would take more than
+    MESSAGE_NAMES_BUDGET characters: a status must stay far below etcd's object limit."""
     names = list(names)
+    if limit is None:
+        used, limit = 0, 0
+        for name in names:
+            used += len(name) + 4
+            if used > MESSAGE_NAMES_BUDGET:
+                break
+            limit += 1
     shown = [f'"{n}"' for n in names[:limit]]
     hidden = len(names) - limit if limit is not None else 0
     if hidden > 0:

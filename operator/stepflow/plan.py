@@ -94,19 +94,19 @@ class Plan:
         return tuple(n for n in order if not n.startswith("#"))
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "name": self.spec.name,
-            "groups": [list(g) for g in self.groups],
-            "steps": [
-                {
-                    "name": s.name,
-                    "group": self.group_of[s.name],
-                    "prerequisites": list(self.prerequisites(s.name)),
-                    "dependsOn": None if s.depends_on is None else list(s.depends_on),
-                }
-                for s in self.steps
-            ],
-        }
+        """The plan for ``stepflow plan -o json``. A step that waits for the whole previous
+        group says ``waitsForGroup`` rather than listing its members: written out, ten groups
+        of 1,000 made 9 million names (a 4.9 s, 100 MB answer)."""
+        steps = []
+        for s in self.steps:
+            entry: dict[str, Any] = {"name": s.name, "group": self.group_of[s.name]}
+            if self.waits_for_barrier(s.name):
+                entry["waitsForGroup"] = self.group_of[s.name] - 1
+            else:
+                entry["prerequisites"] = list(self.prerequisites(s.name))
+            entry["dependsOn"] = None if s.depends_on is None else list(s.depends_on)
+            steps.append(entry)
+        return {"name": self.spec.name, "groups": [list(g) for g in self.groups], "steps": steps}
 
 
 # --- groups (G1-G4) and their errors (G6) ----------------------------------------------------
@@ -354,10 +354,20 @@ def load_plans(path: str | Path) -> list[Plan]:
     return plans
 
 
-def load_plan(path: str | Path) -> Plan:
+def load_plan(path: str | Path, name: str | None = None) -> Plan:
+    """The one Workflow of a file, or the one called ``name`` in a file of several: the file
+    is read and checked as ``validate`` reads it, whichever command asks."""
     plans = load_plans(path)
+    if name is not None:
+        chosen = [p for p in plans if p.spec.name == name]
+        if not chosen:
+            names = ", ".join(p.spec.name for p in plans)
+            raise SpecError([FieldError("(file)", f'holds no Workflow "{name}" (it holds: {names})')])
+        return chosen[0]
     if len(plans) != 1:
-        raise SpecError([FieldError("(file)", f"holds {len(plans)} Workflows; expected one")])
+        names = ", ".join(p.spec.name for p in plans)
+        raise SpecError([FieldError("(file)", f"holds {len(plans)} Workflows ({names}); choose one with "
+                                              "--name")])
     return plans[0]
 
 

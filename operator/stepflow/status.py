@@ -8,6 +8,7 @@ Empty fields are left out: a 1,000-step status must stay well under the
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -137,6 +138,7 @@ def build_status(
     }
     status["conditions"] = conditions(decision.phase, decision.reason, decision.message,
                                       observed_generation, now, (previous or {}).get("conditions"))
+    _keep_within_budget(status)
     return {k: v for k, v in status.items() if v not in ("", None)}
 
 
@@ -210,3 +212,41 @@ def invalid_status(
                                  (previous or {}).get("conditions")),
     }
     return {k: v for k, v in status.items() if v is not None}
+
+
+MAX_STATUS_BYTES = 512 * 1024  # etcd refuses objects over 1.5 MiB; a status stays far below
+
+
+def _keep_within_budget(status: dict[str, Any]) -> None:
+    """Termination messages go first: each step keeps the tail it can have within the budget;
+    then finished steps' messages (their reason stays). ``status.trimmed`` says what was cut.
+    Workflows that fit, nearly all, pay one cheap estimate."""
+    steps = status["steps"]
+    messages = [e["terminationMessage"] for e in steps.values() if e.get("terminationMessage")]
+    if 300 * len(steps) + sum(map(len, messages)) <= MAX_STATUS_BYTES // 2:
+        return
+    size = _size(status)
+    notes = []
+    if size > MAX_STATUS_BYTES and messages:
+        spare = MAX_STATUS_BYTES - (size - sum(len(json.dumps(m)) for m in messages))
+        keep = max(spare // len(messages) - 8, 64)
+        cut = 0
+        for entry in steps.values():
+            text = entry.get("terminationMessage")
+            if text and len(text) > keep:
+                entry["terminationMessage"] = "…" + text[-keep:]
+                cut += 1
+        if cut:
+            notes.append(f"terminationMessage of {cut} step(s) cut to the last {keep} characters")
+        size = _size(status)
+    if size > MAX_STATUS_BYTES:
+        finished = [e for e in steps.values() if e.get("message") and e.get("finishedAt")]
+        for entry in finished:
+            del entry["message"]
+        notes.append(f"the message of {len(finished)} finished step(s) left out (their reason stays)")
+    if notes:
+        status["trimmed"] = "; ".join(notes) + f", to keep the status under {MAX_STATUS_BYTES // 1024} KiB"
+
+
+def _size(status: Mapping[str, Any]) -> int:
+    return len(json.dumps(status, separators=(",", ":")))

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from builders import shorthand, step, workflow, write_workflow
 from stepflow.cli import main
@@ -28,7 +29,10 @@ def test_json_has_groups_as_lists_of_names_in_document_order(tmp_path, capsys):
     assert (code, err) == (0, "")
     document = json.loads(out)
     assert document["groups"] == [["a", "b"], ["c"], ["d", "e"], ["f"]]
-    assert [s["prerequisites"] for s in document["steps"]][2] == ["a", "b"]
+    c = document["steps"][2]
+    assert c["waitsForGroup"] == 0 and "prerequisites" not in c  # the barrier, by reference
+    assert document["groups"][c["waitsForGroup"]] == ["a", "b"]
+    assert document["steps"][0]["prerequisites"] == []
 
 
 def test_step_types_are_printed_as_written_never_as_markup(tmp_path, capsys):
@@ -121,3 +125,16 @@ def test_piping_into_a_reader_that_leaves_early_is_not_a_traceback(tmp_path):
     result = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, timeout=60)
     assert result.stdout == "{\n"
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_file_of_several_workflows_is_read_alike_and_plan_takes_one_by_name(tmp_path, capsys):
+    first = workflow(*shorthand("p a, p b"), name="first")
+    second = workflow(*shorthand("s c"), name="second")
+    file = tmp_path / "two.yaml"
+    file.write_text(yaml.safe_dump(first) + "---\n" + yaml.safe_dump(second))
+    code, out, err = plan(capsys, file, "-o", "json")
+    assert code == 1 and "holds 2 Workflows (first, second); choose one with --name" in err
+    code, out, _ = plan(capsys, file, "-o", "json", "--name", "second")
+    assert code == 0 and json.loads(out)["groups"] == [["c"]]
+    code, _, err = plan(capsys, file, "--name", "third")
+    assert code == 1 and 'holds no Workflow "third"' in err

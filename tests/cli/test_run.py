@@ -197,3 +197,9 @@ def test_the_live_view_keeps_running_and_failed_steps_visible_when_rows_run_out(
     assert "s151" in screen  # up next
     assert "more step(s) not shown" in screen and "150/200 steps" in screen
     assert len(screen.splitlines()) <= 30
+
+
+def test_a_suspended_workflow_is_refused_locally_rather_than_run_or_left_waiting(capsys, tmp_path):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(step("a"), suspend=True))
+    code, report, _, err = run(capsys, tmp_path, file)
+    assert code == 1 and report is None and "spec.suspend" in err

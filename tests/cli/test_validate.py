@@ -142,3 +142,11 @@ def test_the_readme_example_is_what_validate_prints(capsys, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     code, errors, _ = validate(capsys, "broken.yaml")
     assert code == 1 and errors == shown
+
+
+def test_dash_reads_the_workflow_from_standard_input(tmp_path):
+    text = (Path(__file__).parents[2] / "examples" / "dag.yaml").read_text()
+    result = subprocess.run([str(STEPFLOW), "validate", "-"], input=text, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "-: nightly-report: valid" in result.stdout

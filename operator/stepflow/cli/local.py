@@ -37,12 +37,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     plan = commands.add_parser("plan", help="show the groups, prerequisites and ideal speedup")
     plan.add_argument("file", metavar="FILE")
     plan.add_argument("-o", "--output", choices=("text", "json", "mermaid", "dot"), default="text")
+    plan.add_argument("--name", help="the Workflow to plan, in a file that holds several")
     plan.add_argument("--durations", metavar="NAME=SECONDS,...|FILE.json",
                       help="per-step durations for the speedup estimate (else estimatedSeconds)")
     plan.set_defaults(handler=cmd_plan)
 
     run = commands.add_parser("run", help="run a workflow locally, each step as a process")
     run.add_argument("file", metavar="FILE")
+    run.add_argument("--name", help="the Workflow to run, in a file that holds several")
     run.add_argument("--max-concurrency", type=_positive_int, metavar="N",
                      help="override spec.maxConcurrency")
     run.add_argument("--report", metavar="PATH", help="write the final status document as JSON")
@@ -93,7 +95,7 @@ def _count(n: int, noun: str) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     try:
-        plan = load_plan(args.file)
+        plan = load_plan(args.file, args.name)
         durations = _durations(plan, args.durations)
     except SpecError as exc:
         _print_errors(args.file, exc)
@@ -192,7 +194,7 @@ def _print_plan_text(plan: Plan, durations: dict[str, float]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        plan = load_plan(args.file)
+        plan = load_plan(args.file, args.name)
     except SpecError as exc:
         _print_errors(args.file, exc)
         return EXIT_FAILED
