@@ -444,3 +444,22 @@ def test_a_workflow_arriving_after_a_large_one_waits_only_for_steps_queued_befor
     # b0-b5 were queued before a1; a1 goes next, ahead of group 2 (c0-c5), queued later
     assert intervals["small"]["a1"].start == 3
     assert min(i.start for n, i in intervals["large"].items() if n.startswith("c")) >= 3
+
+
+def test_a_decision_costs_what_changed_not_the_size_of_the_workflow(monkeypatch):
+    """With the observations kept across decisions, a pass looks at the steps whose fate may
+    change: on a 2,000-step chain it looked at every pending step, twice per step."""
+    from stepflow.engine import Observations, _Pass
+
+    plan = plan_of([step(f"s{i}") for i in range(2000)])
+    observed = Observations(plan)
+    looked: list[str] = []
+    original = _Pass._blocked
+    monkeypatch.setattr(_Pass, "_blocked", lambda self, name: looked.append(name) or original(self, name))
+    for i in range(1000):  # half the chain has run
+        observed[f"s{i}"] = StepState(phase=SUCCEEDED, started_at=1.0, finished_at=2.0)
+    looked.clear()
+    decision = decide(plan, observed, now=3.0, started_at=0.0)
+    assert decision.start == ("s1000",)
+    assert len(looked) <= 2, looked
+    assert decision.waiting["s1999"].message == 'waiting for "s1998"'  # still answered, when asked

@@ -311,3 +311,11 @@ def test_command_args_and_env_values_expand_references_like_a_cluster(tmp_path):
     _, report = run_local(tmp_path, steps)
     assert report["phase"] == "Succeeded"
     assert out.read_text() == "v=1.4.2 v1.4.2\n"
+
+
+def test_a_missing_working_dir_is_named_as_the_cause_not_the_command(tmp_path):
+    steps = [step("w", workingDir=str(tmp_path / "nowhere"), script="true")]
+    _, report = run_local(tmp_path, steps)
+    w = report["steps"]["w"]
+    assert w["phase"] == "Failed" and "workingDir" in w["message"] and "nowhere" in w["message"]
+    assert "cannot start" not in w["message"]
