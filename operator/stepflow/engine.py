@@ -101,12 +101,6 @@ def _is_bad(plan: Plan, name: str, state: StepState) -> bool:
     return state.phase in TERMINAL and not succeeded_for_scheduling(plan, name, state)
 
 
-def failed_steps(plan: Plan, states: Mapping[str, StepState]) -> list[str]:
-    """Steps that failed for real (not continueOnError), in document order."""
-    return [s.name for s in plan.steps
-            if states.get(s.name, _PENDING).phase == FAILED and not s.continue_on_error]
-
-
 _PENDING = StepState()
 
 

@@ -46,15 +46,6 @@ class Plan:
         return self.groups[group - 1] if group > 0 else ()
 
     @cached_property
-    def dependents(self) -> dict[str, tuple[str, ...]]:
-        """Reverse of :meth:`prerequisites`, built once for the engine's skip propagation."""
-        result: dict[str, list[str]] = {s.name: [] for s in self.steps}
-        for step in self.steps:
-            for prerequisite in self.prerequisites(step.name):
-                result[prerequisite].append(step.name)
-        return {k: tuple(v) for k, v in result.items()}
-
-    @cached_property
     def _depends_on_dependents(self) -> dict[str, tuple[str, ...]]:
         result: dict[str, list[str]] = {}
         for step in self.steps:
