@@ -11,7 +11,6 @@ give the operator a ServiceAccount token instead (see ``tests/kube/README.md``).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import signal
@@ -19,6 +18,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -492,8 +492,12 @@ def main() -> int:
         print(f"export KUBECONFIG={plane.kubeconfig}")
         print(f"export PATH={assets}:$PATH   # kubectl {assets.name.split('-')[1]}")
         print("Ctrl-C stops it.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+        # Ctrl-C or SIGTERM (also when started from a script, where SIGINT may come ignored).
+        stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda *_: stopping.set())
+        stopping.wait()
+        print("stopping the control plane", flush=True)
     return 0
 
 
