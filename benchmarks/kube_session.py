@@ -8,16 +8,14 @@ operator; the API server's audit log counts the operator's requests.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from kube.controlplane import ControlPlane
-from kube.realcluster import Kube, wait_for
+from kube.realcluster import Kube, wait_for, watch_events
 from operator_harness import OperatorProcess
 from stepflow.status import parse_time
 
@@ -51,34 +49,8 @@ class Watcher:
     def _mark(self, key: tuple[str, str]) -> None:
         self.seen.setdefault(key, time.monotonic())
 
-    def _events(self) -> Iterator[dict[str, Any]]:
-        version = "0"
-        while not self._stop.is_set():
-            try:
-                response = self.kube.api._open(
-                    "GET",
-                    self.kube.path(self.resource),
-                    {"watch": "true", "resourceVersion": version, "timeoutSeconds": 5},
-                    None,
-                    "application/json",
-                    (5, 15),
-                )
-                buffer = b""
-                for chunk in response.response.stream(65536):
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            event = json.loads(line)
-                            version = event["object"]["metadata"].get("resourceVersion", version)
-                            yield event
-                    if self._stop.is_set():
-                        return
-            except Exception:  # reopened; the benchmark only loses precision, never a verdict
-                time.sleep(0.05)
-
     def _run(self) -> None:
-        for event in self._events():
+        for event in watch_events(self.kube, self.resource, self._stop):
             obj = event["object"]
             if self.resource == "jobs":
                 name = obj["metadata"]["name"]

@@ -7,13 +7,14 @@ has to survive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,31 @@ class OperatorProcess:
         """Every Python traceback the operator logged: each one is a bug, even if the test passed."""
         blocks = re.split(r"(?m)^(?=Traceback \(most recent call last\):)", self.log())
         return [block[:3000] for block in blocks[1:]]
+
+
+@contextlib.contextmanager
+def operators(target: Cluster | Path, directory: Path,
+              refused: tuple[str, ...] = ()) -> Iterator[Callable[..., OperatorProcess]]:
+    """A ``start(*args, env=..., kubeconfig=...)`` for operator subprocesses, all stopped when the
+    block ends. A Python traceback in any operator's log fails the test, and so does a line
+    with any of the ``refused`` words."""
+    started: list[OperatorProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None,
+              kubeconfig: Path | None = None) -> OperatorProcess:
+        process = OperatorProcess(kubeconfig or target, directory / f"operator-{len(started)}.log", *args,
+                                  env=env).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+    tracebacks = [t for process in started for t in process.tracebacks()]
+    assert not tracebacks, "the operator logged a traceback:\n" + "\n".join(tracebacks)
+    lines = [line for process in started for line in process.log().splitlines()
+             if any(word in line for word in refused)]
+    assert not lines, "the operator logged:\n" + "\n".join(lines[:10])
 
 
 def load_example(name: str, namespace: str = "default") -> dict[str, Any]:

@@ -20,7 +20,7 @@ import yaml
 from kube.build import BuildError, ensure_assets
 from kube.controlplane import ControlPlane
 from kube.realcluster import Kube, StatusRecorder, wait_for
-from operator_harness import ROOT, OperatorProcess
+from operator_harness import ROOT, OperatorProcess, operators
 from status_checks import order_violations, status_inconsistencies
 
 HERE = Path(__file__).resolve().parent
@@ -118,26 +118,10 @@ def kube(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterato
 
 @pytest.fixture
 def start_operator(operator_kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
-    """Start ``stepflow operator [args]`` as deploy/'s ServiceAccount; stopped at teardown, and
-    a traceback in its log fails the test."""
-    started: list[OperatorProcess] = []
-
-    def start(
-        *args: str, env: dict[str, str] | None = None, kubeconfig: Path | None = None
-    ) -> OperatorProcess:
-        process = OperatorProcess(
-            kubeconfig or operator_kubeconfig, tmp_path / f"operator-{len(started)}.log", *args, env=env
-        ).start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-    tracebacks = [t for process in started for t in process.tracebacks()]
-    assert not tracebacks, "the operator logged a traceback:\n" + "\n".join(tracebacks)
-    forbidden = [line for process in started for line in process.log().splitlines() if "forbidden" in line]
-    assert not forbidden, "deploy/'s RBAC refused the operator:\n" + "\n".join(forbidden[:10])
+    """Start ``stepflow operator [args]`` as deploy/'s ServiceAccount; stopped at teardown. A
+    traceback in its log fails the test, and so does a line saying deploy/'s RBAC refused it."""
+    with operators(operator_kubeconfig, tmp_path, refused=("forbidden",)) as start:
+        yield start
 
 
 @pytest.fixture

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import config
 
+from cluster.cluster import wait_for as emulator_wait_for
 from kube.controlplane import ControlPlane
+from operator_harness import ROOT
 from stepflow.operator.api import Api, NotFound
 
 T = TypeVar("T")
@@ -39,17 +43,10 @@ RESOURCES = {
 }
 
 
-def wait_for(
-    predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05, message: str | None = None
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout} s: {predicate}")
-        time.sleep(interval)
+def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
+             message: str | None = None) -> T:
+    """The emulator tier's wait, with the patience a real cluster needs."""
+    return emulator_wait_for(predicate, timeout=timeout, interval=interval, message=message)
 
 
 def outcome(
@@ -198,6 +195,19 @@ class Kube:
         for pod in pods:
             self.patch("pods", pod["metadata"]["name"], {"metadata": {"annotations": annotations}})
 
+    def stepflow(self, *args: str) -> str:
+        """``stepflow ARGS -n <namespace>`` as a user runs it, with the admin kubeconfig."""
+        result = subprocess.run(
+            [sys.executable, "-m", "stepflow", *args, "-n", self.namespace],
+            env={"KUBECONFIG": str(self.plane.kubeconfig), "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
     def kubectl(
         self, *args: str, check: bool = True, input: str | None = None, kubeconfig: Path | None = None
     ) -> str:
@@ -227,42 +237,44 @@ class StatusRecorder:
         self._thread.join(10)
 
     def _run(self) -> None:
-        version = "0"
-        path = self.kube.path("workflows")
-        while not self._stop.is_set():
-            try:
-                response = self.kube.api._open(
-                    "GET",
-                    path,
-                    {
-                        "watch": "true",
-                        "resourceVersion": version,
-                        "timeoutSeconds": 2,
-                        "allowWatchBookmarks": "false",
-                    },
-                    None,
-                    "application/json",
-                    (5, 10),
-                )
-                buffer = b""
-                for chunk in response.response.stream(65536):
-                    buffer += chunk
-                    *lines, buffer = buffer.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            version = self._handle(json.loads(line), version)
-                    if self._stop.is_set():
-                        return
-            except Exception:  # a watch that ends or breaks is simply opened again
-                time.sleep(0.1)
+        for event in watch_events(self.kube, "workflows", self._stop):
+            self._handle(event)
 
-    def _handle(self, event: dict[str, Any], version: str) -> str:
+    def _handle(self, event: dict[str, Any]) -> None:
         obj = event["object"]
-        if event["type"] == "ERROR":
-            return "0"
         if event["type"] in ("ADDED", "MODIFIED") and obj.get("status"):
             self.seen.append(obj)
             name = obj["metadata"]["name"]
             rv = obj["metadata"]["resourceVersion"]
             self.problems.extend(f"{name} rv {rv}: {p}" for p in self.check(obj))
-        return obj["metadata"].get("resourceVersion", version)
+
+
+def watch_events(kube: Kube, resource: str, stop: threading.Event) -> Iterator[dict[str, Any]]:
+    """Every watch event of a resource in the namespace, the watch reopened from the last
+    resourceVersion whenever it ends or breaks, until ``stop`` is set."""
+    version = "0"
+    while not stop.is_set():
+        try:
+            response = kube.api._open(
+                "GET",
+                kube.path(resource),
+                {"watch": "true", "resourceVersion": version, "timeoutSeconds": 2},
+                None,
+                "application/json",
+                (5, 15),
+            )
+            buffer = b""
+            for chunk in response.response.stream(65536):
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in filter(bytes.strip, lines):
+                    event = json.loads(line)
+                    if event["type"] == "ERROR":  # too old: list again from now
+                        version = "0"
+                        continue
+                    version = event["object"]["metadata"].get("resourceVersion", version)
+                    yield event
+                if stop.is_set():
+                    return
+        except Exception:  # a watch that ends or breaks is simply opened again
+            time.sleep(0.05)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 from kube.realcluster import step, wait_for, workflow
-from operator_harness import ROOT
 from stepflow.status import parse_time
 
 
@@ -86,19 +83,6 @@ def test_a_changed_spec_after_the_end_starts_a_new_run(kube, operator):
     ]
 
 
-def stepflow(kube, *args):
-    result = subprocess.run(
-        [sys.executable, "-m", "stepflow", *args, "-n", kube.namespace],
-        env={"KUBECONFIG": str(kube.plane.kubeconfig), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def test_rerun_and_rerun_failed(kube, operator):
     kube.create(
         workflow(
@@ -106,13 +90,13 @@ def test_rerun_and_rerun_failed(kube, operator):
         )
     )
     kube.wait_phase("rr")
-    stepflow(kube, "rerun", "rr", "--failed")
+    kube.stepflow("rerun", "rr", "--failed")
     wait_for(lambda: kube.status("rr").get("runGeneration", 1) > 1)
     status = kube.wait_phase("rr")
     assert status["steps"]["ok"]["message"] == "kept from the previous run"
     assert status["steps"]["bad"]["jobName"].startswith(f"rr-{status['runGeneration']}-")
     before = status["runGeneration"]
-    stepflow(kube, "rerun", "rr")
+    kube.stepflow("rerun", "rr")
     wait_for(lambda: kube.status("rr").get("runGeneration") > before)
     status = kube.wait_phase("rr")
     assert status["steps"]["ok"]["jobName"].startswith(f"rr-{status['runGeneration']}-")

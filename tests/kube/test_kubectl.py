@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 from kube.controlplane import POD_LOG
 from kube.realcluster import step, wait_for, workflow
@@ -59,28 +58,15 @@ def test_kstatus_reads_running_succeeded_and_failed_workflows(kube, operator):
     assert kstatus(kube, "broken") == "Failed"
 
 
-def stepflow(kube, *args):
-    result = subprocess.run(
-        [sys.executable, "-m", "stepflow", *args, "-n", kube.namespace],
-        env={"KUBECONFIG": str(kube.plane.kubeconfig), "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
 def test_the_stepflow_cluster_commands(kube, operator):
     apply(kube, workflow("cli", [step("build"), step("test", exit_code=2, message="2 tests failed")]))
     kube.wait_phase("cli")
-    listing = stepflow(kube, "list")
+    listing = kube.stepflow("list")
     assert "cli" in listing and "Failed" in listing and "1/2" not in listing and "2/2" in listing
-    status = stepflow(kube, "status", "cli")
+    status = kube.stepflow("status", "cli")
     assert "build" in status and "Succeeded" in status and "2 tests failed" in status
-    timeline = stepflow(kube, "timeline", "cli")
+    timeline = kube.stepflow("timeline", "cli")
     assert "build" in timeline and "test" in timeline
-    logs = stepflow(kube, "logs", "cli", "build")
+    logs = kube.stepflow("logs", "cli", "build")
     assert POD_LOG.splitlines()[0] in logs  # served by kwok's kubelet API through the API server
     assert POD_LOG.splitlines()[0] in kube.kubectl("logs", "job/cli-1-build")

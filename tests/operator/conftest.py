@@ -7,25 +7,16 @@ import pytest
 
 from cluster.cluster import Cluster
 from cluster.store import Event
-from operator_harness import OperatorProcess
+from operator_harness import OperatorProcess, operators
 from status_checks import order_violations, status_inconsistencies
 
 
 @pytest.fixture
 def start_operator(cluster: Cluster, tmp_path: Path) -> Iterator[Callable[..., OperatorProcess]]:
-    """Start ``stepflow operator [args]`` against the emulator; stopped at teardown."""
-    started: list[OperatorProcess] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> OperatorProcess:
-        process = OperatorProcess(cluster, tmp_path / "operator.log", *args, env=env).start()
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-    tracebacks = [t for process in started for t in process.tracebacks()]
-    assert not tracebacks, "the operator logged a traceback:\n" + "\n".join(tracebacks)
+    """Start ``stepflow operator [args]`` against the emulator; stopped at teardown, and a
+    traceback in its log fails the test."""
+    with operators(cluster, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture
