@@ -174,10 +174,7 @@ def test_a_child_that_ignores_sigterm_does_not_outlive_its_step(tmp_path):
     _, report = run_local(tmp_path, steps)
     assert report["steps"]["stubborn"]["reason"] == "DeadlineExceeded"
     child = int(pid_file.read_text())
-    deadline = time.monotonic() + 2
-    while Path(f"/proc/{child}").exists() and _state(child) != "Z" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{child}").exists() or _state(child) == "Z", "the child kept running"
+    assert _ended(child), "the child kept running"
 
 
 def test_background_children_of_a_succeeded_step_do_not_outlive_it(tmp_path):
@@ -187,10 +184,7 @@ def test_background_children_of_a_succeeded_step_do_not_outlive_it(tmp_path):
     _, report = run_local(tmp_path, steps)
     assert report["steps"]["bg"]["phase"] == "Succeeded"
     child = int(pid_file.read_text())
-    deadline = time.monotonic() + 2
-    while Path(f"/proc/{child}").exists() and _state(child) != "Z" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{child}").exists() or _state(child) == "Z", "sleep 101 kept running"
+    assert _ended(child), "sleep 101 kept running"
 
 
 def test_an_env_entry_without_a_value_is_set_empty_as_in_a_container(tmp_path):
@@ -198,6 +192,14 @@ def test_an_env_entry_without_a_value_is_set_empty_as_in_a_container(tmp_path):
     steps = [step("e", env=[{"name": "EMPTY"}], script=f'echo "${{EMPTY-unset}}" > {out}')]
     _, report = run_local(tmp_path, steps)
     assert report["phase"] == "Succeeded" and out.read_text() == "\n"
+
+
+def _ended(pid: int, within: float = 2.0) -> bool:
+    """Whether the process is gone (or a zombie) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while Path(f"/proc/{pid}").exists() and _state(pid) != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not Path(f"/proc/{pid}").exists() or _state(pid) == "Z"
 
 
 def _state(pid: int) -> str:
