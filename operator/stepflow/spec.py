@@ -38,11 +38,12 @@ SPEC_FIELDS = (
     "maxConcurrency", "failurePolicy", "timeoutSeconds", "suspend",
     "serviceAccountName", "defaults", "steps", "runToken",
 )
-DEFAULTS_FIELDS = ("image", "env", "resources", "podMetadata")
+POD_FIELDS = ("securityContext", "podSecurityContext", "tolerations", "nodeSelector")
+DEFAULTS_FIELDS = ("image", "env", "resources", "podMetadata", *POD_FIELDS)
 STEP_FIELDS = (
     "name", "type", "parallel", "parallelGroup", "dependsOn", "image", "command", "args",
     "script", "workingDir", "env", "resources", "timeoutSeconds", "retries",
-    "continueOnError", "estimatedSeconds", "podMetadata",
+    "continueOnError", "estimatedSeconds", "podMetadata", *POD_FIELDS,
 )
 POD_METADATA_FIELDS = ("labels", "annotations")
 # A qualified name, as Kubernetes checks label and annotation keys: an optional DNS subdomain
@@ -85,6 +86,28 @@ class PodMetadata:
 
 
 @dataclass(frozen=True)
+class PodSettings:
+    """Where and as whom a step's pod runs. Only the operator uses them: a local run has no pod.
+    The API server checks their contents when it admits the Job."""
+
+    security_context: Mapping[str, Any] | None = None
+    pod_security_context: Mapping[str, Any] | None = None
+    tolerations: tuple[Mapping[str, Any], ...] | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+
+    def merged(self, other: PodSettings) -> PodSettings:
+        """A step's (``other``) settings over the defaults: each context and the tolerations
+        replace the defaults' as a whole; node selector entries are added, the step's winning."""
+        def pick(mine: Any, theirs: Any) -> Any:
+            return mine if theirs is None else theirs
+
+        return PodSettings(pick(self.security_context, other.security_context),
+                           pick(self.pod_security_context, other.pod_security_context),
+                           pick(self.tolerations, other.tolerations),
+                           {**self.node_selector, **other.node_selector})
+
+
+@dataclass(frozen=True)
 class Step:
     """One step; optional fields keep ``None`` so that "unset" stays visible."""
 
@@ -106,6 +129,7 @@ class Step:
     continue_on_error: bool = False
     estimated_seconds: float | None = None
     pod_metadata: PodMetadata = field(default_factory=PodMetadata)
+    pod: PodSettings = field(default_factory=PodSettings)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -121,6 +145,7 @@ class Defaults:
     env: tuple[Mapping[str, Any], ...] = ()
     resources: Mapping[str, Any] | None = None
     pod_metadata: PodMetadata = field(default_factory=PodMetadata)
+    pod: PodSettings = field(default_factory=PodSettings)
 
 
 @dataclass(frozen=True)
@@ -236,10 +261,26 @@ class _Collector:
     def pod_metadata(self, obj: Mapping[str, Any], path: str) -> PodMetadata:
         meta = self.mapping(obj.get("podMetadata"), f"{path}.podMetadata")
         self.unknown_fields(meta, POD_METADATA_FIELDS, f"{path}.podMetadata")
-        return PodMetadata(self.string_map(meta, "labels", f"{path}.podMetadata", labels=True),
+        return PodMetadata(self.string_map(meta, "labels", f"{path}.podMetadata", labels=True, reserved=True),
                            self.string_map(meta, "annotations", f"{path}.podMetadata"))
 
-    def string_map(self, obj: Mapping[str, Any], key: str, path: str, labels: bool = False) -> dict[str, str]:
+    def pod_settings(self, obj: Mapping[str, Any], path: str) -> PodSettings:
+        tolerations = self.typed(obj, "tolerations", path, list)
+        if tolerations is not None:
+            for i, item in enumerate(tolerations):
+                if not isinstance(item, Mapping):
+                    self.error(f"{path}.tolerations[{i}]",
+                               f"must be an object, got {_kind(item)} {_excerpt(item)}")
+            tolerations = tuple(t for t in tolerations if isinstance(t, Mapping))
+        return PodSettings(
+            security_context=self.typed(obj, "securityContext", path, dict),
+            pod_security_context=self.typed(obj, "podSecurityContext", path, dict),
+            tolerations=tolerations,
+            node_selector=self.string_map(obj, "nodeSelector", path, labels=True),
+        )
+
+    def string_map(self, obj: Mapping[str, Any], key: str, path: str, labels: bool = False,
+                   reserved: bool = False) -> dict[str, str]:
         """A map of string to string with Kubernetes' key rules, and label-value rules for labels."""
         good = {}
         for name, value in self.mapping(obj.get(key), f"{path}.{key}").items():
@@ -249,7 +290,7 @@ class _Collector:
                                   "63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)")
             elif not isinstance(value, str):
                 self.error(where, f"must be a string, got {_kind(value)} (quote numbers and booleans)")
-            elif labels and name.startswith(RESERVED_LABEL_PREFIXES):
+            elif reserved and name.startswith(RESERVED_LABEL_PREFIXES):
                 self.error(where, "is reserved: stepflow and the Job controller set this label")
             elif labels and not LABEL_VALUE.fullmatch(value):
                 self.error(where, f"{_excerpt(value)} is not a valid label value (at most 63 letters, "
@@ -342,6 +383,7 @@ def _parse_defaults(value: Any, c: _Collector) -> Defaults:
         env=c.env(obj, "env", "spec.defaults"),
         resources=c.typed(obj, "resources", "spec.defaults", dict),
         pod_metadata=c.pod_metadata(obj, "spec.defaults"),
+        pod=c.pod_settings(obj, "spec.defaults"),
     )
 
 
@@ -384,6 +426,7 @@ def _parse_step(item: Any, index: int, c: _Collector) -> Step:
         continue_on_error=c.typed(obj, "continueOnError", path, bool, False),
         estimated_seconds=_estimate(obj, path, c),
         pod_metadata=c.pod_metadata(obj, path),
+        pod=c.pod_settings(obj, path),
     )
 
 

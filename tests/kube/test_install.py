@@ -78,7 +78,9 @@ def test_the_operator_account_has_exactly_the_rights_it_needs(control_plane, kub
         ("create", "jobs.batch"),
         ("delete", "jobs.batch"),
         ("list", "pods"),
+        ("watch", "pods"),
         ("create", "events"),
+        ("list", "events"),
     ):
         assert can(verb, resource), f"cannot {verb} {resource}"
     for verb, resource in (

@@ -16,8 +16,8 @@ OPERATOR_RULES = {
     ("stepflow.dev", "workflows"): {"list", "watch"},
     ("stepflow.dev", "workflows/status"): {"patch"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("", "pods"): {"list"},
-    ("", "events"): {"create"},
+    ("", "pods"): {"list", "watch"},
+    ("", "events"): {"create", "list"},
 }
 
 

@@ -16,6 +16,8 @@ from stepflow.operator.jobs import (
     job_name,
     job_outcome,
     observe_job,
+    pod_problem,
+    pod_report,
     spec_hash,
 )
 from stepflow.plan import compile_workflow
@@ -124,8 +126,21 @@ def test_outcome_comes_from_conditions_not_counters():
     assert job_outcome(_job(succeeded=1))[0] == RUNNING  # counters alone decide nothing
     assert job_outcome(_job([("Complete", {})]))[0] == SUCCEEDED
     assert job_outcome(_job([("SuccessCriteriaMet", {})]))[0] == SUCCEEDED
-    phase, reason, _ = job_outcome(_job([("FailureTarget", {"reason": "BackoffLimitExceeded"})]))
+    phase, reason, _ = job_outcome(_job([("Failed", {"reason": "BackoffLimitExceeded"})]))
     assert (phase, reason) == (FAILED, "BackoffLimitExceeded")
+
+
+def test_failure_target_is_still_running_until_the_pod_has_stopped():
+    """On DeadlineExceeded the Job controller sets FailureTarget, stops the pod gracefully, and
+    sets Failed only once it is gone; a dependent must not start in between."""
+    stopping = _job([("FailureTarget", {"reason": "DeadlineExceeded",
+                                        "message": "Job was active longer than specified deadline"})])
+    phase, reason, message = job_outcome(stopping)
+    assert (phase, reason) == (RUNNING, "DeadlineExceeded")
+    assert message == "Job was active longer than specified deadline; its pod is stopping"
+    stopped = _job([("FailureTarget", {"reason": "DeadlineExceeded"}),
+                    ("Failed", {"reason": "DeadlineExceeded"})])
+    assert job_outcome(stopped)[:2] == (FAILED, "DeadlineExceeded")
 
 
 def test_observe_keeps_terminal_states_and_counts_attempts():
@@ -145,15 +160,31 @@ def test_attempts_count_the_pod_the_job_controller_has_not_counted_yet():
     assert observe_job(StepState(phase=RUNNING), job, now=2e9).attempts == 2
 
 
-def test_failure_details_reads_the_newest_pod():
-    def pod(created, code, message):
-        return {"metadata": {"creationTimestamp": created}, "status": {"containerStatuses": [
-            {"name": "step", "state": {"terminated": {"exitCode": code, "message": message}}}]}}
+def _pod(created, code=None, message="", scheduled=None):
+    status = {}
+    if code is not None:
+        status["containerStatuses"] = [
+            {"name": "step", "state": {"terminated": {"exitCode": code, "message": message}}}]
+    if scheduled is not None:
+        status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                 "message": scheduled}]
+    return {"metadata": {"creationTimestamp": created}, "status": status}
 
-    code, message = failure_details([pod("2026-01-01T00:00:01Z", 1, "first"),
-                                     pod("2026-01-01T00:00:05Z", 3, "disk full\n")])
-    assert (code, message) == (3, "disk full")
+
+def test_failure_details_reads_the_newest_pod_once_it_has_ended():
+    first, second = _pod("2026-01-01T00:00:01Z", 1, "first"), _pod("2026-01-01T00:00:05Z", 3, "disk full\n")
+    assert failure_details(map(pod_report, [first, second])) == (3, "disk full")
     assert failure_details([]) == (None, "")
+    # The retry's pod still runs: the first attempt's exit code is not the step's.
+    assert failure_details(map(pod_report, [first, _pod("2026-01-01T00:00:05Z")])) == (None, "")
+
+
+def test_an_unschedulable_pod_is_the_steps_problem_until_a_newer_pod_is_fine():
+    why = "0/2 nodes are available: 2 node(s) didn't match"
+    stuck = _pod("2026-01-01T00:00:01Z", scheduled=why)
+    assert pod_problem([pod_report(stuck)]) == ("Unschedulable", why)
+    assert pod_problem([pod_report(stuck), pod_report(_pod("2026-01-01T00:00:09Z"))]) == ("", "")
+    assert pod_problem([]) == ("", "")
 
 
 def test_a_sub_second_step_never_ends_before_it_started():

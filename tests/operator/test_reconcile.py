@@ -32,6 +32,9 @@ class ScriptedApi:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.created: list[str] = []
         self.refuse: str | None = None  # a 422 message for every create
+        self.events: list[dict[str, Any]] = []  # what the Job controller posted
+        self.event_reads = 0
+        self.pod_lists = 0
         self.bump_generation_on_patch = False
 
     def create_job(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +52,12 @@ class ScriptedApi:
     def get_job(self, namespace: str, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.jobs[name])
 
+    def job_events(self, namespace: str, job: str, reason: str) -> list[dict[str, Any]]:
+        self.event_reads += 1
+        return [e for e in self.events if e["reason"] == reason and e["involvedObject"]["name"] == job]
+
     def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        self.pod_lists += 1
         return [{"metadata": {"creationTimestamp": rfc3339(NOW)}, "status": {"containerStatuses": [
             {"name": "step", "state": {"terminated": {"exitCode": 3, "message": "disk full"}}}]}}]
 
@@ -81,7 +89,7 @@ def setup(steps: list[dict[str, Any]], uid: str = "uid-new") -> tuple[Reconciler
     body = workflow("wf", steps)
     body["metadata"].update(uid=uid, generation=1, resourceVersion="1")
     api = ScriptedApi(body)
-    store = Store()
+    store = Store(clock=lambda: NOW)
     store.put_workflow(copy.deepcopy(body))
     reconciler = Reconciler(api, store, EventRecorder(lambda event: None), SlotQueue(None),
                             wake=lambda key: None, clock=lambda: NOW)
@@ -167,3 +175,69 @@ def test_a_spec_change_carried_back_by_our_own_status_patch_is_reconciled_again(
     delay = reconciler.reconcile(KEY)
     assert delay == 0.0  # the watch event of that change is older than the cache now
     assert store.workflow(KEY)["spec"]["suspend"] is True
+
+
+def _step_pod(job: dict[str, Any], status: dict[str, Any], deleting: bool = False) -> dict[str, Any]:
+    meta = {"name": job["metadata"]["name"] + "-x", "creationTimestamp": rfc3339(NOW),
+            "labels": {"batch.kubernetes.io/job-name": job["metadata"]["name"]}}
+    if deleting:
+        meta["deletionTimestamp"] = rfc3339(NOW)
+    return {"metadata": meta, "status": status}
+
+
+def test_a_job_that_cannot_create_its_pod_shows_the_job_controllers_event_and_keeps_waiting():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    job = existing_job(api.workflow, "a", owner_uid="uid-new", started=NOW - 10)
+    job["status"] = {}  # no pod: nothing active, nothing ended
+    api.jobs[job["metadata"]["name"]] = job
+    store.put_job(KEY, job)
+    assert store.pod_less_jobs(NOW) == {KEY}  # the sweep reconciles it: the Job never changes
+    message = 'Error creating: pods "wf-1-a-" is forbidden: error looking up service account default/ci'
+    api.events.append({"reason": "FailedCreate", "message": message,
+                       "involvedObject": {"kind": "Job", "name": job["metadata"]["name"],
+                                          "uid": job["metadata"].get("uid", "")}})
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["reason"], entry["message"]) == ("Running", "PodCreateFailed", message)
+    reconciler.reconcile(KEY)
+    assert api.event_reads == 1  # read again only after CREATE_CHECK_INTERVAL
+
+    pod = _step_pod(job, {"phase": "Pending"})
+    assert store.put_pod(KEY, pod)  # the pod came after all: reconciled at once
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"].get("reason", "") == ""
+
+
+def test_an_unschedulable_pod_shows_the_schedulers_reason():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    reconciler.reconcile(KEY)
+    job = api.jobs["wf-1-a"]
+    message = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+    unschedulable = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}
+    assert store.put_pod(KEY, _step_pod(job, unschedulable))
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["reason"], entry["message"]) == ("Running", "Unschedulable", message)
+    assert api.event_reads == 0
+
+
+def test_a_timed_out_steps_exit_code_comes_from_its_deleted_pod():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    reconciler.reconcile(KEY)
+    job = api.jobs["wf-1-a"]
+    terminated = {"phase": "Failed", "containerStatuses": [
+        {"name": "step", "state": {"terminated": {"exitCode": 143, "reason": "Error"}}}]}
+    pod = _step_pod(job, terminated, deleting=True)
+    assert store.put_pod(KEY, pod)  # ended while being deleted: its Job's Failed may be handled
+    assert not store.put_pod(KEY, pod, deleted=True)  # gone from the API; the report stays
+    job = copy.deepcopy(job)
+    job["status"] = {"conditions": [{"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"},
+                                    {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}],
+                     "failed": 1}
+    job["metadata"]["resourceVersion"] = "9"
+    store.put_job(KEY, job)
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["reason"], entry["exitCode"]) == ("Failed", "DeadlineExceeded", 143)
+    assert api.pod_lists == 0  # from the watch's record; no list

@@ -158,6 +158,12 @@ class Api:
                             query={"labelSelector": f"job-name={job}"})
         return pods.get("items") or []
 
+    def job_events(self, namespace: str, job: str, reason: str) -> list[dict[str, Any]]:
+        selector = f"involvedObject.kind=Job,involvedObject.name={job},reason={reason}"
+        events = self.request("GET", f"/api/v1/namespaces/{namespace}/events",
+                              query={"fieldSelector": selector})
+        return events.get("items") or []
+
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of the status subresource: only the fields that changed."""
         return self.request(

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import prometheus_client
 
 from stepflow.engine import SlotQueue
 from stepflow.operator import metrics
-from stepflow.operator.api import TRANSIENT_ERRORS, Api, load_config
+from stepflow.operator.api import TRANSIENT_ERRORS, Api, NotFound, load_config
 from stepflow.operator.events import EventRecorder
 from stepflow.operator.jobs import MANAGED_BY, MANAGED_BY_LABEL, WORKFLOW_LABEL
 from stepflow.operator.reconcile import Reconciler
@@ -44,6 +45,7 @@ class Runtime:
     events: EventRecorder
     executor: ThreadPoolExecutor
     task: asyncio.Task[None] | None = None
+    sweeper: asyncio.Task[None] | None = None
 
 
 def max_running_jobs() -> int | None:
@@ -95,6 +97,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
     executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="stepflow-reconcile")
     api = Api(load_config())
+    await wait_for_crd(api, float(os.environ.get("STEPFLOW_CRD_WAIT", "300")))
     store = Store()
     events = EventRecorder(api.post_event)
     limit = max_running_jobs()
@@ -104,6 +107,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     holder["q"] = queue
     runtime = Runtime(store, queue, reconciler, events, executor)
     runtime.task = asyncio.create_task(queue.run(), name="stepflow-workqueue")
+    runtime.sweeper = asyncio.create_task(sweep_pod_less_jobs(store, queue), name="stepflow-sweeper")
     await asyncio.sleep(0)  # let the queue bind to this loop before the first event arrives
     memo.stepflow = runtime
     metrics.RUNNING_LIMIT.set(-1 if limit is None else limit)
@@ -120,11 +124,45 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
              WORKERS, "unlimited" if limit is None else limit, f":{port}" if port else "off")
 
 
+async def wait_for_crd(api: Api, limit: float, interval: float = 1.0) -> None:
+    """Wait, not yet live nor ready, until the API serves Workflows.
+
+    kopf resolves the resources it watches once, after the startup handlers, and never again
+    (scanning is off: the least-privilege RBAC cannot watch CRDs). `kubectl apply -k deploy/`
+    creates the CRD and the Deployment at once, so the operator can start first; it would then
+    serve nothing while its liveness probe stayed green. kopf serves the probe only once this
+    handler returns. After ``limit`` seconds without the CRD the operator exits, for Kubernetes
+    to restart it and show why.
+    """
+    path = f"/apis/{API_GROUP}/{API_VERSION}"
+    deadline = time.monotonic() + limit
+    announced = False
+    while True:
+        try:
+            found = await asyncio.to_thread(api.request, "GET", path)
+            if any(r.get("name") == "workflows" for r in found.get("resources") or ()):
+                if announced:
+                    log.info("the Workflow CRD is served now; starting")
+                return
+        except NotFound:
+            pass
+        if time.monotonic() >= deadline:
+            raise kopf.PermanentError(
+                f"the Workflow CRD (workflows.{API_GROUP}) was not served within {limit:.0f}s; "
+                "install it with `kubectl apply -k deploy/` (or deploy/crds/)")
+        if not announced:
+            log.warning("waiting for the Workflow CRD (workflows.%s) to be served, for up to %.0fs",
+                        API_GROUP, limit)
+            announced = True
+        await asyncio.sleep(interval)
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.stepflow
-    if runtime.task is not None:
-        runtime.task.cancel()
+    for task in (runtime.task, runtime.sweeper):
+        if task is not None:
+            task.cancel()
     runtime.events.close()
     runtime.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -160,3 +198,27 @@ async def job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     elif not runtime.store.put_job(key, obj):
         return  # only pod bookkeeping changed: nothing the engine looks at
     runtime.queue.add(key)
+
+
+@kopf.on.event("", "v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
+async def pod_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    """Step pods say what their Jobs do not: an exit code (kept after a deadline deletes the
+    pod), why a pod cannot be scheduled. Most pod events change nothing a reconcile reads."""
+    runtime: Runtime = memo.stepflow
+    obj = event["object"]
+    workflow = (obj["metadata"].get("labels") or {}).get(WORKFLOW_LABEL)
+    if workflow and runtime.store.put_pod(_key(obj, workflow), obj, deleted=event["type"] == "DELETED"):
+        runtime.queue.add(_key(obj, workflow))
+
+
+SWEEP_INTERVAL = 5.0
+
+
+async def sweep_pod_less_jobs(store: Store, queue: WorkQueue) -> None:
+    """A Job whose pod cannot be created (no such ServiceAccount, PodSecurity, a quota) changes
+    nothing on the Job: only Events say so. Such workflows are reconciled every few seconds,
+    and the reconcile reads those Events."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL)
+        for key in store.pod_less_jobs(time.time()):
+            queue.add(key)

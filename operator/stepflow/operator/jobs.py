@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, StepState
@@ -148,7 +148,16 @@ def _pod_spec(plan: Plan, step: Step) -> dict[str, Any]:
         container["resources"] = dict(resources)
     if step.working_dir:
         container["workingDir"] = step.working_dir
+    settings = defaults.pod.merged(step.pod)
+    if settings.security_context is not None:
+        container["securityContext"] = dict(settings.security_context)
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if settings.pod_security_context is not None:
+        pod["securityContext"] = dict(settings.pod_security_context)
+    if settings.tolerations is not None:
+        pod["tolerations"] = [dict(t) for t in settings.tolerations]
+    if settings.node_selector:
+        pod["nodeSelector"] = dict(settings.node_selector)
     if plan.spec.service_account_name:
         pod["serviceAccountName"] = plan.spec.service_account_name
     else:
@@ -178,16 +187,21 @@ def _condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
 def job_outcome(job: Mapping[str, Any]) -> tuple[str, str, str]:
     """(phase, reason, message) from the Job's conditions, never from its counters.
 
-    ``SuccessCriteriaMet`` and ``FailureTarget`` arrive before ``Complete`` and
-    ``Failed`` on Kubernetes >= 1.31, so they are read too.
+    ``SuccessCriteriaMet`` arrives before ``Complete`` on Kubernetes >= 1.31 and is final.
+    ``FailureTarget`` is not: on ``DeadlineExceeded`` the Job controller sets it, then stops the
+    pods gracefully, and sets ``Failed`` only once they are gone. Until then the step is still
+    running (its pod may still write to what a dependent would read), with the reason shown.
     """
     for kind in ("Complete", "SuccessCriteriaMet"):
         if _condition(job, kind) is not None:
             return SUCCEEDED, "", ""  # the phase says it all; status stays small
-    for kind in ("Failed", "FailureTarget"):
-        condition = _condition(job, kind)
-        if condition is not None:
-            return FAILED, condition.get("reason") or "Failed", condition.get("message") or ""
+    condition = _condition(job, "Failed")
+    if condition is not None:
+        return FAILED, condition.get("reason") or "Failed", condition.get("message") or ""
+    condition = _condition(job, "FailureTarget")
+    if condition is not None:
+        message = (condition.get("message") or "the Job failed").rstrip(".")
+        return RUNNING, condition.get("reason") or "FailureTarget", f"{message}; its pod is stopping"
     return RUNNING, "", ""
 
 
@@ -229,16 +243,49 @@ def _condition_time(job: Mapping[str, Any]) -> float | None:
     return max((t for t in times if t is not None), default=None)
 
 
-def failure_details(pods: list[Mapping[str, Any]]) -> tuple[int | None, str]:
-    """Exit code and termination message of the step container in the Job's newest pod."""
-    def created(pod: Mapping[str, Any]) -> str:
-        return (pod.get("metadata") or {}).get("creationTimestamp") or ""
+@dataclass(frozen=True)
+class PodReport:
+    """What one of a Job's pods says that the Job does not: how the step's container ended, or
+    why the pod cannot run. Kept after the pod is deleted: a step stopped by its deadline loses
+    its pod, and this is the only record of its exit code."""
 
-    for pod in sorted(pods, key=created, reverse=True):
-        for status in (pod.get("status") or {}).get("containerStatuses") or ():
-            terminated = (status.get("state") or {}).get("terminated") or (
-                (status.get("lastState") or {}).get("terminated"))
-            if status.get("name") == CONTAINER_NAME and terminated:
-                message = (terminated.get("message") or terminated.get("reason") or "").strip()
-                return terminated.get("exitCode"), message[-1024:]
-    return None, ""
+    created: str
+    terminated: bool = False
+    exit_code: int | None = None
+    message: str = ""
+    problem: str = ""  # the reason the pod cannot run, e.g. Unschedulable
+    problem_message: str = ""
+
+
+def pod_report(pod: Mapping[str, Any]) -> PodReport:
+    status = pod.get("status") or {}
+    created = (pod.get("metadata") or {}).get("creationTimestamp") or ""
+    for container in status.get("containerStatuses") or ():
+        state = container.get("state") or {}
+        terminated = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
+        if container.get("name") == CONTAINER_NAME and terminated:
+            message = (terminated.get("message") or terminated.get("reason") or "").strip()
+            return PodReport(created, True, terminated.get("exitCode"), message[-1024:])
+    for condition in status.get("conditions") or ():
+        if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"):
+            return PodReport(created, problem="Unschedulable",
+                             problem_message=(condition.get("message") or "")[:1024])
+    return PodReport(created)
+
+
+def failure_details(reports: Iterable[PodReport]) -> tuple[int | None, str]:
+    """Exit code and termination message of the step container in the Job's newest pod, once
+    it has ended; (None, "") while it has not (its watch event may not have arrived yet)."""
+    newest = max(reports, key=lambda r: r.created, default=None)
+    if newest is None or not newest.terminated:
+        return None, ""
+    return newest.exit_code, newest.message
+
+
+def pod_problem(reports: Iterable[PodReport]) -> tuple[str, str]:
+    """Why the Job's newest pod cannot run, if it cannot: (reason, message) or ("", "")."""
+    newest = max(reports, key=lambda r: r.created, default=None)
+    if newest is None or not newest.problem:
+        return "", ""
+    return newest.problem, newest.problem_message

@@ -50,9 +50,11 @@ from stepflow.operator.jobs import (
     legacy_spec_hash,
     observe_job,
     owned_by,
+    pod_problem,
+    pod_report,
     spec_hash,
 )
-from stepflow.operator.store import Key, Store
+from stepflow.operator.store import POD_LESS_GRACE, Key, Store, pod_less
 from stepflow.plan import Plan, compile_workflow
 from stepflow.spec import RERUN_FAILED_ANNOTATION, SpecError
 from stepflow.status import build_status, invalid_status, parse_time, states_from_status
@@ -60,6 +62,8 @@ from stepflow.status import build_status, invalid_status, parse_time, states_fro
 log = logging.getLogger(__name__)
 FINISHED = (SUCCEEDED, FAILED)
 NAME_TAKEN_RETRY = 2.0  # seconds between checks for an earlier Workflow's Job to be gone
+CREATE_CHECK_INTERVAL = 5.0  # seconds between reads of a pod-less Job's FailedCreate Events
+POD_TROUBLE = ("PodCreateFailed", "Unschedulable")
 
 
 def soonest(*delays: float | None) -> float | None:
@@ -164,6 +168,7 @@ class Reconciler:
         self._running: dict[Key, int] = {}
         self._slots_lock = threading.Lock()  # SlotQueue is plain bookkeeping; workers share it
         self._plans: dict[Key, tuple[tuple[str, int], Plan]] = {}  # a spec is planned once
+        self._create_checks: dict[str, tuple[float, tuple[str, str]]] = {}  # Job uid -> last read
 
     def __call__(self, key: Key) -> float | None:
         started = time.perf_counter()
@@ -241,7 +246,7 @@ class Reconciler:
         are stamped as started, so a dependent never appears to start before its prerequisite
         ended. A Job whose start was never recorded (its creator died first) is adopted.
         """
-        namespace, uid = key[0], body["metadata"].get("uid", "")
+        uid = body["metadata"].get("uid", "")
         jobs = self._own_jobs(key, uid)
         states = {}
         adopted: set[str] = set()
@@ -265,11 +270,50 @@ class Reconciler:
             state = observe_job(previous, job, now)
             if previous.started_at is None:
                 adopted.add(step.name)
-            if state.phase == FAILED and previous.phase != FAILED:
-                exit_code, message = failure_details(self.api.job_pods(namespace, name))
-                state = replace(state, exit_code=exit_code, termination_message=message)
+            if state.phase == RUNNING:
+                state = self._pod_trouble(key, job, state, now)
+            elif state.phase == FAILED and previous.phase != FAILED:
+                state = self._with_failure_details(key, name, state)
             states[step.name] = state
         return (not_before_prerequisites(plan, states, adopted) if adopted else states), adopted
+
+    def _with_failure_details(self, key: Key, job: str, state: StepState) -> StepState:
+        """The exit code from the pod watch's record, else (the pod's last event has not come
+        yet, or the operator restarted) from the pods still there."""
+        exit_code, message = failure_details(self.store.pod_reports(key, job))
+        if exit_code is None and not message:
+            exit_code, message = failure_details(map(pod_report, self.api.job_pods(key[0], job)))
+        return replace(state, exit_code=exit_code, termination_message=message)
+
+    def _pod_trouble(self, key: Key, job: Mapping[str, Any], state: StepState, now: float) -> StepState:
+        """A running step whose pod cannot run says why: the scheduler's reason, or the Job
+        controller's FailedCreate Event. It keeps waiting, within its timeoutSeconds."""
+        if state.reason:  # FailureTarget: the pod is stopping, which says more
+            return state
+        name = job["metadata"]["name"]
+        reason, message = pod_problem(self.store.pod_reports(key, name))
+        if not reason and pod_less(job) and not self.store.pod_reports(key, name):
+            created = parse_time(job["metadata"].get("creationTimestamp"))
+            if created is not None and now - created > POD_LESS_GRACE:
+                reason, message = self._create_failure(key, job, now)
+        return replace(state, reason=reason, message=message) if reason else state
+
+    def _create_failure(self, key: Key, job: Mapping[str, Any], now: float) -> tuple[str, str]:
+        """The newest FailedCreate Event of the Job, read at most every CREATE_CHECK_INTERVAL."""
+        uid = job["metadata"].get("uid", "")
+        checked = self._create_checks.get(uid)
+        if checked is not None and now - checked[0] < CREATE_CHECK_INTERVAL:
+            return checked[1]
+        events = [e for e in self.api.job_events(key[0], job["metadata"]["name"], "FailedCreate")
+                  if (e.get("involvedObject") or {}).get("uid") in ("", None, uid)]
+        found = ("", "")
+        if events:
+            newest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+            found = ("PodCreateFailed", (newest.get("message") or "")[:1024])
+        if len(self._create_checks) > 10_000:
+            self._create_checks.clear()  # a bound: it is a cache of Event reads, nothing more
+        self._create_checks[uid] = (now, found)
+        return found
 
     def _own_jobs(self, key: Key, uid: str) -> dict[str, dict[str, Any]]:
         """This Workflow object's Jobs in the cache, not those of an earlier one of its name."""
@@ -356,8 +400,7 @@ class Reconciler:
         self.store.put_job(key, job)
         state = observe_job(StepState(phase=RUNNING, attempts=1, job_name=job_id), job, now)
         if state.phase == FAILED:
-            exit_code, message = failure_details(self.api.job_pods(key[0], job_id))
-            state = replace(state, exit_code=exit_code, termination_message=message)
+            state = self._with_failure_details(key, job_id, state)
         return state, True
 
     def _write_status(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],
@@ -425,11 +468,14 @@ class Reconciler:
     def _record_transitions(self, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
                             states: Mapping[str, StepState], run_started: float) -> None:
         for step in plan.steps:
-            old = before.get(step.name, StepState()).phase
+            earlier = before.get(step.name, StepState())
+            old = earlier.phase
             state = states[step.name]
+            label = f'step "{step.name}"' + (f" ({step.type})" if step.type else "")
+            if state.phase == RUNNING and state.reason in POD_TROUBLE and state.reason != earlier.reason:
+                self.events.record(body, "Warning", state.reason, f"{label}: {state.message}")
             if state.phase == old:
                 continue
-            label = f'step "{step.name}"' + (f" ({step.type})" if step.type else "")
             if old == PENDING and state.phase in (RUNNING, SUCCEEDED, FAILED):
                 self.events.record(body, "Normal", "StepStarted", f"{label} started as Job {state.job_name}")
                 self._observe_wait(plan, step.name, states, run_started)

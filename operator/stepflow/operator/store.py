@@ -8,11 +8,17 @@ the operator stores at once) is ignored.
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from stepflow.operator.jobs import PodReport, pod_report
+from stepflow.status import parse_time
+
 Key = tuple[str, str]  # namespace, workflow name
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set on its pods by the Job controller
+POD_LESS_GRACE = 2.0  # seconds a Job may have no pod before its Events are read
 
 
 def _version(obj: Mapping[str, Any]) -> int | None:
@@ -41,10 +47,13 @@ def _job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 class Store:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self._lock = threading.Lock()
         self._workflows: dict[Key, dict[str, Any]] = {}
         self._jobs: dict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
+        # Per workflow, per Job name, per pod name: what the pod says (jobs.PodReport).
+        self._pods: dict[Key, dict[str, dict[str, PodReport]]] = defaultdict(lambda: defaultdict(dict))
 
     def put_workflow(self, body: Mapping[str, Any]) -> bool:
         """Store a newer version; False if we have it already (e.g. our own write's echo)."""
@@ -64,6 +73,7 @@ class Store:
                 return
             self._workflows.pop(key, None)
             self._jobs.pop(key, None)
+            self._pods.pop(key, None)
 
     def workflow(self, key: Key) -> dict[str, Any] | None:
         with self._lock:
@@ -90,8 +100,71 @@ class Store:
             if uid and _uid(jobs.get(name)) not in ("", uid):
                 return
             jobs.pop(name, None)
+            self._pods.get(key, {}).pop(name, None)
 
     def jobs(self, key: Key) -> dict[str, dict[str, Any]]:
         """Jobs of one workflow, by Job name."""
         with self._lock:
             return dict(self._jobs.get(key, {}))
+
+    def put_pod(self, key: Key, pod: Mapping[str, Any], deleted: bool = False) -> bool:
+        """Record what a step's pod says; True if a reconcile should look at it now.
+
+        That is when the pod's problem changes (it became unschedulable, or got scheduled),
+        when a pod of a Job left pod-less for a while appears (it was failing to create one),
+        and when a pod being deleted ends: its Job's ``Failed`` may already have been handled.
+        A deleted pod's report is kept if it ended, as the record of its exit code.
+        """
+        meta = pod.get("metadata") or {}
+        job = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
+        if not job:
+            return False
+        report = pod_report(pod)
+        with self._lock:
+            if key not in self._workflows:  # a pod of a workflow gone, or not yet listed
+                return False
+            pods = self._pods[key][job]
+            old = pods.get(meta["name"])
+            if deleted and not report.terminated:
+                pods.pop(meta["name"], None)
+                return False
+            pods[meta["name"]] = report
+            ended_while_deleted = report.terminated and bool(meta.get("deletionTimestamp")) and (
+                old is None or not old.terminated)
+            if old is None:
+                job_obj = self._jobs.get(key, {}).get(job)
+                created = parse_time(((job_obj or {}).get("metadata") or {}).get("creationTimestamp"))
+                late = created is not None and self.clock() - created > POD_LESS_GRACE
+                return bool(report.problem) or late or ended_while_deleted
+            return (old.problem, old.problem_message) != (report.problem, report.problem_message) or (
+                ended_while_deleted)
+
+    def pod_reports(self, key: Key, job: str) -> list[PodReport]:
+        with self._lock:
+            return list(self._pods.get(key, {}).get(job, {}).values())
+
+    def pod_less_jobs(self, now: float, grace: float = POD_LESS_GRACE) -> set[Key]:
+        """Workflows with an unfinished Job older than ``grace`` of which no pod was ever seen:
+        the Job controller may be failing to create it, which changes nothing on the Job."""
+        found = set()
+        with self._lock:
+            for key, jobs in self._jobs.items():
+                pods = self._pods.get(key, {})
+                for name, job in jobs.items():
+                    if pods.get(name) or not pod_less(job):
+                        continue
+                    created = parse_time(job["metadata"].get("creationTimestamp"))
+                    if created is not None and now - created > grace:
+                        found.add(key)
+                        break
+        return found
+
+
+def pod_less(job: Mapping[str, Any]) -> bool:
+    """The Job is unfinished and has no pod: none active, none ended, none terminating."""
+    status = job.get("status") or {}
+    if (job.get("metadata") or {}).get("deletionTimestamp") or any(
+            status.get(field) for field in ("active", "failed", "succeeded", "terminating")):
+        return False
+    return not any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                   for c in status.get("conditions") or ())
