@@ -40,8 +40,8 @@ class OperatorProcess:
         self.kubeconfig = target.kubeconfig if isinstance(target, Cluster) else Path(target)
         self.log_path = log_path
         self.args = list(args)
-        self.env = dict(os.environ, KUBECONFIG=str(self.kubeconfig), STEPFLOW_METRICS_PORT="0",
-                        **(env or {}))
+        self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "STEPFLOW_METRICS_PORT": "0",
+                    **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -89,9 +89,11 @@ def operators(target: Cluster | Path, directory: Path,
         started.append(process)
         return process
 
-    yield start
-    for process in started:
-        process.stop()
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
     tracebacks = [t for process in started for t in process.tracebacks()]
     assert not tracebacks, "the operator logged a traceback:\n" + "\n".join(tracebacks)
     lines = [line for process in started for line in process.log().splitlines()

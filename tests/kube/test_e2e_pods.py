@@ -38,7 +38,7 @@ def test_a_missing_service_account_shows_pod_create_failed_until_it_exists(kube,
 
 @pytest.mark.parametrize("kube", [RESTRICTED], indirect=True)
 def test_under_restricted_a_pod_without_a_security_context_fails_within_its_timeout(kube, operator):
-    kube.create(workflow("plain", [step("build", timeoutSeconds=4), step("never")]))
+    kube.create(workflow("plain", [step("build", timeoutSeconds=12), step("never")]))
     entry = wait_for(
         lambda: (e := step_entry(kube, "plain", "build")).get("reason") == "PodCreateFailed" and e,
         timeout=30, message="the step never showed PodCreateFailed")

@@ -55,3 +55,18 @@ def test_a_late_deletion_of_an_old_object_never_drops_its_successor():
     store.drop_job(KEY, "wf-1-a", "job-new")
     store.drop_workflow(KEY, "uid-new")
     assert store.workflow(KEY) is None and store.jobs(KEY) == {}
+
+
+def test_a_relisting_finds_what_went_in_a_watch_gap():
+    """kopf re-lists after a 410 Gone without DELETED events for what disappeared meanwhile."""
+    store = Store()
+    for name in ("wf", "gone"):
+        store.put_workflow({"metadata": {"namespace": "default", "name": name, "resourceVersion": "1"}})
+    store.put_job(KEY, job("2"))
+    store.put_job(KEY, {"metadata": {"name": "wf-1-b", "resourceVersion": "3"}, "status": {}})
+    assert store.listed("workflows", KEY)  # the first listed object starts a listing
+    assert not store.listed("workflows", KEY)
+    assert store.end_listing("workflows") == {(("default", "gone"), "")}
+    assert store.listed("jobs", KEY, "wf-1-a")
+    assert store.end_listing("jobs") == {(KEY, "wf-1-b")}
+    assert store.end_listing("jobs") == set()  # each listing is judged once

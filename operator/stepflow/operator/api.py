@@ -158,6 +158,12 @@ class Api:
                             query={"labelSelector": f"job-name={job}"})
         return pods.get("items") or []
 
+    def workflow_exists(self, namespace: str, name: str) -> bool:
+        """By a list with a field selector: the operator may list Workflows but not get them."""
+        found = self.request("GET", f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/workflows",
+                             query={"fieldSelector": f"metadata.name={name}", "limit": 1})
+        return bool(found.get("items"))
+
     def job_events(self, namespace: str, job: str, reason: str) -> list[dict[str, Any]]:
         selector = f"involvedObject.kind=Job,involvedObject.name={job},reason={reason}"
         events = self.request("GET", f"/api/v1/namespaces/{namespace}/events",

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -46,6 +46,7 @@ class Runtime:
     executor: ThreadPoolExecutor
     task: asyncio.Task[None] | None = None
     sweeper: asyncio.Task[None] | None = None
+    listing_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
 
 def max_running_jobs() -> int | None:
@@ -172,11 +173,45 @@ def _key(obj: dict[str, Any], name: str | None = None) -> Key:
     return meta["namespace"], name or meta["name"]
 
 
+LISTING_QUIET = 2.0  # seconds without a listed object after which a (re-)listing is over
+
+
+def note_listed(runtime: Runtime, kind: str, key: Key, name: str = "") -> None:
+    """A listed object (kopf's event type None); when the listing is over, cached objects it
+    did not show are confirmed with a read (Reconciler.confirm_gone)."""
+    runtime.store.listed(kind, key, name)
+    timer = runtime.listing_timers.get(kind)
+    if timer is not None:
+        timer.cancel()
+    loop = asyncio.get_running_loop()
+    runtime.listing_timers[kind] = loop.call_later(LISTING_QUIET, end_listing, runtime, kind)
+
+
+def end_listing(runtime: Runtime, kind: str) -> None:
+    runtime.listing_timers.pop(kind, None)
+    suspects = runtime.store.end_listing(kind)
+    if suspects:
+        log.info("a re-list of %s did not show %d cached object(s); confirming they are gone",
+                 kind, len(suspects))
+        runtime.executor.submit(confirm_gone, runtime, kind, suspects)
+
+
+def confirm_gone(runtime: Runtime, kind: str, suspects: set[tuple[Key, str]]) -> None:
+    for key, name in suspects:
+        try:
+            if runtime.reconciler.confirm_gone(kind, key, name):
+                runtime.queue.add(key)
+        except Exception as error:  # one line, not a Future lost unread; a later re-list retries
+            log.warning("could not confirm that %s %s/%s is gone: %s", kind, key[0], name or key[1], error)
+
+
 @kopf.on.event(API_GROUP, API_VERSION, "workflows")
 async def workflow_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.stepflow
     obj = event["object"]
     key = _key(obj)
+    if event["type"] is None:
+        note_listed(runtime, "workflows", key)
     if event["type"] == "DELETED":
         runtime.store.drop_workflow(key, obj["metadata"].get("uid", ""))
         runtime.queue.add(key)  # the reconcile sees it gone and frees its slots
@@ -193,6 +228,8 @@ async def job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     if not workflow:
         return
     key = _key(obj, workflow)
+    if event["type"] is None:
+        note_listed(runtime, "jobs", key, obj["metadata"]["name"])
     if event["type"] == "DELETED":
         runtime.store.drop_job(key, obj["metadata"]["name"], obj["metadata"].get("uid", ""))
     elif not runtime.store.put_job(key, obj):

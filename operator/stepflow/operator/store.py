@@ -52,6 +52,9 @@ class Store:
         self._lock = threading.Lock()
         self._workflows: dict[Key, dict[str, Any]] = {}
         self._jobs: dict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
+        # Per kind being re-listed by kopf: what the cache held then and the listing has not
+        # shown yet (see begin_listing).
+        self._unlisted: dict[str, set[tuple[Key, str]]] = {}
         # Per workflow, per Job name, per pod name: what the pod says (jobs.PodReport).
         self._pods: dict[Key, dict[str, dict[str, PodReport]]] = defaultdict(lambda: defaultdict(dict))
 
@@ -106,6 +109,26 @@ class Store:
         """Jobs of one workflow, by Job name."""
         with self._lock:
             return dict(self._jobs.get(key, {}))
+
+    def listed(self, kind: str, key: Key, name: str = "") -> bool:
+        """An object came in a (re-)listing: kopf lists after every watch gap (a 410 Gone) and
+        sends no DELETED event for what went meanwhile. The first object of a listing starts
+        one (True): the cache's objects of that kind are noted, each listed one is struck off,
+        and what remains at :meth:`end_listing` may be gone."""
+        with self._lock:
+            started = kind not in self._unlisted
+            if started:
+                if kind == "workflows":
+                    self._unlisted[kind] = {(k, "") for k in self._workflows}
+                else:
+                    self._unlisted[kind] = {(k, n) for k, jobs in self._jobs.items() for n in jobs}
+            self._unlisted[kind].discard((key, name))
+            return started
+
+    def end_listing(self, kind: str) -> set[tuple[Key, str]]:
+        """Cached objects the listing did not show: to confirm with a read before forgetting."""
+        with self._lock:
+            return self._unlisted.pop(kind, set())
 
     def put_pod(self, key: Key, pod: Mapping[str, Any], deleted: bool = False) -> bool:
         """Record what a step's pod says; True if a reconcile should look at it now.
