@@ -114,6 +114,9 @@ def test_missing_name():
     ("continueOnError", "true", "spec.steps[0].continueOnError: must be a boolean, got string 'true'"),
     ("dependsOn", "a", "spec.steps[0].dependsOn: must be a list of strings, got string"),
     ("estimatedSeconds", -2, "spec.steps[0].estimatedSeconds: must be a finite number >= 0, got -2.0"),
+    # These raised KeyError (a traceback) before: the type names had no entry for objects.
+    ("resources", 5, "spec.steps[0].resources: must be an object, got integer 5"),
+    ("tolerations", {"key": "gpu"}, "spec.steps[0].tolerations: must be a list, got object {'key': 'gpu'}"),
 ])
 def test_wrong_types_are_named_with_their_path(field, value, expected):
     assert single_error(workflow(step("x", **{field: value}))) == expected
@@ -330,3 +333,16 @@ def test_error_messages_quote_only_an_excerpt_of_a_value():
     doc["spec"]["steps"][0]["parallel"] = ["x" * 1000] * 100
     error = single_error(doc)
     assert len(error) < 300 and "must be a boolean" in error
+
+
+def test_pod_settings_are_checked_for_their_shape_and_node_selector_labels():
+    doc = workflow(step("a", tolerations=["gpu"], securityContext="root", nodeSelector={"disk type": "ssd"}),
+                   defaults={"podSecurityContext": [], "nodeSelector": {"stepflow.dev/pool": "x y"}})
+    errors = errors_of(doc)
+    assert "spec.steps[0].tolerations[0]: must be an object, got string 'gpu'" in errors
+    assert any(e.startswith("spec.steps[0].securityContext: must be an object") for e in errors)
+    assert any(e.startswith("spec.steps[0].nodeSelector['disk type']: is not a valid key") for e in errors)
+    assert any(e.startswith("spec.defaults.podSecurityContext: must be an object") for e in errors)
+    # The stepflow.dev/ prefix is reserved for pod labels, not for the nodes a step selects.
+    bad_value = "spec.defaults.nodeSelector['stepflow.dev/pool']: 'x y' is not a valid label value"
+    assert any(e.startswith(bad_value) for e in errors)

@@ -32,7 +32,7 @@ from stepflow.engine import (
     skipped,
 )
 from stepflow.plan import Plan
-from stepflow.spec import Step
+from stepflow.spec import PodSettings, Step
 from stepflow.status import build_status
 
 INTERRUPTED = "Interrupted"
@@ -303,4 +303,7 @@ def unsupported_fields(plan: Plan) -> list[str]:
         notes.append("env valueFrom is ignored locally (only literal values are set)")
     if any(s.resources for s in plan.steps) or plan.spec.defaults.resources:
         notes.append("resources are ignored locally")
+    if any(s.pod != PodSettings() for s in plan.steps) or plan.spec.defaults.pod != PodSettings():
+        notes.append("securityContext, podSecurityContext, tolerations and nodeSelector are ignored "
+                     "locally (there is no pod)")
     return notes

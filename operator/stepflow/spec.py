@@ -305,7 +305,8 @@ def _excerpt(value: Any, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string", float: "a number"}
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string", float: "a number",
+               dict: "an object", list: "a list"}
 
 
 def _kind(value: Any) -> str:

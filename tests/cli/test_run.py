@@ -104,9 +104,13 @@ def test_max_concurrency_option_and_timeline(capsys, tmp_path):
 
 
 def test_fields_a_local_run_cannot_honour_are_mentioned(capsys, tmp_path):
-    file = write_workflow(tmp_path / "wf.yaml", workflow(step("a", image="alpine:3.20")))
+    secured = step("a", image="alpine:3.20", securityContext={"runAsNonRoot": True},
+                   nodeSelector={"disktype": "ssd"})
+    file = write_workflow(tmp_path / "wf.yaml", workflow(secured))
     code, _, out, _ = run(capsys, tmp_path, file)
     assert code == 0 and "image is ignored" in out
+    ignored = "securityContext, podSecurityContext, tolerations and nodeSelector are ignored"
+    assert ignored in " ".join(out.split())
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT],

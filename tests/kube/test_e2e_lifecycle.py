@@ -41,6 +41,19 @@ def test_retries_go_through_the_real_job_controllers_back_off(kube, operator):
     assert created[1] - created[0] >= 5  # the Job controller waits ~10 s before a retry
 
 
+def test_a_step_timeout_covers_its_retries_and_their_back_off(kube, operator):
+    """timeoutSeconds bounds the whole step: 3 retries need 10 s + 20 s + 40 s of back-off, so
+    within 15 s the step gets its first retry only, and fails on its deadline."""
+    kube.create(workflow("budget", [step("flaky", exit_code=1, retries=3, timeoutSeconds=15)]))
+    status = kube.wait_phase("budget", timeout=90)
+    entry = status["steps"]["flaky"]
+    assert (entry["phase"], entry["reason"]) == ("Failed", "DeadlineExceeded")
+    assert entry["attempts"] == 2
+    took = parse_time(entry["finishedAt"]) - parse_time(entry["startedAt"])
+    assert 14 <= took < 30, took
+    assert entry["exitCode"] == 1  # the last attempt's, not the deadline's
+
+
 def test_suspend_starts_nothing_and_resume_carries_on(kube, operator):
     kube.create(workflow("paused", [step("a"), step("b")], suspend=True))
     status = kube.wait_phase("paused", ["Suspended"])

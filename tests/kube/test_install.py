@@ -42,6 +42,13 @@ def test_the_crd_cel_rules_refuse_bad_workflows_with_their_messages(kube):
     assert "a step cannot depend on itself" in message
 
 
+def test_resource_claims_are_refused_by_the_crd_rather_than_failing_every_job(kube):
+    claimed = workflow("dra", [step("a", resources={"claims": [{"name": "gpu"}]})])
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        kube.kubectl("apply", "-f", "-", input=json.dumps(claimed))
+    assert "resources.claims is not supported yet" in refused.value.stderr
+
+
 def test_an_in_run_spec_change_is_refused_by_the_transition_rule(kube):
     kube.kubectl("apply", "-f", "-", input=json.dumps(workflow("locked", [step("a")])))
     kube.patch("workflows", "locked", {"status": {"phase": "Running"}}, subresource="status")

@@ -101,6 +101,29 @@ def test_build_job_maps_step_fields_to_the_job_spec():
     assert {e["name"]: e["value"] for e in container["env"]} == {"A": "step", "B": "b"}
 
 
+def test_pod_settings_come_from_defaults_and_the_step_wins():
+    defaults = {"image": "alpine:3.20", "podSecurityContext": {"runAsNonRoot": True},
+                "securityContext": {"allowPrivilegeEscalation": False},
+                "tolerations": [{"key": "ci", "operator": "Exists"}],
+                "nodeSelector": {"pool": "ci", "os": "linux"}}
+    own = step("gpu", script="train", securityContext={"privileged": False},
+               tolerations=[{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+               nodeSelector={"pool": "gpu"})
+    plan = compile_workflow(workflow(step("plain", script="true"), own, defaults=defaults))
+    plain, gpu = (build_job(plan, s, namespace="n", owner_uid="u", generation=1)["spec"]["template"]["spec"]
+                  for s in plan.steps)
+    assert plain["securityContext"] == {"runAsNonRoot": True}
+    assert plain["containers"][0]["securityContext"] == {"allowPrivilegeEscalation": False}
+    assert plain["tolerations"] == [{"key": "ci", "operator": "Exists"}]
+    assert plain["nodeSelector"] == {"pool": "ci", "os": "linux"}
+    assert gpu["securityContext"] == {"runAsNonRoot": True}  # pod-level: only defaults set it
+    assert gpu["containers"][0]["securityContext"] == {"privileged": False}  # replaced as a whole
+    assert gpu["tolerations"] == [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert gpu["nodeSelector"] == {"pool": "gpu", "os": "linux"}  # merged, the step's entry wins
+    bare = build_job(_plan(), _plan().steps[0], namespace="n", owner_uid="u", generation=1)
+    assert not {"securityContext", "tolerations", "nodeSelector"} & set(bare["spec"]["template"]["spec"])
+
+
 def test_a_named_service_account_gets_its_token():
     plan = _plan(serviceAccountName="deployer")
     job = build_job(plan, plan.steps[0], namespace="n", owner_uid="u", generation=1)

@@ -148,9 +148,12 @@ async def wait_for_crd(api: Api, limit: float, interval: float = 1.0) -> None:
         except NotFound:
             pass
         if time.monotonic() >= deadline:
-            raise kopf.PermanentError(
-                f"the Workflow CRD (workflows.{API_GROUP}) was not served within {limit:.0f}s; "
-                "install it with `kubectl apply -k deploy/` (or deploy/crds/)")
+            log.error("the Workflow CRD (workflows.%s) was not served within %.0fs; install it with "
+                      "`kubectl apply -k deploy/` (or deploy/crds/). Exiting.", API_GROUP, limit)
+            # Nothing has started yet. kopf would log a failed startup handler with a traceback
+            # and exit in several steps; a plain exit says it once.
+            logging.shutdown()
+            os._exit(1)
         if not announced:
             log.warning("waiting for the Workflow CRD (workflows.%s) to be served, for up to %.0fs",
                         API_GROUP, limit)

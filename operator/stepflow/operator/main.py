@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections.abc import Sequence
 
 OUR_OPTIONS = """stepflow options (all other options go to `kopf run`, see `kopf run --help`):
@@ -33,14 +32,10 @@ def run_operator(argv: Sequence[str]) -> int:
     scoped = any(a in ("-A", "--all-namespaces") or a.startswith(("-n", "--namespace")) for a in rest)
     scope = [] if scoped else ["--all-namespaces"]
     args = ["run", "-m", "stepflow.operator", "--standalone", *scope, *rest]
-    import kopf
     from kopf.cli import main
 
     try:
         main(args=args, prog_name="stepflow operator", standalone_mode=False)
     except KeyboardInterrupt:
         return 130
-    except kopf.ActivityError as error:  # a startup handler gave up; kopf logged why
-        print(f"stepflow operator: {error}", file=sys.stderr)
-        return 1
     return 0
