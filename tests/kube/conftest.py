@@ -19,7 +19,7 @@ import yaml
 
 from kube.build import BuildError, ensure_assets
 from kube.controlplane import ControlPlane
-from kube.realcluster import Kube, StatusRecorder, wait_for
+from kube.realcluster import CHAOS_FIGURES, Kube, StatusRecorder, wait_for
 from operator_harness import ROOT, OperatorProcess, operators
 from status_checks import order_violations, status_inconsistencies
 
@@ -54,6 +54,8 @@ def permissions_unused(plane: ControlPlane) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for name, value in CHAOS_FIGURES.items():
+        terminalreporter.write_line(f"chaos: {name}: {value}")
     if UNUSED_PERMISSIONS:
         terminalreporter.write_line(
             "deploy/ ClusterRole permissions no real-tier test used: " + ", ".join(UNUSED_PERMISSIONS)

@@ -449,6 +449,11 @@ class ControlPlane:
         revision = int(self.etcd("kv/range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"])
         self.etcd("kv/compaction", {"revision": revision, "physical": True})
 
+    def restart_etcd(self) -> None:
+        """etcd goes away and comes back with its data: the API server's requests fail meanwhile."""
+        self.stop_process("etcd")
+        self.start_etcd()
+
     def restart_apiserver(self) -> None:
         """As in an upgrade: every watch connection ends, and the new server's watch cache starts
         empty."""

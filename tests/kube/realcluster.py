@@ -26,6 +26,7 @@ from stepflow.operator.api import Api, NotFound
 
 T = TypeVar("T")
 FINISHED = ("Succeeded", "Failed")
+CHAOS_FIGURES: dict[str, Any] = {}  # takeover times and soak figures, printed after the run
 ANNOTATION = "test.stepflow.dev/"
 
 # resource -> (API prefix, namespaced)
@@ -39,6 +40,7 @@ RESOURCES = {
     "namespaces": ("/api/v1", False),
     "nodes": ("/api/v1", False),
     "leases": ("/apis/coordination.k8s.io/v1", True),
+    "rolebindings": ("/apis/rbac.authorization.k8s.io/v1", True),
     "customresourcedefinitions": ("/apis/apiextensions.k8s.io/v1", False),
 }
 

@@ -49,10 +49,12 @@ def test_cluster_install_contents():
     objects = render.render(DEPLOY)
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(["CustomResourceDefinition", "Namespace", "ClusterRole",
-                            "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service"])
+                            "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service",
+                            "Role", "RoleBinding", "PodDisruptionBudget"])
     assert by_kind(objects, "Namespace")[0]["metadata"]["name"] == "stepflow-system"
     for obj in objects:
-        if obj["kind"] in ("ServiceAccount", "Deployment", "Service"):
+        if obj["kind"] in ("ServiceAccount", "Deployment", "Service", "Role", "RoleBinding",
+                           "PodDisruptionBudget"):
             assert obj["metadata"]["namespace"] == "stepflow-system"
     subject = by_kind(objects, "ClusterRoleBinding")[0]["subjects"][0]
     assert subject == {"kind": "ServiceAccount", "name": "stepflow-operator",
@@ -62,12 +64,13 @@ def test_cluster_install_contents():
 def test_namespaced_install_has_no_cluster_objects():
     objects = render.render(DEPLOY / "namespaced")
     assert sorted(o["kind"] for o in objects) == sorted(
-        ["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"])
+        ["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service", "Role", "RoleBinding",
+         "PodDisruptionBudget"])
     namespace = objects[0]["metadata"]["namespace"]
     assert all(o["metadata"]["namespace"] == namespace for o in objects)
-    binding = by_kind(objects, "RoleBinding")[0]
-    assert binding["roleRef"]["kind"] == "Role"
-    assert binding["subjects"][0]["namespace"] == namespace
+    for binding in by_kind(objects, "RoleBinding"):
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"][0]["namespace"] == namespace
 
 
 def _rules(role):
@@ -82,7 +85,8 @@ def _rules(role):
 
 def test_rbac_is_least_privilege(variant):
     name, objects = variant
-    roles = by_kind(objects, "ClusterRole" if name == "cluster" else "Role")
+    roles = [r for r in by_kind(objects, "ClusterRole" if name == "cluster" else "Role")
+             if r["metadata"]["name"] == "stepflow-operator"]
     assert len(roles) == 1
     assert _rules(roles[0]) == OPERATOR_RULES
     text = str(roles[0]["rules"])
@@ -93,8 +97,8 @@ def test_operator_deployment(variant):
     name, objects = variant
     (deployment,) = by_kind(objects, "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2  # a leader and a warm standby (L1)
+    assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "stepflow-operator"
     assert pod["automountServiceAccountToken"] is True
@@ -112,7 +116,9 @@ def test_operator_deployment(variant):
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
     assert ports["metrics"] == 9090
     args = container["args"]
-    assert "--standalone" in args and LIVENESS in args
+    assert "--standalone" in args and LIVENESS in args and "--leader-elect" in args
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300  # STEPFLOW_CRD_WAIT's default
     if name == "cluster":
         assert "--all-namespaces" in args
     else:
@@ -129,3 +135,20 @@ def test_metrics_service(variant):
         {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
+
+
+def test_the_lease_rights_are_for_the_one_lease_in_the_operators_namespace(variant):
+    _, objects = variant
+    (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == "stepflow-operator-lease"]
+    assert role["metadata"]["namespace"] == by_kind(objects, "Deployment")[0]["metadata"]["namespace"]
+    named = [r for r in role["rules"] if r.get("resourceNames")]
+    assert named == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                      "resourceNames": ["stepflow-operator"], "verbs": ["get", "update", "watch"]}]
+    unnamed = [r for r in role["rules"] if not r.get("resourceNames")]
+    assert unnamed == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]}]
+    bindings = by_kind(objects, "RoleBinding")
+    (binding,) = [b for b in bindings if b["roleRef"]["name"] == "stepflow-operator-lease"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "stepflow-operator",
+                                    "namespace": role["metadata"]["namespace"]}]
+    (budget,) = by_kind(objects, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1

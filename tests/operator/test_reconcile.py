@@ -177,9 +177,12 @@ def test_a_spec_change_carried_back_by_our_own_status_patch_is_reconciled_again(
     assert store.workflow(KEY)["spec"]["suspend"] is True
 
 
-def _step_pod(job: dict[str, Any], status: dict[str, Any], deleting: bool = False) -> dict[str, Any]:
+def _step_pod(job: dict[str, Any], status: dict[str, Any], deleting: bool = False,
+              uid: str | None = None) -> dict[str, Any]:
     meta = {"name": job["metadata"]["name"] + "-x", "creationTimestamp": rfc3339(NOW),
-            "labels": {"batch.kubernetes.io/job-name": job["metadata"]["name"]}}
+            "labels": {"batch.kubernetes.io/job-name": job["metadata"]["name"]},
+            "ownerReferences": [{"kind": "Job", "name": job["metadata"]["name"],
+                                 "uid": uid if uid is not None else job["metadata"].get("uid", "")}]}
     if deleting:
         meta["deletionTimestamp"] = rfc3339(NOW)
     return {"metadata": meta, "status": status}
@@ -241,3 +244,54 @@ def test_a_timed_out_steps_exit_code_comes_from_its_deleted_pod():
     entry = api.workflow["status"]["steps"]["a"]
     assert (entry["phase"], entry["reason"], entry["exitCode"]) == ("Failed", "DeadlineExceeded", 143)
     assert api.pod_lists == 0  # from the watch's record; no list
+
+
+TIMED_OUT = {"conditions": [{"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"},
+                            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}], "failed": 1}
+STOPPED = {"phase": "Failed", "containerStatuses": [
+    {"name": "step", "state": {"terminated": {"exitCode": 143, "reason": "Error"}}}]}
+
+
+def test_a_failed_jobs_exit_code_that_arrives_after_its_failure_is_recorded():
+    """The Job watch and the pod watch are two streams: Failed can come first, and the pod,
+    already deleted, is no longer there to list."""
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    api.job_pods = lambda namespace, job: []
+    reconciler.reconcile(KEY)
+    job = copy.deepcopy(api.jobs["wf-1-a"])
+    job["metadata"].update(uid="job-1", resourceVersion="9")
+    job["status"] = TIMED_OUT
+    store.put_job(KEY, job)
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert entry["phase"] == "Failed" and "exitCode" not in entry
+    assert store.put_pod(KEY, _step_pod(job, STOPPED, deleting=True))  # its final state, late
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["exitCode"] == 143
+
+
+def test_pods_of_an_earlier_job_of_the_same_name_say_nothing_of_this_one():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    api.job_pods = lambda namespace, job: []
+    reconciler.reconcile(KEY)
+    job = copy.deepcopy(api.jobs["wf-1-a"])
+    job["metadata"].update(uid="job-new", resourceVersion="9")
+    job["status"] = TIMED_OUT
+    store.put_job(KEY, job)
+    store.put_pod(KEY, _step_pod(job, STOPPED, uid="job-old"))  # left by a deleted Workflow's Job
+    reconciler.reconcile(KEY)
+    assert "exitCode" not in api.workflow["status"]["steps"]["a"]
+
+
+def test_pod_reports_without_a_job_are_pruned_on_the_second_sweep():
+    store = Store(clock=lambda: NOW)
+    store.put_workflow({"metadata": {"namespace": "default", "name": "wf", "resourceVersion": "1"}})
+    job = {"metadata": {"name": "wf-1-a", "uid": "j", "resourceVersion": "2"}, "status": {}}
+    store.put_pod(KEY, _step_pod(job, STOPPED))  # listed before its Job, after a restart
+    assert store.prune_pods() == 0
+    store.put_job(KEY, job)
+    assert store.prune_pods() == 0 and store.pod_reports(KEY, "wf-1-a")
+    store.drop_job(KEY, "wf-1-a")
+    store.put_pod(KEY, _step_pod(job, STOPPED), deleted=True)  # a late event of a deleted Job's pod
+    assert store.prune_pods() == 0
+    assert store.prune_pods() == 1 and store.pod_reports(KEY, "wf-1-a") == []

@@ -46,8 +46,13 @@ class Forbidden(Exception):
     """403: RBAC refuses the call, or admission does (a namespace being deleted, a quota)."""
 
 
+class NotLeader(Exception):
+    """A write refused before it was sent: this replica does not hold the leader Lease (L3)."""
+
+
 # What a reconcile may fail with when the API server is unwell: retried later, logged as one line.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ApiException, urllib3.exceptions.HTTPError, OSError)
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    ApiException, urllib3.exceptions.HTTPError, OSError, NotLeader)
 
 
 def load_config() -> client.ApiClient:
@@ -67,9 +72,9 @@ def _retry_after(exc: ApiException, attempt: int) -> float:
         return min(0.05 * 2**attempt, 2.0)
 
 
-def call(fn: Callable[[], T]) -> T:
+def call(fn: Callable[[], T], attempts: int = ATTEMPTS) -> T:
     """Run one API call, retrying transient failures, translating the final ones."""
-    for attempt in range(ATTEMPTS):
+    for attempt in range(attempts):
         try:
             return fn()
         except ApiException as exc:
@@ -82,12 +87,12 @@ def call(fn: Callable[[], T]) -> T:
                 raise Invalid(_reason(exc)) from None
             if exc.status == 403:
                 raise Forbidden(_reason(exc)) from None
-            if exc.status not in RETRIABLE or attempt == ATTEMPTS - 1:
+            if exc.status not in RETRIABLE or attempt == attempts - 1:
                 raise
             delay = _retry_after(exc, attempt)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             metrics.API_ERRORS.labels(code="network").inc()
-            if attempt == ATTEMPTS - 1:
+            if attempt == attempts - 1:
                 raise
             delay = min(0.05 * 2**attempt, 2.0)
             log.debug("API call failed (%s), retrying in %.2fs", exc, delay)
@@ -110,8 +115,10 @@ class Api:
     into pydantic models, which costs more than the operator's whole reconcile.
     """
 
-    def __init__(self, api_client: client.ApiClient):
+    def __init__(self, api_client: client.ApiClient, may_write: Callable[[], bool] | None = None):
         self.client = api_client
+        # The leader election fence: checked before every write, None when there is no election.
+        self.may_write = may_write
 
     def _open(self, method: str, path: str, query: Mapping[str, Any] | None, body: Any,
               content_type: str, timeout: Any) -> Any:
@@ -128,12 +135,25 @@ class Api:
 
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str = "application/json") -> dict[str, Any]:
+        if method != "GET" and self.may_write is not None and not self.may_write():
+            raise NotLeader(f"{method} {path} refused: this replica does not hold the leader lease")
+
         def send() -> dict[str, Any]:
             response = self._open(method, path, query, body, content_type, REQUEST_TIMEOUT)
             response.read()
             return json.loads(response.data) if response.data else {}
 
         return call(send)
+
+    def request_once(self, method: str, path: str, *, body: Any = None,
+                     timeout: tuple[float, float] = REQUEST_TIMEOUT) -> dict[str, Any]:
+        """One attempt with its own timeout, for the Lease: its loop retries on its own clock."""
+        def send() -> dict[str, Any]:
+            response = self._open(method, path, None, body, "application/json", timeout)
+            response.read()
+            return json.loads(response.data) if response.data else {}
+
+        return call(send, attempts=1)
 
     def stream(self, path: str, *, query: Mapping[str, Any] | None = None) -> Iterator[str]:
         """A GET whose body is read as it arrives (pod logs with follow)."""
@@ -166,8 +186,9 @@ class Api:
 
     def job_events(self, namespace: str, job: str, reason: str) -> list[dict[str, Any]]:
         selector = f"involvedObject.kind=Job,involvedObject.name={job},reason={reason}"
+        # resourceVersion 0: served from the API server's cache, not read through from etcd.
         events = self.request("GET", f"/api/v1/namespaces/{namespace}/events",
-                              query={"fieldSelector": selector})
+                              query={"fieldSelector": selector, "resourceVersion": "0"})
         return events.get("items") or []
 
     def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ import prometheus_client
 
 from stepflow.engine import SlotQueue
 from stepflow.operator import metrics
-from stepflow.operator.api import TRANSIENT_ERRORS, Api, NotFound, load_config
+from stepflow.operator.api import TRANSIENT_ERRORS, Api, Forbidden, NotFound, load_config
 from stepflow.operator.events import EventRecorder
 from stepflow.operator.jobs import MANAGED_BY, MANAGED_BY_LABEL, WORKFLOW_LABEL
+from stepflow.operator.leader import LEASE_NAME, LeaderElector, LeaseSettings, default_identity
 from stepflow.operator.reconcile import Reconciler
 from stepflow.operator.store import Key, Store
 from stepflow.operator.workqueue import WorkQueue
@@ -46,6 +48,9 @@ class Runtime:
     executor: ThreadPoolExecutor
     task: asyncio.Task[None] | None = None
     sweeper: asyncio.Task[None] | None = None
+    elector: LeaderElector | None = None
+    elector_task: asyncio.Task[None] | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
     listing_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
 
 
@@ -72,8 +77,10 @@ def tune(settings: kopf.OperatorSettings) -> None:
     """kopf's defaults cost API writes and reaction time that stepflow's targets cannot afford."""
     # We post our own step and workflow Events; kopf's would add one write per log line.
     settings.posting.enabled = False
-    # Only our own Jobs, filtered by the API server rather than on our side.
-    settings.watching.label_selectors["batch/jobs"] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    # Only our own Jobs and their pods, filtered by the API server rather than on our side.
+    # (kopf reads "batch/jobs" as a group and a version: the keys must be spelled out.)
+    for resource in (("batch", "v1", "jobs"), ("v1", "pods")):
+        settings.watching.label_selectors[resource] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
     # Reconnect a dropped or silent watch quickly; resume from the last resourceVersion.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -97,17 +104,28 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         tune(settings)
 
     executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="stepflow-reconcile")
-    api = Api(load_config())
+    api_client = load_config()
+    elector = leader_elector(Api(api_client))
+    api = Api(api_client, may_write=elector.may_write if elector else None)
     await wait_for_crd(api, float(os.environ.get("STEPFLOW_CRD_WAIT", "300")))
     store = Store()
     events = EventRecorder(api.post_event)
     limit = max_running_jobs()
     holder: dict[str, WorkQueue] = {}
     reconciler = Reconciler(api, store, events, SlotQueue(limit), wake=lambda key: holder["q"].add(key))
-    queue = WorkQueue(reconciler, workers=WORKERS, executor=executor, transient=TRANSIENT_ERRORS)
+    queue = WorkQueue(reconciler, workers=WORKERS, executor=executor, transient=TRANSIENT_ERRORS,
+                      paused=elector is not None)
     holder["q"] = queue
-    runtime = Runtime(store, queue, reconciler, events, executor)
+    runtime = Runtime(store, queue, reconciler, events, executor, elector=elector)
     runtime.task = asyncio.create_task(queue.run(), name="stepflow-workqueue")
+    if elector is not None:
+        metrics.LEADER.set(0)
+        runtime.elector_task = asyncio.create_task(
+            elector.run(lambda: start_leading(runtime), lambda: stop_leading(runtime)), name="stepflow-lease")
+        threading.Thread(target=elector.watch, args=(asyncio.get_running_loop(), runtime.stopping),
+                         name="stepflow-lease-watch", daemon=True).start()
+    else:
+        metrics.LEADER.set(1)
     runtime.sweeper = asyncio.create_task(sweep_pod_less_jobs(store, queue), name="stepflow-sweeper")
     await asyncio.sleep(0)  # let the queue bind to this loop before the first event arrives
     memo.stepflow = runtime
@@ -147,6 +165,9 @@ async def wait_for_crd(api: Api, limit: float, interval: float = 1.0) -> None:
                 return
         except NotFound:
             pass
+        except (*TRANSIENT_ERRORS, Forbidden) as error:  # an API still starting, or RBAC: say so
+            log.warning("could not read the API's discovery of %s: %s", path,
+                        " ".join(str(error).split())[:300])
         if time.monotonic() >= deadline:
             log.error("the Workflow CRD (workflows.%s) was not served within %.0fs; install it with "
                       "`kubectl apply -k deploy/` (or deploy/crds/). Exiting.", API_GROUP, limit)
@@ -161,12 +182,57 @@ async def wait_for_crd(api: Api, limit: float, interval: float = 1.0) -> None:
         await asyncio.sleep(interval)
 
 
+def leader_elector(api: Api) -> LeaderElector | None:
+    """From the environment ``stepflow operator --leader-elect ...`` sets (main.py)."""
+    if os.environ.get("STEPFLOW_LEADER_ELECT") != "1":
+        return None
+    settings = LeaseSettings(
+        namespace=os.environ.get("STEPFLOW_LEASE_NAMESPACE") or os.environ.get("POD_NAMESPACE") or "default",
+        identity=default_identity(),
+        name=os.environ.get("STEPFLOW_LEASE_NAME") or LEASE_NAME,
+        lease_duration=float(os.environ.get("STEPFLOW_LEASE_DURATION", "15")),
+        renew_deadline=float(os.environ.get("STEPFLOW_RENEW_DEADLINE", "10")),
+        retry_period=float(os.environ.get("STEPFLOW_RETRY_PERIOD", "2")))
+    log.info("leader election on lease %s/%s as %s", settings.namespace, settings.name, settings.identity)
+    return LeaderElector(api, settings)
+
+
+def start_leading(runtime: Runtime) -> None:
+    """Leading: count what already runs into the operator-wide cap, then reconcile everything
+    the warm cache holds (level-triggered: Jobs the old leader created are adopted by name)."""
+    assert runtime.elector is not None
+    settings = runtime.elector.settings
+    log.info("became the leader (lease %s/%s, %s)", settings.namespace, settings.name, settings.identity)
+    metrics.LEADER.set(1)
+    runtime.reconciler.prime_slots()
+    for key in runtime.store.workflow_keys():
+        runtime.queue.add(key)
+    runtime.queue.resume()
+
+
+def stop_leading(runtime: Runtime) -> None:
+    """L3: the lease could not be renewed in time. Writes are fenced already; exit, so that a
+    restarted process comes back as a standby with a fresh cache."""
+    assert runtime.elector is not None
+    log.error("lost the lease %s/%s: not renewed within %.0fs; stopped writing, exiting",
+              runtime.elector.settings.namespace, runtime.elector.settings.name,
+              runtime.elector.settings.renew_deadline)
+    metrics.LEADER.set(0)
+    logging.shutdown()
+    os._exit(1)
+
+
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime = memo.stepflow
-    for task in (runtime.task, runtime.sweeper):
+    runtime.stopping.set()
+    for task in (runtime.task, runtime.sweeper, runtime.elector_task):
         if task is not None:
             task.cancel()
+    for timer in runtime.listing_timers.values():
+        timer.cancel()
+    if runtime.elector is not None:  # fenced first: no write of ours can follow the hand-over
+        await asyncio.to_thread(runtime.elector.release)
     runtime.events.close()
     runtime.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -176,7 +242,7 @@ def _key(obj: dict[str, Any], name: str | None = None) -> Key:
     return meta["namespace"], name or meta["name"]
 
 
-LISTING_QUIET = 2.0  # seconds without a listed object after which a (re-)listing is over
+LISTING_QUIET = 5.0  # seconds without a listed object after which a (re-)listing is over
 
 
 def note_listed(runtime: Runtime, kind: str, key: Key, name: str = "") -> None:
@@ -257,8 +323,10 @@ SWEEP_INTERVAL = 5.0
 async def sweep_pod_less_jobs(store: Store, queue: WorkQueue) -> None:
     """A Job whose pod cannot be created (no such ServiceAccount, PodSecurity, a quota) changes
     nothing on the Job: only Events say so. Such workflows are reconciled every few seconds,
-    and the reconcile reads those Events."""
+    and the reconcile reads those Events (backing off per Job). Pod reports of Jobs gone are
+    pruned on the way."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL)
-        for key in store.pod_less_jobs(time.time()):
+        store.prune_pods()
+        for key in store.pod_less_jobs(store.clock()):
             queue.add(key)

@@ -250,6 +250,7 @@ class PodReport:
     its pod, and this is the only record of its exit code."""
 
     created: str
+    job_uid: str = ""  # the Job it belongs to: a Job of the same name may come later
     terminated: bool = False
     exit_code: int | None = None
     message: str = ""
@@ -259,19 +260,22 @@ class PodReport:
 
 def pod_report(pod: Mapping[str, Any]) -> PodReport:
     status = pod.get("status") or {}
-    created = (pod.get("metadata") or {}).get("creationTimestamp") or ""
+    meta = pod.get("metadata") or {}
+    created = meta.get("creationTimestamp") or ""
+    job_uid = next((ref.get("uid", "") for ref in meta.get("ownerReferences") or ()
+                    if ref.get("kind") == "Job"), "")
     for container in status.get("containerStatuses") or ():
         state = container.get("state") or {}
         terminated = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
         if container.get("name") == CONTAINER_NAME and terminated:
             message = (terminated.get("message") or terminated.get("reason") or "").strip()
-            return PodReport(created, True, terminated.get("exitCode"), message[-1024:])
+            return PodReport(created, job_uid, True, terminated.get("exitCode"), message[-1024:])
     for condition in status.get("conditions") or ():
         if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
                 and condition.get("reason") == "Unschedulable"):
-            return PodReport(created, problem="Unschedulable",
+            return PodReport(created, job_uid, problem="Unschedulable",
                              problem_message=(condition.get("message") or "")[:1024])
-    return PodReport(created)
+    return PodReport(created, job_uid)
 
 
 def failure_details(reports: Iterable[PodReport]) -> tuple[int | None, str]:

@@ -11,6 +11,13 @@ OUR_OPTIONS = """stepflow options (all other options go to `kopf run`, see `kopf
                          default unlimited), shared first come, first served
   --metrics-port N       Prometheus /metrics port (env STEPFLOW_METRICS_PORT; default 9090; 0 = off)
   --workers N            concurrent reconciles (env STEPFLOW_WORKERS; default 8)
+  --leader-elect         run as one of several replicas: only the holder of a coordination.k8s.io
+                         Lease reconciles; the others keep warm caches and take over
+  --leader-elect-lease-duration S   default 15
+  --leader-elect-renew-deadline S   default 10 (a leader that cannot renew within it stops)
+  --leader-elect-retry-period S     default 2
+  --leader-elect-namespace NS       the Lease's namespace (default: env POD_NAMESPACE, else default)
+  --leader-elect-lease-name NAME    default stepflow-operator
 Without -n/--namespace the operator watches all namespaces; it always runs --standalone."""
 
 
@@ -19,7 +26,13 @@ def run_operator(argv: Sequence[str]) -> int:
     parser.add_argument("--max-running-jobs", type=int)
     parser.add_argument("--metrics-port", type=int)
     parser.add_argument("--workers", type=int)
+    parser.add_argument("--leader-elect", action="store_true")
+    for option in ("lease-duration", "renew-deadline", "retry-period"):
+        parser.add_argument(f"--leader-elect-{option}", type=float)
+    parser.add_argument("--leader-elect-namespace")
+    parser.add_argument("--leader-elect-lease-name")
     ours, rest = parser.parse_known_args(list(argv))
+    _lease_options(parser, ours)
     if "-h" in rest or "--help" in rest:
         print(OUR_OPTIONS + "\n")
     for option, variable in (("max_running_jobs", "STEPFLOW_MAX_RUNNING_JOBS"),
@@ -39,3 +52,25 @@ def run_operator(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _lease_options(parser: argparse.ArgumentParser, ours: argparse.Namespace) -> None:
+    """Checked here, with client-go's rules, so that a bad combination is a usage error."""
+    from stepflow.operator.leader import LeaseSettings
+
+    if not ours.leader_elect:
+        return
+    settings = LeaseSettings(
+        namespace="", identity="",
+        lease_duration=ours.leader_elect_lease_duration or 15.0,
+        renew_deadline=ours.leader_elect_renew_deadline or 10.0,
+        retry_period=ours.leader_elect_retry_period or 2.0)
+    for problem in settings.problems():
+        parser.error(problem)
+    os.environ.update(STEPFLOW_LEADER_ELECT="1", STEPFLOW_LEASE_DURATION=str(settings.lease_duration),
+                      STEPFLOW_RENEW_DEADLINE=str(settings.renew_deadline),
+                      STEPFLOW_RETRY_PERIOD=str(settings.retry_period))
+    if ours.leader_elect_namespace:
+        os.environ["STEPFLOW_LEASE_NAMESPACE"] = ours.leader_elect_namespace
+    if ours.leader_elect_lease_name:
+        os.environ["STEPFLOW_LEASE_NAME"] = ours.leader_elect_lease_name

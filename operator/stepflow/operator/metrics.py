@@ -25,6 +25,8 @@ RUNNING_STEPS = Gauge("stepflow_running_steps", "Steps running now, across all w
 RUNNING_LIMIT = Gauge(
     "stepflow_running_steps_limit",
     "The operator-wide cap on running steps (--max-running-jobs); -1 if unlimited.")
+LEADER = Gauge(
+    "stepflow_leader", "1 while this replica leads (always, without --leader-elect); 0 on a standby.")
 RECONCILE_DURATION = Histogram(
     "stepflow_reconcile_duration_seconds", "Time one reconcile of one workflow takes, API calls included.",
     buckets=FAST_BUCKETS)

@@ -62,7 +62,8 @@ from stepflow.status import build_status, invalid_status, parse_time, states_fro
 log = logging.getLogger(__name__)
 FINISHED = (SUCCEEDED, FAILED)
 NAME_TAKEN_RETRY = 2.0  # seconds between checks for an earlier Workflow's Job to be gone
-CREATE_CHECK_INTERVAL = 5.0  # seconds between reads of a pod-less Job's FailedCreate Events
+CREATE_CHECK_INTERVAL = 5.0  # seconds before a pod-less Job's FailedCreate Events are read again
+MAX_CREATE_CHECK_INTERVAL = 60.0
 POD_TROUBLE = ("PodCreateFailed", "Unschedulable")
 
 
@@ -168,7 +169,8 @@ class Reconciler:
         self._running: dict[Key, int] = {}
         self._slots_lock = threading.Lock()  # SlotQueue is plain bookkeeping; workers share it
         self._plans: dict[Key, tuple[tuple[str, int], Plan]] = {}  # a spec is planned once
-        self._create_checks: dict[str, tuple[float, tuple[str, str]]] = {}  # Job uid -> last read
+        # Job uid -> (next read, what the last read found, the interval that led to it)
+        self._create_checks: dict[str, tuple[float, tuple[str, str], float]] = {}
 
     def __call__(self, key: Key) -> float | None:
         started = time.perf_counter()
@@ -194,6 +196,15 @@ class Reconciler:
         metrics.RUNNING_STEPS.set(sum(self._running.values()))
         for other in next_in_line:
             self.wake(other)
+
+    def prime_slots(self) -> None:
+        """A new leader's operator-wide cap starts from what the old leader left running, so
+        the first workflows it reconciles cannot take slots that are in use."""
+        with self._slots_lock:
+            for key, running in self.store.running_steps().items():
+                if running:
+                    self.slots.grant(key, [], running)
+                    self._running[key] = running
 
     def confirm_gone(self, kind: str, key: Key, name: str = "") -> bool:
         """Forget a cached Workflow or Job that a re-list did not show, if a read confirms it is
@@ -274,6 +285,8 @@ class Reconciler:
             name = job_name(plan.spec.name, run.generation, step.name)
             job = jobs.get(name)
             if previous.phase in TERMINAL:
+                if previous.phase == FAILED and previous.exit_code is None and job is not None:
+                    previous = self._late_exit_code(key, job, previous)
                 states[step.name] = previous
                 continue
             if job is None and previous.phase == RUNNING:
@@ -292,36 +305,50 @@ class Reconciler:
             if state.phase == RUNNING:
                 state = self._pod_trouble(key, job, state, now)
             elif state.phase == FAILED and previous.phase != FAILED:
-                state = self._with_failure_details(key, name, state)
+                state = self._with_failure_details(key, job, state)
             states[step.name] = state
         return (not_before_prerequisites(plan, states, adopted) if adopted else states), adopted
 
-    def _with_failure_details(self, key: Key, job: str, state: StepState) -> StepState:
+    def _with_failure_details(self, key: Key, job: Mapping[str, Any], state: StepState) -> StepState:
         """The exit code from the pod watch's record, else (the pod's last event has not come
         yet, or the operator restarted) from the pods still there."""
-        exit_code, message = failure_details(self.store.pod_reports(key, job))
+        meta = job["metadata"]
+        exit_code, message = failure_details(self.store.pod_reports(key, meta["name"], meta.get("uid", "")))
         if exit_code is None and not message:
-            exit_code, message = failure_details(map(pod_report, self.api.job_pods(key[0], job)))
+            pods = [r for r in map(pod_report, self.api.job_pods(key[0], meta["name"]))
+                    if r.job_uid in ("", meta.get("uid", ""))]
+            exit_code, message = failure_details(pods)
         return replace(state, exit_code=exit_code, termination_message=message)
+
+    def _late_exit_code(self, key: Key, job: Mapping[str, Any], state: StepState) -> StepState:
+        """The Job's Failed can be seen before its pod's final state: the pod watch and the Job
+        watch are two streams. The pod's event then brings the exit code to the failed step."""
+        meta = job["metadata"]
+        exit_code, message = failure_details(self.store.pod_reports(key, meta["name"], meta.get("uid", "")))
+        if exit_code is None:
+            return state
+        return replace(state, exit_code=exit_code, termination_message=message or state.termination_message)
 
     def _pod_trouble(self, key: Key, job: Mapping[str, Any], state: StepState, now: float) -> StepState:
         """A running step whose pod cannot run says why: the scheduler's reason, or the Job
         controller's FailedCreate Event. It keeps waiting, within its timeoutSeconds."""
         if state.reason:  # FailureTarget: the pod is stopping, which says more
             return state
-        name = job["metadata"]["name"]
-        reason, message = pod_problem(self.store.pod_reports(key, name))
-        if not reason and pod_less(job) and not self.store.pod_reports(key, name):
-            created = parse_time(job["metadata"].get("creationTimestamp"))
+        meta = job["metadata"]
+        reports = self.store.pod_reports(key, meta["name"], meta.get("uid", ""))
+        reason, message = pod_problem(reports)
+        if not reason and not reports and pod_less(job):
+            created = parse_time(meta.get("creationTimestamp"))
             if created is not None and now - created > POD_LESS_GRACE:
                 reason, message = self._create_failure(key, job, now)
         return replace(state, reason=reason, message=message) if reason else state
 
     def _create_failure(self, key: Key, job: Mapping[str, Any], now: float) -> tuple[str, str]:
-        """The newest FailedCreate Event of the Job, read at most every CREATE_CHECK_INTERVAL."""
+        """The newest FailedCreate Event of the Job. Read again after 5 s, then 10 s, 20 s, ...
+        (at most a minute): a quota that stays full must not turn into a stream of lists."""
         uid = job["metadata"].get("uid", "")
         checked = self._create_checks.get(uid)
-        if checked is not None and now - checked[0] < CREATE_CHECK_INTERVAL:
+        if checked is not None and now < checked[0]:
             return checked[1]
         events = [e for e in self.api.job_events(key[0], job["metadata"]["name"], "FailedCreate")
                   if (e.get("involvedObject") or {}).get("uid") in ("", None, uid)]
@@ -329,9 +356,10 @@ class Reconciler:
         if events:
             newest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
             found = ("PodCreateFailed", (newest.get("message") or "")[:1024])
+        interval = min(checked[2] * 2, MAX_CREATE_CHECK_INTERVAL) if checked else CREATE_CHECK_INTERVAL
         if len(self._create_checks) > 10_000:
             self._create_checks.clear()  # a bound: it is a cache of Event reads, nothing more
-        self._create_checks[uid] = (now, found)
+        self._create_checks[uid] = (now + interval, found, interval)
         return found
 
     def _own_jobs(self, key: Key, uid: str) -> dict[str, dict[str, Any]]:
@@ -419,7 +447,7 @@ class Reconciler:
         self.store.put_job(key, job)
         state = observe_job(StepState(phase=RUNNING, attempts=1, job_name=job_id), job, now)
         if state.phase == FAILED:
-            state = self._with_failure_details(key, job_id, state)
+            state = self._with_failure_details(key, job, state)
         return state, True
 
     def _write_status(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],

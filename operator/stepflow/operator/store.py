@@ -53,10 +53,11 @@ class Store:
         self._workflows: dict[Key, dict[str, Any]] = {}
         self._jobs: dict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
         # Per kind being re-listed by kopf: what the cache held then and the listing has not
-        # shown yet (see begin_listing).
+        # shown yet (see listed).
         self._unlisted: dict[str, set[tuple[Key, str]]] = {}
         # Per workflow, per Job name, per pod name: what the pod says (jobs.PodReport).
         self._pods: dict[Key, dict[str, dict[str, PodReport]]] = defaultdict(lambda: defaultdict(dict))
+        self._orphans: set[tuple[Key, str]] = set()  # pod reports without a Job, at the last sweep
 
     def put_workflow(self, body: Mapping[str, Any]) -> bool:
         """Store a newer version; False if we have it already (e.g. our own write's echo)."""
@@ -81,6 +82,17 @@ class Store:
     def workflow(self, key: Key) -> dict[str, Any] | None:
         with self._lock:
             return self._workflows.get(key)
+
+    def workflow_keys(self) -> list[Key]:
+        with self._lock:
+            return list(self._workflows)
+
+    def running_steps(self) -> dict[Key, int]:
+        """Per workflow, the steps its cached status says are running."""
+        with self._lock:
+            return {key: sum(1 for s in ((body.get("status") or {}).get("steps") or {}).values()
+                             if isinstance(s, Mapping) and s.get("phase") == "Running")
+                    for key, body in self._workflows.items()}
 
     def workflow_phases(self) -> list[str]:
         with self._lock:
@@ -136,7 +148,9 @@ class Store:
         That is when the pod's problem changes (it became unschedulable, or got scheduled),
         when a pod of a Job left pod-less for a while appears (it was failing to create one),
         and when a pod being deleted ends: its Job's ``Failed`` may already have been handled.
-        A deleted pod's report is kept if it ended, as the record of its exit code.
+        A deleted pod's report is kept if it ended, as the record of its exit code. Reports of
+        pods whose Job is not cached are pruned by :meth:`prune_pods`, not refused here: after
+        a restart, kopf may list pods before their Jobs.
         """
         meta = pod.get("metadata") or {}
         job = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
@@ -144,8 +158,6 @@ class Store:
             return False
         report = pod_report(pod)
         with self._lock:
-            if key not in self._workflows:  # a pod of a workflow gone, or not yet listed
-                return False
             pods = self._pods[key][job]
             old = pods.get(meta["name"])
             if deleted and not report.terminated:
@@ -162,9 +174,26 @@ class Store:
             return (old.problem, old.problem_message) != (report.problem, report.problem_message) or (
                 ended_while_deleted)
 
-    def pod_reports(self, key: Key, job: str) -> list[PodReport]:
+    def pod_reports(self, key: Key, job: str, job_uid: str = "") -> list[PodReport]:
+        """Reports of the Job's pods; with ``job_uid``, of that very Job, not an earlier one of
+        its name (a Workflow deleted and applied again reuses Job names)."""
         with self._lock:
-            return list(self._pods.get(key, {}).get(job, {}).values())
+            reports = self._pods.get(key, {}).get(job, {}).values()
+            return [r for r in reports if not job_uid or r.job_uid in ("", job_uid)]
+
+    def prune_pods(self) -> int:
+        """Forget reports of pods whose Job the cache does not hold, on the second sweep that
+        finds them so (a Job listed after its pods is not lost); returns how many went."""
+        with self._lock:
+            orphans = {(key, job) for key, jobs in self._pods.items() for job in jobs
+                       if job not in self._jobs.get(key, {})}
+            gone = orphans & self._orphans
+            for key, job in gone:
+                self._pods[key].pop(job, None)
+                if not self._pods[key]:
+                    del self._pods[key]
+            self._orphans = orphans - gone
+            return len(gone)
 
     def pod_less_jobs(self, now: float, grace: float = POD_LESS_GRACE) -> set[Key]:
         """Workflows with an unfinished Job older than ``grace`` of which no pod was ever seen:
@@ -174,7 +203,8 @@ class Store:
             for key, jobs in self._jobs.items():
                 pods = self._pods.get(key, {})
                 for name, job in jobs.items():
-                    if pods.get(name) or not pod_less(job):
+                    uid = job["metadata"].get("uid", "")
+                    if any(r.job_uid in ("", uid) for r in pods.get(name, {}).values()) or not pod_less(job):
                         continue
                     created = parse_time(job["metadata"].get("creationTimestamp"))
                     if created is not None and now - created > grace:

@@ -23,8 +23,12 @@ Handler = Callable[[Hashable], "float | None"]  # returns "call again in N secon
 
 class WorkQueue:
     def __init__(self, handler: Handler, *, workers: int, executor: Executor,
-                 transient: tuple[type[BaseException], ...] = ()):
+                 transient: tuple[type[BaseException], ...] = (), paused: bool = False):
         self._handler = handler
+        # A standby replica queues keys but reconciles nothing until it leads (resume()).
+        self._active = asyncio.Event()
+        if not paused:
+            self._active.set()
         # Failures of these types (the API server's answers, dropped connections) are logged as
         # one line; anything else is a bug and is logged with its traceback.
         self._transient = transient
@@ -68,6 +72,10 @@ class WorkQueue:
             self._queued.add(key)
             self._queue.put_nowait(key)
 
+    def resume(self) -> None:
+        """Start reconciling what was queued meanwhile (called on the queue's loop)."""
+        self._active.set()
+
     def _fire(self, key: Hashable) -> None:
         self._timers.pop(key, None)
         self._add(key, 0.0)
@@ -76,6 +84,7 @@ class WorkQueue:
         """Serve keys until cancelled."""
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
+        await self._active.wait()
         workers = [asyncio.create_task(self._work()) for _ in range(self._workers)]
         try:
             await asyncio.gather(*workers)

@@ -1,0 +1,122 @@
+"""Leader election against a scripted Lease API, with clocks the tests move (L1-L3)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from stepflow.operator.api import Conflict, NotFound
+from stepflow.operator.leader import LeaderElector, LeaseSettings
+
+PATH = "/apis/coordination.k8s.io/v1/namespaces/stepflow-system/leases"
+
+
+class LeaseApi:
+    """One Lease object with resourceVersion checks, as the API server keeps it."""
+
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+        self.down = False
+
+    def request_once(self, method: str, path: str, *, body: Any = None,
+                     timeout: Any = None) -> dict[str, Any]:
+        if self.down:
+            raise OSError("connection refused")
+        if method == "GET":
+            if self.lease is None:
+                raise NotFound(path)
+            return copy.deepcopy(self.lease)
+        if method == "POST" and self.lease is not None:
+            raise Conflict("exists")
+        if method == "PUT" and body["metadata"].get("resourceVersion") != str(self.version):
+            raise Conflict("changed")
+        self.version += 1
+        self.lease = copy.deepcopy(body)
+        self.lease["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(self.lease)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def elector(api: LeaseApi, clock: Clock, identity: str) -> LeaderElector:
+    settings = LeaseSettings(namespace="stepflow-system", identity=identity)
+    return LeaderElector(api, settings, clock=clock, wall=clock)  # type: ignore[arg-type]
+
+
+def test_one_holder_at_a_time_and_a_standby_takes_over_after_the_lease_duration():
+    api, clock = LeaseApi(), Clock()
+    a, b = elector(api, clock, "a"), elector(api, clock, "b")
+    assert a.try_acquire_or_renew() and a.may_write()
+    assert not b.try_acquire_or_renew() and not b.may_write()
+    clock.now += 2
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()  # the standby sees the record change: renewed now
+    clock.now += 14
+    assert not b.try_acquire_or_renew()  # 14 s since it saw the last renewal: still held
+    clock.now += 1.5
+    assert b.try_acquire_or_renew()  # 15 s without a renewal, on b's own clock
+    assert api.lease["spec"]["holderIdentity"] == "b"
+    assert api.lease["spec"]["leaseTransitions"] == 1
+    assert not a.may_write()  # a's renewal is 15.5 s old, past its 10 s deadline
+
+
+def test_a_leader_stops_writing_at_its_renew_deadline_before_anyone_may_take_over():
+    api, clock = LeaseApi(), Clock()
+    a = elector(api, clock, "a")
+    assert a.try_acquire_or_renew()
+    api.down = True  # partitioned: renewals fail
+    clock.now += 9.9
+    assert a.may_write()
+    clock.now += 0.2
+    assert not a.may_write()  # 10.1 s: fenced, whatever its renewing task is doing
+    b = elector(api, clock, "b")
+    api.down = False
+    assert not b.try_acquire_or_renew()  # b has only just seen the record: 15 s from now
+
+
+def test_a_released_lease_is_taken_at_once():
+    api, clock = LeaseApi(), Clock()
+    a, b = elector(api, clock, "a"), elector(api, clock, "b")
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
+    a.release()
+    assert not a.may_write()
+    assert api.lease["spec"]["holderIdentity"] == ""
+    assert b.try_acquire_or_renew() and b.may_write()
+
+
+def test_a_concurrent_update_loses_the_race_instead_of_overwriting():
+    api, clock = LeaseApi(), Clock()
+    a = elector(api, clock, "a")
+    assert a.try_acquire_or_renew()
+    real = api.request_once
+
+    def racing(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        if method == "PUT":
+            api.version += 1  # somebody wrote between our GET and our PUT
+        return real(method, path, **kwargs)
+
+    api.request_once = racing  # type: ignore[method-assign]
+    clock.now += 20
+    b = elector(api, clock, "b")
+    b._observed_at = -100  # it has long seen the lease unrenewed
+    assert not b.try_acquire_or_renew()
+
+
+@pytest.mark.parametrize(("duration", "deadline", "retry", "problem"), [
+    (10, 10, 2, "the lease duration must be longer than the renew deadline"),
+    (15, 2, 2, "the renew deadline must be longer than the retry period"),
+])
+def test_client_go_rules_for_the_three_durations(duration, deadline, retry, problem):
+    settings = LeaseSettings("ns", "me", lease_duration=duration, renew_deadline=deadline, retry_period=retry)
+    assert problem in settings.problems()
+    assert LeaseSettings("ns", "me").problems() == []
