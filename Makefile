@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= examples/mixed-sequential-parallel.yaml
 
-.PHONY: demo test lint bench clean kube-assets cluster
+.PHONY: demo test chaos lint bench clean kube-assets cluster
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ kube-assets: $(STAMP)
 test: $(STAMP) kube-assets
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/pytest -q
+
+# Faults and a soak on the real control plane, with two leader-elected replicas (README,
+# Reliability). About 10 minutes; CI runs it after `make test`.
+chaos: $(STAMP) kube-assets
+	$(BIN)/pytest -q -m chaos tests/kube/test_chaos.py
 
 # A real API server on loopback with deploy/ installed, for trying stepflow by hand.
 cluster: $(STAMP) kube-assets

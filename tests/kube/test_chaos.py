@@ -357,10 +357,17 @@ def test_soak_1000_workflows_with_the_leader_killed_halfway(kube, replicas, cont
     requests = [e for e in control_plane.audit_events()
                 if e.get("user", {}).get("username") == account and _audit_time(e) >= began]
     writes = [e for e in requests if e.get("verb") in ("create", "update", "patch", "delete")]
+    # A cross-check of the audit log, which drops entries when its buffer fills: the Events the
+    # API server stored (both replicas post them, each only while it leads).
+    events = [e for e in kube.objects("events")
+              if (e.get("source") or {}).get("component") == "stepflow-operator"]
+    audited_event_creates = sum(1 for e in writes if e["objectRef"].get("resource") == "events")
     rss = {name: _peak_rss_mib(p) for name, p in (("killed leader", leader), ("standby", standby))}
     figures = {"workflows": SOAK_WORKFLOWS, "steps": 5 * SOAK_WORKFLOWS, "wall_s": round(wall, 1),
                "requests_per_step": round(len(requests) / (5 * SOAK_WORKFLOWS), 2),
                "writes_per_step": round(len(writes) / (5 * SOAK_WORKFLOWS), 2),
+               "events_stored_per_step": round(len(events) / (5 * SOAK_WORKFLOWS), 2),
+               "event_creates_audited_per_step": round(audited_event_creates / (5 * SOAK_WORKFLOWS), 2),
                "peak_rss_mib_standby_then_leader": rss["standby"]}
     CHAOS_FIGURES.update({f"soak {k}": v for k, v in figures.items()})
     out = os.environ.get("STEPFLOW_CHAOS_JSON")

@@ -100,6 +100,19 @@ def test_the_operator_account_has_exactly_the_rights_it_needs(control_plane, kub
         ("create", "workflows.stepflow.dev"),
     ):
         assert not can(verb, resource), f"may {verb} {resource}"
+    # Leader election: the one Lease, in the operator's own namespace only.
+    def can_lease(verb: str, name: str = "", namespace: str = "stepflow-system") -> bool:
+        target = "leases.coordination.k8s.io" + (f"/{name}" if name else "")
+        out = control_plane.kubectl("auth", "can-i", verb, target, f"--as={account}",
+                                    f"--namespace={namespace}", check=False)
+        return out.strip() == "yes"
+
+    assert can_lease("create")
+    for verb in ("get", "update", "watch"):
+        assert can_lease(verb, "stepflow-operator"), verb
+    assert not can_lease("update", "kube-scheduler")
+    assert not can_lease("delete", "stepflow-operator")
+    assert not can_lease("create", namespace="kube-system")
 
 
 def test_the_deployment_is_admitted_under_pod_security_restricted(control_plane):
