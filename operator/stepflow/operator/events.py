@@ -50,6 +50,7 @@ def build_event(workflow: Mapping[str, Any], kind: str, reason: str, message: st
 class EventRecorder:
     def __init__(self, post: Callable[[Mapping[str, Any]], None]):
         self._post = post
+        self.dropped = 0
         self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue(QUEUE_SIZE)
         self._thread = threading.Thread(target=self._drain, name="stepflow-events", daemon=True)
         self._thread.start()
@@ -58,7 +59,11 @@ class EventRecorder:
         try:
             self._queue.put_nowait(build_event(workflow, kind, reason, message, time.time()))
         except queue.Full:
-            log.warning("event queue full; dropped %s event for %s", reason, workflow["metadata"]["name"])
+            # Said once per thousand, not once per Event: a burst would flood the log too.
+            if self.dropped % 1000 == 0:
+                log.warning("event queue full (%d waiting); dropped %s event for %s, %d dropped so far",
+                            QUEUE_SIZE, reason, workflow["metadata"]["name"], self.dropped + 1)
+            self.dropped += 1
 
     def close(self) -> None:
         self._queue.put(None)
