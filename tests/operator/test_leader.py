@@ -96,24 +96,70 @@ def test_a_released_lease_is_taken_at_once():
 
 def test_a_concurrent_update_loses_the_race_instead_of_overwriting():
     api, clock = LeaseApi(), Clock()
+    a, b = elector(api, clock, "a"), elector(api, clock, "b")
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()  # b has seen a's record
+    clock.now += 20  # a stopped renewing: b may take over
+    real, puts = api.request_once, []
+
+    def racing(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        if method == "PUT":
+            puts.append(path)
+            api.version += 1  # somebody wrote between b's GET and its PUT
+        return real(method, path, **kwargs)
+
+    api.request_once = racing  # type: ignore[method-assign]
+    assert not b.try_acquire_or_renew()
+    assert puts and api.lease["spec"]["holderIdentity"] == "a"  # b tried, and lost the race
+
+
+def test_a_renewal_in_flight_during_a_release_does_not_undo_the_fence():
+    api, clock = LeaseApi(), Clock()
     a = elector(api, clock, "a")
     assert a.try_acquire_or_renew()
     real = api.request_once
 
-    def racing(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def sigterm_during_the_put(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         if method == "PUT":
-            api.version += 1  # somebody wrote between our GET and our PUT
+            a.fence_for_release()  # the cleanup handler runs while this renewal is under way
         return real(method, path, **kwargs)
 
-    api.request_once = racing  # type: ignore[method-assign]
-    clock.now += 20
-    b = elector(api, clock, "b")
-    b._observed_at = -100  # it has long seen the lease unrenewed
-    assert not b.try_acquire_or_renew()
+    api.request_once = sigterm_during_the_put  # type: ignore[method-assign]
+    clock.now += 2
+    assert not a.try_acquire_or_renew()
+    assert not a.may_write()  # the renewal's success did not lift the fence
+    api.request_once = real  # type: ignore[method-assign]
+    a.release()
+    assert api.lease["spec"]["holderIdentity"] == ""  # still handed over
+
+
+def test_every_write_attempt_checks_the_fence_and_reads_never_do(monkeypatch):
+    from kubernetes.client.exceptions import ApiException
+
+    from stepflow.operator import api as api_module
+    from stepflow.operator.api import Api, NotLeader
+
+    monkeypatch.setattr(api_module.time, "sleep", lambda _: None)
+    sent, allowed = [], [True]
+
+    def unavailable(method, path, *args):
+        sent.append(method)
+        allowed[0] = False  # the lease lapses while this attempt fails
+        raise ApiException(status=503, reason="Service Unavailable")
+
+    api = Api(None, may_write=lambda: allowed[0])  # type: ignore[arg-type]
+    monkeypatch.setattr(api, "_open", unavailable)
+    with pytest.raises(NotLeader):
+        api.request("POST", "/apis/batch/v1/namespaces/n/jobs", body={})
+    assert sent == ["POST"]  # the retry was refused before it was sent
+    with pytest.raises(ApiException):
+        api.request("GET", "/api/v1/namespaces/n/pods")  # reads are never fenced
+    assert sent[-5:] == ["GET"] * 5
 
 
 @pytest.mark.parametrize(("duration", "deadline", "retry", "problem"), [
-    (10, 10, 2, "the lease duration must be longer than the renew deadline"),
+    (10, 10, 2, "the lease duration (whole seconds) must be longer than the renew deadline"),
+    (10.5, 10.2, 2, "the lease duration (whole seconds) must be longer than the renew deadline"),
     (15, 2, 2, "the renew deadline must be longer than the retry period"),
 ])
 def test_client_go_rules_for_the_three_durations(duration, deadline, retry, problem):

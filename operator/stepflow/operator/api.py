@@ -135,10 +135,12 @@ class Api:
 
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str = "application/json") -> dict[str, Any]:
-        if method != "GET" and self.may_write is not None and not self.may_write():
-            raise NotLeader(f"{method} {path} refused: this replica does not hold the leader lease")
+        fenced = method != "GET" and self.may_write is not None
 
         def send() -> dict[str, Any]:
+            # Checked before every attempt: a retry must not outlive the leadership.
+            if fenced and not self.may_write():
+                raise NotLeader(f"{method} {path} refused: this replica does not hold the leader lease")
             response = self._open(method, path, query, body, content_type, REQUEST_TIMEOUT)
             response.read()
             return json.loads(response.data) if response.data else {}
@@ -155,9 +157,10 @@ class Api:
 
         return call(send, attempts=1)
 
-    def stream(self, path: str, *, query: Mapping[str, Any] | None = None) -> Iterator[str]:
-        """A GET whose body is read as it arrives (pod logs with follow)."""
-        response = call(lambda: self._open("GET", path, query, None, "application/json", None))
+    def stream(self, path: str, *, query: Mapping[str, Any] | None = None,
+               timeout: tuple[float, float] | None = None) -> Iterator[str]:
+        """A GET whose body is read as it arrives (pod logs with follow, a watch)."""
+        response = call(lambda: self._open("GET", path, query, None, "application/json", timeout))
         for chunk in response.response.stream(4096, decode_content=True):
             yield chunk.decode("utf-8", "replace")
 

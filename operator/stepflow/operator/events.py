@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from stepflow.operator.api import Forbidden
+from stepflow.operator.api import Forbidden, NotLeader
 from stepflow.spec import API_GROUP, API_VERSION, KIND
 from stepflow.status import rfc3339
 
@@ -73,6 +73,8 @@ class EventRecorder:
         while (event := self._queue.get()) is not None:
             try:
                 self._post(event)
+            except NotLeader:
+                log.debug("dropped event %s: this replica no longer leads", event.get("reason"))
             except Forbidden as exc:
                 # A namespace being deleted takes its Workflows along: nobody will read these.
                 level = logging.DEBUG if "being terminated" in str(exc) else logging.WARNING

@@ -10,6 +10,7 @@ workflow at a time. The logic lives in :mod:`stepflow.operator.reconcile`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -50,8 +51,11 @@ class Runtime:
     sweeper: asyncio.Task[None] | None = None
     elector: LeaderElector | None = None
     elector_task: asyncio.Task[None] | None = None
+    warm_task: asyncio.Task[None] | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     listing_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
+    last_listed: float = field(default_factory=time.monotonic)  # when kopf last listed an object
+    warm: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def max_running_jobs() -> int | None:
@@ -106,6 +110,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     executor = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="stepflow-reconcile")
     api_client = load_config()
     elector = leader_elector(Api(api_client))
+    if elector is not None:  # the audit log then tells the replicas' requests apart
+        api_client.user_agent = f"stepflow-operator ({elector.settings.identity})"
     api = Api(api_client, may_write=elector.may_write if elector else None)
     await wait_for_crd(api, float(os.environ.get("STEPFLOW_CRD_WAIT", "300")))
     store = Store()
@@ -121,7 +127,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if elector is not None:
         metrics.LEADER.set(0)
         runtime.elector_task = asyncio.create_task(
-            elector.run(lambda: start_leading(runtime), lambda: stop_leading(runtime)), name="stepflow-lease")
+            elector.run(lambda: start_leading(runtime), lambda: stop_leading(runtime), runtime.warm),
+            name="stepflow-lease")
+        runtime.elector_task.add_done_callback(election_ended)
+        runtime.warm_task = asyncio.create_task(warm_up(runtime), name="stepflow-warm-up")
         threading.Thread(target=elector.watch, args=(asyncio.get_running_loop(), runtime.stopping),
                          name="stepflow-lease-watch", daemon=True).start()
     else:
@@ -197,6 +206,28 @@ def leader_elector(api: Api) -> LeaderElector | None:
     return LeaderElector(api, settings)
 
 
+def election_ended(task: asyncio.Task[None]) -> None:
+    """The election task never ends while the operator runs: if it failed, nobody renews the
+    Lease and this replica could never lead again, so it exits (Kubernetes restarts it)."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        log.error("leader election failed: %s; exiting", " ".join(str(error).split())[:300])
+        logging.shutdown()
+        os._exit(1)
+
+
+async def warm_up(runtime: Runtime) -> None:
+    """A replica contends for the Lease once kopf's first listings are in its cache: quiet for
+    LISTING_QUIET seconds. A leader with a cold cache would not know what already runs."""
+    while True:
+        await asyncio.sleep(1.0)
+        if time.monotonic() - runtime.last_listed >= LISTING_QUIET:
+            runtime.warm.set()
+            return
+
+
 def start_leading(runtime: Runtime) -> None:
     """Leading: count what already runs into the operator-wide cap, then reconcile everything
     the warm cache holds (level-triggered: Jobs the old leader created are adopted by name)."""
@@ -224,17 +255,23 @@ def stop_leading(runtime: Runtime) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    """Stop reconciling, and with an election: fence, let what is in flight end, then hand the
+    Lease over. A write refused by the fence is dropped, never sent after the hand-over."""
     runtime: Runtime = memo.stepflow
     runtime.stopping.set()
-    for task in (runtime.task, runtime.sweeper, runtime.elector_task):
+    if runtime.elector is not None:
+        runtime.elector.fence_for_release()
+    for task in (runtime.task, runtime.sweeper, runtime.elector_task, runtime.warm_task):
         if task is not None:
             task.cancel()
     for timer in runtime.listing_timers.values():
         timer.cancel()
-    if runtime.elector is not None:  # fenced first: no write of ours can follow the hand-over
+    drained = asyncio.to_thread(runtime.executor.shutdown, wait=True, cancel_futures=True)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(drained, timeout=5)
+    await asyncio.to_thread(runtime.events.close)
+    if runtime.elector is not None:
         await asyncio.to_thread(runtime.elector.release)
-    runtime.events.close()
-    runtime.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _key(obj: dict[str, Any], name: str | None = None) -> Key:
@@ -249,6 +286,7 @@ def note_listed(runtime: Runtime, kind: str, key: Key, name: str = "") -> None:
     """A listed object (kopf's event type None); when the listing is over, cached objects it
     did not show are confirmed with a read (Reconciler.confirm_gone)."""
     runtime.store.listed(kind, key, name)
+    runtime.last_listed = time.monotonic()
     timer = runtime.listing_timers.get(kind)
     if timer is not None:
         timer.cancel()

@@ -44,8 +44,9 @@ class LeaseSettings:
     def problems(self) -> list[str]:
         """client-go's own checks: renewals must fit in the deadline, the deadline in the lease."""
         found = []
-        if not self.lease_duration > self.renew_deadline:
-            found.append("the lease duration must be longer than the renew deadline")
+        # The Lease holds whole seconds: a standby counts int(lease_duration).
+        if not int(self.lease_duration) > self.renew_deadline:
+            found.append("the lease duration (whole seconds) must be longer than the renew deadline")
         if not self.renew_deadline > self.retry_period:
             found.append("the renew deadline must be longer than the retry period")
         if self.retry_period <= 0:
@@ -73,10 +74,13 @@ class LeaderElector:
         self.clock = clock
         self.wall = wall
         self.leading = False
+        self._fenced = False  # for good: a fenced elector never writes again (release, loss)
+        self._release_due = False  # fenced for a graceful stop while holding the Lease
         self._last_renew = -float("inf")  # clock() of the last successful acquire or renew
         self._observed: tuple[Any, ...] | None = None  # the other holder's record, as last seen
         self._observed_at = 0.0
         self._lock = threading.Lock()
+        self._turn = threading.Lock()  # one Lease operation at a time: renewals, the release
         self.changed = asyncio.Event()  # set when a watch saw the Lease change (a standby wakes)
 
     @property
@@ -90,12 +94,27 @@ class LeaderElector:
             return self.leading and self.clock() - self._last_renew < self.settings.renew_deadline
 
     def fence(self) -> None:
-        """Refuse every write from now on (the lease is lost, or about to be released)."""
+        """Refuse every write from now on, for good (the lease is lost, or being released)."""
         with self._lock:
             self.leading = False
+            self._fenced = True
+
+    def fence_for_release(self) -> None:
+        """A graceful stop begins: no write from now on, and the Lease is handed over later by
+        :meth:`release`, once what is in flight has ended."""
+        held = self.may_write()
+        self.fence()
+        self._release_due = self._release_due or held
 
     def try_acquire_or_renew(self) -> bool:
         """One attempt, as client-go's tryAcquireOrRenew: True if we hold the Lease now."""
+        with self._turn:
+            return self._try_acquire_or_renew()
+
+    def _try_acquire_or_renew(self) -> bool:
+        # The renewal counts from before the request: a standby may see the new renewTime
+        # before our response arrives, and counts its lease duration from then.
+        started = self.clock()
         me, now = self.settings.identity, self.wall()
         timeout = (self.settings.retry_period, self.settings.retry_period)
         try:
@@ -104,12 +123,17 @@ class LeaderElector:
             lease = None
         if lease is None:
             body = self._lease_body(None, me, now)
-            self.api.request_once("POST", self.path, body=body, timeout=timeout)
-            return self._renewed()
+            try:
+                self.api.request_once("POST", self.path, body=body, timeout=timeout)
+            except Conflict:
+                return False  # another replica created it first
+            return self._renewed(started)
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         if holder != me:
             record = (holder, spec.get("renewTime"), spec.get("leaseDurationSeconds"))
+            if holder and (self._observed is None or self._observed[0] != holder):
+                log.info("standing by: the lease is held by %s", holder)
             if record != self._observed:
                 self._observed, self._observed_at = record, self.clock()
             duration = float(spec.get("leaseDurationSeconds") or self.settings.lease_duration)
@@ -120,11 +144,13 @@ class LeaderElector:
             self.api.request_once("PUT", f"{self.path}/{self.settings.name}", body=body, timeout=timeout)
         except Conflict:
             return False  # someone else wrote it first
-        return self._renewed()
+        return self._renewed(started)
 
-    def _renewed(self) -> bool:
+    def _renewed(self, started: float) -> bool:
         with self._lock:
-            self._last_renew = self.clock()
+            if self._fenced:
+                return False  # a renewal that was in flight when we fenced changes nothing
+            self._last_renew = started
             self.leading = True
         return True
 
@@ -145,11 +171,14 @@ class LeaderElector:
     def release(self) -> None:
         """A graceful stop: fence, then hand the Lease over at once (client-go's
         ReleaseOnCancel), so a standby need not wait out the lease duration."""
-        held = self.may_write()
-        self.fence()
-        if not held:
+        self.fence_for_release()
+        if not self._release_due:
             return
         timeout = (self.settings.retry_period, self.settings.retry_period)
+        with self._turn:
+            self._release(timeout)
+
+    def _release(self, timeout: tuple[float, float]) -> None:
         try:
             lease = self.api.request_once("GET", f"{self.path}/{self.settings.name}", timeout=timeout)
             if (lease.get("spec") or {}).get("holderIdentity") != self.settings.identity:
@@ -160,13 +189,17 @@ class LeaderElector:
         except Exception as error:  # it expires by itself; one line says why it was not released
             log.warning("could not release the lease: %s", " ".join(str(error).split())[:300])
 
-    async def run(self, on_started: Callable[[], None], on_lost: Callable[[], None]) -> None:
+    async def run(self, on_started: Callable[[], None], on_lost: Callable[[], None],
+                  ready: asyncio.Event | None = None) -> None:
         """Stand by until the Lease is ours, then renew it every retry period. ``on_lost`` is
-        called, already fenced, once a renewal has not succeeded within the deadline."""
+        called, already fenced, once a renewal has not succeeded within the deadline. With
+        ``ready``, nothing is tried before it is set (the cache has its first listing)."""
+        if ready is not None:
+            await ready.wait()
         while not self.leading:
+            self.changed.clear()  # before the attempt: a change seen during it wakes us at once
             if await self._attempt():
                 break
-            self.changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.changed.wait(), self.settings.retry_period)
         on_started()
@@ -191,11 +224,17 @@ class LeaderElector:
         at its next retry period."""
         query = {"watch": "true", "fieldSelector": f"metadata.name={self.settings.name}",
                  "timeoutSeconds": "60"}
+        warned = False
         while not stop.is_set():
             try:
-                for _ in self.api.stream(self.path, query=query):
+                # A read timeout past the server's 60 s: a half-open connection is noticed.
+                for _ in self.api.stream(self.path, query=query, timeout=(5, 90)):
                     loop.call_soon_threadsafe(self.changed.set)
                     if stop.is_set():
                         return
-            except Exception:  # the watch ends or breaks; the retry period still applies
+            except Exception as error:  # the watch ends or breaks; the retry period still applies
+                if not warned:
+                    log.warning("watching the lease failed (a standby then checks it every %.0fs): %s",
+                                self.settings.retry_period, " ".join(str(error).split())[:300])
+                    warned = True
                 stop.wait(self.settings.retry_period)
