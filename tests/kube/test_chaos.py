@@ -332,21 +332,14 @@ def test_a_partitioned_leader_stops_writing_before_its_lease_expires_and_exits(
     check_outcome(kube)
 
 
-def test_a_kube_apiserver_restart_mid_run_loses_and_duplicates_nothing(kube, replicas, control_plane):
+@pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
+def test_a_restart_mid_run_loses_and_duplicates_nothing(kube, replicas, control_plane, component):
     first, second = replicas.one(), replicas.one()
     replicas.leader_of([first, second])
     start_scenario(kube)
+    restart = control_plane.restart_apiserver if component == "kube-apiserver" else control_plane.restart_etcd
     with replicas.api_outage():
-        control_plane.restart_apiserver()
-    check_outcome(kube)
-
-
-def test_an_etcd_restart_mid_run_loses_and_duplicates_nothing(kube, replicas, control_plane):
-    first, second = replicas.one(), replicas.one()
-    replicas.leader_of([first, second])
-    start_scenario(kube)
-    with replicas.api_outage():
-        control_plane.restart_etcd()
+        restart()
     check_outcome(kube)
 
 

@@ -252,16 +252,22 @@ STOPPED = {"phase": "Failed", "containerStatuses": [
     {"name": "step", "state": {"terminated": {"exitCode": 143, "reason": "Error"}}}]}
 
 
-def test_a_failed_jobs_exit_code_that_arrives_after_its_failure_is_recorded():
-    """The Job watch and the pod watch are two streams: Failed can come first, and the pod,
-    already deleted, is no longer there to list."""
+def _timed_out(uid: str) -> tuple[Reconciler, ScriptedApi, Store, dict[str, Any]]:
+    """A step whose Job failed on its deadline, with no pod left to list."""
     reconciler, api, store = setup([{"name": "a", "script": "true"}])
     api.job_pods = lambda namespace, job: []
     reconciler.reconcile(KEY)
     job = copy.deepcopy(api.jobs["wf-1-a"])
-    job["metadata"].update(uid="job-1", resourceVersion="9")
+    job["metadata"].update(uid=uid, resourceVersion="9")
     job["status"] = TIMED_OUT
     store.put_job(KEY, job)
+    return reconciler, api, store, job
+
+
+def test_a_failed_jobs_exit_code_that_arrives_after_its_failure_is_recorded():
+    """The Job watch and the pod watch are two streams: Failed can come first, and the pod,
+    already deleted, is no longer there to list."""
+    reconciler, api, store, job = _timed_out("job-1")
     reconciler.reconcile(KEY)
     entry = api.workflow["status"]["steps"]["a"]
     assert entry["phase"] == "Failed" and "exitCode" not in entry
@@ -271,13 +277,7 @@ def test_a_failed_jobs_exit_code_that_arrives_after_its_failure_is_recorded():
 
 
 def test_pods_of_an_earlier_job_of_the_same_name_say_nothing_of_this_one():
-    reconciler, api, store = setup([{"name": "a", "script": "true"}])
-    api.job_pods = lambda namespace, job: []
-    reconciler.reconcile(KEY)
-    job = copy.deepcopy(api.jobs["wf-1-a"])
-    job["metadata"].update(uid="job-new", resourceVersion="9")
-    job["status"] = TIMED_OUT
-    store.put_job(KEY, job)
+    reconciler, api, store, job = _timed_out("job-new")
     store.put_pod(KEY, _step_pod(job, STOPPED, uid="job-old"))  # left by a deleted Workflow's Job
     reconciler.reconcile(KEY)
     assert "exitCode" not in api.workflow["status"]["steps"]["a"]
