@@ -18,7 +18,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import kopf
 import prometheus_client
@@ -152,6 +152,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
              WORKERS, "unlimited" if limit is None else limit, f":{port}" if port else "off")
 
 
+def exit_now(message: str, *args: Any) -> NoReturn:
+    """Log why, flush the log, and end the process at once, with status 1: for states from
+    which kopf's orderly stop could hang on an API that is gone, or would log a traceback."""
+    log.error(message, *args)
+    logging.shutdown()
+    os._exit(1)
+
+
 async def wait_for_crd(api: Api, limit: float, interval: float = 1.0) -> None:
     """Wait, not yet live nor ready, until the API serves Workflows.
 
@@ -178,12 +186,10 @@ async def wait_for_crd(api: Api, limit: float, interval: float = 1.0) -> None:
             log.warning("could not read the API's discovery of %s: %s", path,
                         " ".join(str(error).split())[:300])
         if time.monotonic() >= deadline:
-            log.error("the Workflow CRD (workflows.%s) was not served within %.0fs; install it with "
-                      "`kubectl apply -k deploy/` (or deploy/crds/). Exiting.", API_GROUP, limit)
             # Nothing has started yet. kopf would log a failed startup handler with a traceback
             # and exit in several steps; a plain exit says it once.
-            logging.shutdown()
-            os._exit(1)
+            exit_now("the Workflow CRD (workflows.%s) was not served within %.0fs; install it with "
+                     "`kubectl apply -k deploy/` (or deploy/crds/). Exiting.", API_GROUP, limit)
         if not announced:
             log.warning("waiting for the Workflow CRD (workflows.%s) to be served, for up to %.0fs",
                         API_GROUP, limit)
@@ -213,9 +219,7 @@ def election_ended(task: asyncio.Task[None]) -> None:
         return
     error = task.exception()
     if error is not None:
-        log.error("leader election failed: %s; exiting", " ".join(str(error).split())[:300])
-        logging.shutdown()
-        os._exit(1)
+        exit_now("leader election failed: %s; exiting", " ".join(str(error).split())[:300])
 
 
 async def warm_up(runtime: Runtime) -> None:
@@ -245,12 +249,10 @@ def stop_leading(runtime: Runtime) -> None:
     """L3: the lease could not be renewed in time. Writes are fenced already; exit, so that a
     restarted process comes back as a standby with a fresh cache."""
     assert runtime.elector is not None
-    log.error("lost the lease %s/%s: not renewed within %.0fs; stopped writing, exiting",
-              runtime.elector.settings.namespace, runtime.elector.settings.name,
-              runtime.elector.settings.renew_deadline)
     metrics.LEADER.set(0)
-    logging.shutdown()
-    os._exit(1)
+    exit_now("lost the lease %s/%s: not renewed within %.0fs; stopped writing, exiting",
+             runtime.elector.settings.namespace, runtime.elector.settings.name,
+             runtime.elector.settings.renew_deadline)
 
 
 @kopf.on.cleanup()

@@ -278,6 +278,12 @@ def pod_report(pod: Mapping[str, Any]) -> PodReport:
     return PodReport(created, job_uid)
 
 
+def of_job(reports: Iterable[PodReport], job_uid: str) -> list[PodReport]:
+    """The reports of pods of that very Job, not of an earlier Job of its name (a Workflow
+    deleted and applied again reuses Job names). An unknown uid on either side matches."""
+    return [r for r in reports if not job_uid or r.job_uid in ("", job_uid)]
+
+
 def failure_details(reports: Iterable[PodReport]) -> tuple[int | None, str]:
     """Exit code and termination message of the step container in the Job's newest pod, once
     it has ended; (None, "") while it has not (its watch event may not have arrived yet)."""

@@ -49,6 +49,7 @@ from stepflow.operator.jobs import (
     job_outcome,
     legacy_spec_hash,
     observe_job,
+    of_job,
     owned_by,
     pod_problem,
     pod_report,
@@ -315,9 +316,8 @@ class Reconciler:
         meta = job["metadata"]
         exit_code, message = failure_details(self.store.pod_reports(key, meta["name"], meta.get("uid", "")))
         if exit_code is None and not message:
-            pods = [r for r in map(pod_report, self.api.job_pods(key[0], meta["name"]))
-                    if r.job_uid in ("", meta.get("uid", ""))]
-            exit_code, message = failure_details(pods)
+            pods = map(pod_report, self.api.job_pods(key[0], meta["name"]))
+            exit_code, message = failure_details(of_job(pods, meta.get("uid", "")))
         return replace(state, exit_code=exit_code, termination_message=message)
 
     def _late_exit_code(self, key: Key, job: Mapping[str, Any], state: StepState) -> StepState:

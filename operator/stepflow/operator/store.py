@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from stepflow.operator.jobs import PodReport, pod_report
+from stepflow.operator.jobs import PodReport, of_job, pod_report
 from stepflow.status import parse_time
 
 Key = tuple[str, str]  # namespace, workflow name
@@ -178,8 +178,7 @@ class Store:
         """Reports of the Job's pods; with ``job_uid``, of that very Job, not an earlier one of
         its name (a Workflow deleted and applied again reuses Job names)."""
         with self._lock:
-            reports = self._pods.get(key, {}).get(job, {}).values()
-            return [r for r in reports if not job_uid or r.job_uid in ("", job_uid)]
+            return of_job(self._pods.get(key, {}).get(job, {}).values(), job_uid)
 
     def prune_pods(self) -> int:
         """Forget reports of pods whose Job the cache does not hold, on the second sweep that
@@ -204,7 +203,7 @@ class Store:
                 pods = self._pods.get(key, {})
                 for name, job in jobs.items():
                     uid = job["metadata"].get("uid", "")
-                    if any(r.job_uid in ("", uid) for r in pods.get(name, {}).values()) or not pod_less(job):
+                    if of_job(pods.get(name, {}).values(), uid) or not pod_less(job):
                         continue
                     created = parse_time(job["metadata"].get("creationTimestamp"))
                     if created is not None and now - created > grace:
