@@ -103,28 +103,28 @@ def test_missing_name():
 # --- wrong types -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("field", "value", "expected"), [
-    ("parallel", "yes", 'spec.steps[0].parallel: must be a boolean, got string \'yes\''),
-    ("parallel", 1, "spec.steps[0].parallel: must be a boolean, got integer 1"),
-    ("parallelGroup", "2", "spec.steps[0].parallelGroup: must be an integer, got string '2'"),
-    ("parallelGroup", True, "spec.steps[0].parallelGroup: must be an integer, got boolean True"),
-    ("parallelGroup", 1.5, "spec.steps[0].parallelGroup: must be an integer, got number 1.5"),
-    ("retries", 11, "spec.steps[0].retries: must be <= 10, got 11"),
-    ("retries", -1, "spec.steps[0].retries: must be >= 0, got -1"),
-    ("timeoutSeconds", 0, "spec.steps[0].timeoutSeconds: must be >= 1, got 0"),
-    ("continueOnError", "true", "spec.steps[0].continueOnError: must be a boolean, got string 'true'"),
-    ("dependsOn", "a", "spec.steps[0].dependsOn: must be a list of strings, got string"),
-    ("estimatedSeconds", -2, "spec.steps[0].estimatedSeconds: must be a finite number >= 0, got -2.0"),
+    ("parallel", "yes", 'spec.steps[0].parallel: step "x": must be a boolean, got string \'yes\''),
+    ("parallel", 1, "spec.steps[0].parallel: step \"x\": must be a boolean, got integer 1"),
+    ("parallelGroup", "2", "spec.steps[0].parallelGroup: step \"x\": must be an integer, got string '2'"),
+    ("parallelGroup", True, "spec.steps[0].parallelGroup: step \"x\": must be an integer, got boolean True"),
+    ("parallelGroup", 1.5, "spec.steps[0].parallelGroup: step \"x\": must be an integer, got number 1.5"),
+    ("retries", 11, "spec.steps[0].retries: step \"x\": must be <= 10, got 11"),
+    ("retries", -1, "spec.steps[0].retries: step \"x\": must be >= 0, got -1"),
+    ("timeoutSeconds", 0, "spec.steps[0].timeoutSeconds: step \"x\": must be >= 1, got 0"),
+    ("continueOnError", "true", "spec.steps[0].continueOnError: step \"x\": must be a boolean, got string 'true'"),
+    ("dependsOn", "a", "spec.steps[0].dependsOn: step \"x\": must be a list of strings, got string"),
+    ("estimatedSeconds", -2, "spec.steps[0].estimatedSeconds: step \"x\": must be a finite number >= 0, got -2.0"),
     # These raised KeyError (a traceback) before: the type names had no entry for objects.
-    ("resources", 5, "spec.steps[0].resources: must be an object, got integer 5"),
-    ("tolerations", {"key": "gpu"}, "spec.steps[0].tolerations: must be a list, got object {'key': 'gpu'}"),
+    ("resources", 5, "spec.steps[0].resources: step \"x\": must be an object, got integer 5"),
+    ("tolerations", {"key": "gpu"}, "spec.steps[0].tolerations: step \"x\": must be a list, got object {'key': 'gpu'}"),
 ])
-def test_wrong_types_are_named_with_their_path(field, value, expected):
+def test_wrong_types_are_named_with_their_path_and_step(field, value, expected):
     assert single_error(workflow(step("x", **{field: value}))) == expected
 
 
 def test_depends_on_items_must_be_strings():
     error = single_error(workflow(step("a"), step("b", depends_on=["a", 3])))
-    assert error == "spec.steps[1].dependsOn[1]: must be a string, got integer 3"
+    assert error == 'spec.steps[1].dependsOn[1]: step "b": must be a string, got integer 3'
 
 
 @pytest.mark.parametrize("name", ["A=B", "", "A\0B"])
@@ -135,7 +135,7 @@ def test_env_names_must_be_usable_as_variable_names(name):
 
 def test_env_values_must_be_strings_with_a_hint():
     error = single_error(workflow(step("a", env=[{"name": "N", "value": 5}])))
-    assert error.startswith("spec.steps[0].env[0].value: must be a string")
+    assert error.startswith('spec.steps[0].env[0].value: step "a": must be a string')
     assert "quote" in error
 
 
@@ -164,7 +164,7 @@ def test_step_that_is_not_an_object():
 
 def test_unknown_step_field_with_did_you_mean():
     error = single_error(workflow(step("a", dependOn=["b"])))
-    assert error == 'spec.steps[0].dependOn: unknown field (did you mean "dependsOn"?)'
+    assert error == 'spec.steps[0].dependOn: step "a": unknown field (did you mean "dependsOn"?)'
 
 
 def test_unknown_spec_field_with_did_you_mean():
@@ -173,7 +173,7 @@ def test_unknown_spec_field_with_did_you_mean():
 
 
 def test_unknown_field_without_a_close_match():
-    assert single_error(workflow(step("a", zzz=1))) == "spec.steps[0].zzz: unknown field"
+    assert single_error(workflow(step("a", zzz=1))) == 'spec.steps[0].zzz: step "a": unknown field'
 
 
 def test_unknown_top_level_field_path_has_no_leading_dot():
@@ -339,7 +339,7 @@ def test_pod_settings_are_checked_for_their_shape_and_node_selector_labels():
     doc = workflow(step("a", tolerations=["gpu"], securityContext="root", nodeSelector={"disk type": "ssd"}),
                    defaults={"podSecurityContext": [], "nodeSelector": {"stepflow.dev/pool": "x y"}})
     errors = errors_of(doc)
-    assert "spec.steps[0].tolerations[0]: must be an object, got string 'gpu'" in errors
+    assert 'spec.steps[0].tolerations[0]: step "a": must be an object, got string \'gpu\'' in errors
     assert any(e.startswith("spec.steps[0].securityContext: must be an object") for e in errors)
     assert any(e.startswith("spec.steps[0].nodeSelector['disk type']: is not a valid key") for e in errors)
     assert any(e.startswith("spec.defaults.podSecurityContext: must be an object") for e in errors)

@@ -19,7 +19,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
+from stepflow.conditions import ConditionEvaluationError
 from stepflow.plan import Plan
 
 PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED, CANCELLED = (
@@ -36,6 +38,14 @@ PREREQUISITE_SKIPPED = "PrerequisiteSkipped"
 WORKFLOW_FAILED = "WorkflowFailed"
 FAIL_FAST = "FailFast"
 TIMEOUT = "Timeout"
+CONDITION_FALSE = "ConditionFalse"  # W1: skipped, and counts as succeeded for scheduling (W3)
+CONDITION_ERROR = "ConditionError"  # W2: the condition failed to evaluate; the step fails
+OUTPUT_UNAVAILABLE = "OutputUnavailable"  # W3: it reads an output its producer never made
+DATA_SKIPS = (CONDITION_FALSE, OUTPUT_UNAVAILABLE)  # skips that do not fail the workflow
+WAITING_FOR_MAIN = "WaitingForMainSteps"  # X1: a finally step before the main steps are over
+# Executor-given reasons of O2, for a step that exited 0.
+MISSING_OUTPUT = "MissingOutput"
+OUTPUTS_TOO_LARGE = "OutputsTooLarge"
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,7 @@ class StepState:
     exit_code: int | None = None
     termination_message: str = ""
     job_name: str = ""
+    outputs: Mapping[str, str] = field(default_factory=dict)  # O2: a succeeded step's declared outputs
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class Decision:
 
     start: tuple[str, ...]
     skip: Mapping[str, Verdict]
+    fail: Mapping[str, Verdict]  # failed without running: ConditionError (W2)
     cancel: Mapping[str, Verdict]
     waiting: Mapping[str, Verdict]
     phase: str
@@ -90,9 +102,12 @@ def _frozen(d: Mapping[str, Verdict]) -> Mapping[str, Verdict]:
 
 
 def succeeded_for_scheduling(plan: Plan, name: str, state: StepState) -> bool:
-    """F4/D3: success, or a failure the step declared harmless with continueOnError."""
+    """F4/D3/W3: success, a failure the step declared harmless with continueOnError, or a skip
+    by its own condition."""
     if state.phase == SUCCEEDED:
         return True
+    if state.phase == SKIPPED:
+        return state.reason == CONDITION_FALSE
     return state.phase == FAILED and plan.step_by_name[name].continue_on_error
 
 
@@ -104,16 +119,12 @@ def _is_bad(plan: Plan, name: str, state: StepState) -> bool:
 _PENDING = StepState()
 
 
-class Observations(MutableMapping[str, StepState]):
-    """Every step's observed state, with the indexes :func:`decide` reads kept up to date as
-    states change, so that a decision costs what changed and what is ready, not the size of
-    the workflow. A plain mapping passed to ``decide`` is indexed on the spot (one pass).
+class _Index(MutableMapping[str, StepState]):
+    """One part's observed states (the main steps, or the finally steps), with the indexes
+    :func:`decide` reads kept up to date as states change, so that a decision costs what
+    changed and what is ready, not the size of the workflow."""
 
-    It is derived data only: ``decide`` answers exactly as it would for a dict of the same
-    states, which the property tests check.
-    """
-
-    def __init__(self, plan: Plan, states: Mapping[str, StepState] | None = None):
+    def __init__(self, plan: Plan):
         self.plan = plan
         self._states: dict[str, StepState] = {s.name: _PENDING for s in plan.steps}
         self._by_phase: dict[str, set[str]] = {phase: set() for phase in (*TERMINAL, RUNNING, PENDING)}
@@ -123,9 +134,6 @@ class Observations(MutableMapping[str, StepState]):
         self._group_bad = [0] * len(groups)
         # Pending steps whose fate may change now: nothing to wait for, or a prerequisite ended.
         self.candidates: set[str] = {s.name for s in plan.steps if not plan.prerequisites(s.name)}
-        for name, state in (states or {}).items():
-            if name in self._states:
-                self[name] = state
 
     def __getitem__(self, name: str) -> StepState:
         return self._states[name]
@@ -172,10 +180,60 @@ class Observations(MutableMapping[str, StepState]):
         return self._group_bad[group] > 0
 
 
+class Observations(MutableMapping[str, StepState]):
+    """Every step's observed state, indexed per part (main steps, finally steps), kept across
+    decisions by an executor. A plain mapping passed to ``decide`` is indexed on the spot (one
+    pass). It is derived data only: ``decide`` answers exactly as it would for a dict of the
+    same states, which the property tests check."""
+
+    def __init__(self, plan: Plan, states: Mapping[str, StepState] | None = None):
+        self.plan = plan
+        main, final = plan.parts
+        self.parts = (_Index(main),) if final is None else (_Index(main), _Index(final))
+        self._final = frozenset() if final is None else frozenset(s.name for s in final.steps)
+        for name, state in (states or {}).items():
+            if name in plan.step_by_name:
+                self[name] = state
+
+    def _part(self, name: str) -> _Index:
+        return self.parts[1] if name in self._final else self.parts[0]
+
+    def __getitem__(self, name: str) -> StepState:
+        return self._part(name)[name]
+
+    def __setitem__(self, name: str, state: StepState) -> None:
+        self._part(name)[name] = state
+
+    def __delitem__(self, name: str) -> None:
+        self[name] = _PENDING
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for part in self.parts for name in part)
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+
 def _indexed(plan: Plan, states: Mapping[str, StepState]) -> Observations:
     if isinstance(states, Observations) and states.plan is plan:
         return states
     return Observations(plan, states)
+
+
+@dataclass
+class _PartDecision:
+    """What one part (main or finally) decided, before the two are combined."""
+
+    start: list[str]
+    skip: dict[str, Verdict]
+    fail: dict[str, Verdict]
+    cancel: dict[str, Verdict]
+    waiting: Mapping[str, Verdict]
+    phase: tuple[str, str, str]
+    done: int
+    unfinished: int
+    failed: list[str]  # real failures: no continueOnError
+    wake_at: float | None
 
 
 def decide(
@@ -188,17 +246,75 @@ def decide(
     suspended: bool = False,
     global_slots: int | None = None,
     stop: Verdict | None = None,
+    stop_finally: Verdict | None = None,
 ) -> Decision:
     """Decide the next actions from the observed ``states`` (missing steps count as Pending).
 
     ``global_slots`` is how many steps the operator-wide cap lets this workflow
     start now (from :class:`SlotQueue`); None means unlimited. ``stop`` is an
-    outside request to end the run (Ctrl-C): it is handled like FailFast.
+    outside request to end the run (Ctrl-C): the main steps are handled like FailFast, and
+    the finally steps still run (X1) unless ``stop_finally`` stops them too.
     Pass an :class:`Observations` kept across calls to pay only for what changed.
     """
     spec = plan.spec
     cap = max_concurrency if max_concurrency is not None else spec.max_concurrency
     observed = _indexed(plan, states)
+    main_plan, final_plan = plan.parts
+    main = _decide_part(main_plan, observed.parts[0], observed, now=now, started_at=started_at, cap=cap,
+                        suspended=suspended, global_slots=global_slots, stop=stop, earlier_failed=[])
+    if final_plan is None:
+        return _decision(main, main, len(observed))
+    if main.unfinished or main.skip or main.fail:
+        # X1: the finally steps wait until every main step is over, as observed.
+        waiting = _Chain(main.waiting, _AllWaiting(observed.parts[1], Verdict(
+            WAITING_FOR_MAIN, "runs once every main step is over")))
+        combined = replace(main, waiting=waiting, done=main.done + observed.parts[1].count(*TERMINAL))
+        return _decision(combined, main, len(observed))
+    final = _decide_part(final_plan, observed.parts[1], observed, now=now, started_at=None, cap=cap,
+                         suspended=suspended, global_slots=global_slots, stop=stop_finally,
+                         earlier_failed=main.failed)
+    return _decision(_combine(main, final), final, len(observed))
+
+
+def _decision(part: _PartDecision, last: _PartDecision, total: int) -> Decision:
+    phase, reason, message = part.phase
+    return Decision(
+        start=tuple(last.start), skip=_frozen({**part.skip, **last.skip}),
+        fail=_frozen({**part.fail, **last.fail}), cancel=_frozen({**part.cancel, **last.cancel}),
+        waiting=part.waiting, phase=phase, reason=reason, message=message,
+        done=part.done, total=total, wake_at=part.wake_at,
+    )
+
+
+def _combine(main: _PartDecision, final: _PartDecision) -> _PartDecision:
+    """X4: the workflow fails if a main or a finally step failed for real; the message names
+    both. While finally steps run, the workflow is Running, and says how the main steps ended."""
+    main_phase, main_reason, main_message = main.phase
+    phase, reason, message = final.phase
+    if phase not in TERMINAL:
+        if phase in (PENDING, RUNNING):  # the run is under way: its main steps are over
+            phase, reason = RUNNING, "RunningFinally"
+            message = f"running finally steps ({message}); main steps: {main_message}"
+    elif main_phase == FAILED:
+        phase, reason = FAILED, main_reason
+        message = main_message + (f"; finally {message}" if final.phase[0] == FAILED else "")
+    elif phase == FAILED:
+        message = f"main steps succeeded; finally {message}"
+    else:
+        message = f"{main_message}; finally {message}"
+    return _PartDecision(
+        start=final.start, skip=final.skip, fail=final.fail, cancel=final.cancel,
+        waiting=_Chain(main.waiting, final.waiting), phase=(phase, reason, message),
+        done=main.done + final.done, unfinished=final.unfinished, failed=main.failed + final.failed,
+        wake_at=None,
+    )
+
+
+def _decide_part(plan: Plan, observed: _Index, everything: Mapping[str, StepState], *, now: float,
+                 started_at: float | None, cap: int, suspended: bool, global_slots: int | None,
+                 stop: Verdict | None, earlier_failed: list[str]) -> _PartDecision:
+    """The rules for one list of steps: G5, D1, D3, W1-W3, C1, C2, F1-F5 and suspend."""
+    spec = plan.spec
     failed = sorted((n for n in observed.with_phase(FAILED) if not plan.step_by_name[n].continue_on_error),
                     key=plan.index_of)
     all_terminal = observed.count(*TERMINAL) == len(observed)
@@ -206,7 +322,7 @@ def decide(
     timed_out = deadline is not None and now >= deadline and not all_terminal
     abort = stop or _abort_verdict(spec.failure_policy, failed, timed_out, spec.timeout_seconds)
 
-    outcome = _Pass(plan, observed, failed, abort)
+    outcome = _Pass(plan, observed, everything, failed, abort, bool(earlier_failed or failed))
     outcome.run()
     running = observed.count(RUNNING)
     start, waiting = [], dict(outcome.waiting)
@@ -220,15 +336,58 @@ def decide(
         else:
             start.append(name)
     cancel = {n: abort for n in sorted(observed.with_phase(RUNNING), key=plan.index_of)} if abort else {}
-    phase, reason, message = _workflow_phase(plan, observed, outcome, start, waiting, failed, abort,
-                                             suspended)
-    done = observed.count(*TERMINAL) + len(outcome.skip)
-    return Decision(
-        start=tuple(start), skip=_frozen(outcome.skip), cancel=_frozen(cancel),
-        waiting=_Waiting(plan, observed, waiting, set(start) | set(outcome.skip)),
-        phase=phase, reason=reason, message=message, done=done, total=len(observed),
-        wake_at=deadline if deadline is not None and not timed_out and phase not in TERMINAL else None,
+    phase = _workflow_phase(plan, observed, outcome, start, waiting, failed, abort, suspended)
+    decided = len(outcome.skip) + len(outcome.fail)
+    return _PartDecision(
+        start=start, skip=outcome.skip, fail=outcome.fail, cancel=cancel,
+        waiting=_Waiting(plan, observed, waiting, set(start) | set(outcome.skip) | set(outcome.fail)),
+        phase=phase, done=observed.count(*TERMINAL) + decided,
+        unfinished=len(observed) - observed.count(*TERMINAL) - decided, failed=failed,
+        wake_at=deadline if deadline is not None and not timed_out and phase[0] not in TERMINAL else None,
     )
+
+
+class _Chain(Mapping[str, Verdict]):
+    """Two parts' waiting maps read as one."""
+
+    def __init__(self, first: Mapping[str, Verdict], second: Mapping[str, Verdict]):
+        self._maps = (first, second)
+
+    def __getitem__(self, name: str) -> Verdict:
+        for mapping in self._maps:
+            if name in mapping:
+                return mapping[name]
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for mapping in self._maps for name in mapping)
+
+    def __len__(self) -> int:
+        return sum(len(m) for m in self._maps)
+
+    def __contains__(self, name: object) -> bool:
+        return any(name in m for m in self._maps)
+
+
+class _AllWaiting(Mapping[str, Verdict]):
+    """Every pending step of a part waits for the same thing (the finally part, for the main)."""
+
+    def __init__(self, observed: _Index, verdict: Verdict):
+        self._observed, self._verdict = observed, verdict
+
+    def __getitem__(self, name: str) -> Verdict:
+        if name not in self:
+            raise KeyError(name)
+        return self._verdict
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n in self._observed if n in self._observed.with_phase(PENDING))
+
+    def __len__(self) -> int:
+        return self._observed.count(PENDING)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._observed.with_phase(PENDING)
 
 
 class _Waiting(Mapping[str, Verdict]):
@@ -237,7 +396,7 @@ class _Waiting(Mapping[str, Verdict]):
     from the observations as they are then (the executors ask at once: a status write asks
     for all of them, a scheduling decision for none)."""
 
-    def __init__(self, plan: Plan, observed: Observations, decided: dict[str, Verdict],
+    def __init__(self, plan: Plan, observed: _Index, decided: dict[str, Verdict],
                  leaving: set[str]):
         self._plan, self._observed, self._decided, self._leaving = plan, observed, decided, leaving
 
@@ -276,16 +435,25 @@ def _abort_verdict(policy: str, failed: list[str], timed_out: bool, timeout: int
     return None
 
 
+def step_view(state: StepState) -> dict[str, Any]:
+    """What a condition sees of a step (W2): phase, exit code (0 when none) and outputs."""
+    return {"phase": state.phase, "exitCode": state.exit_code or 0, "outputs": dict(state.outputs)}
+
+
 @dataclass
 class _Pass:
     """One walk, in dependency order, over the pending steps whose fate may change now:
-    skips (D3 and the policies) and readiness. Other pending steps keep waiting."""
+    skips (D3 and the policies), conditions (W1-W3) and readiness. Other pending steps keep
+    waiting."""
 
     plan: Plan
-    state_of: Observations
+    state_of: _Index
+    everything: Mapping[str, StepState]  # both parts: a finally step reads main steps (X2)
     failed: list[str]
     abort: Verdict | None
+    workflow_failed: bool
     skip: dict[str, Verdict] = field(default_factory=dict)
+    fail: dict[str, Verdict] = field(default_factory=dict)
     waiting: dict[str, Verdict] = field(default_factory=dict)
     ready: list[str] = field(default_factory=list)
     _bad_groups: set[int] = field(default_factory=set)
@@ -313,19 +481,51 @@ class _Pass:
             if verdict is None and stop_after_group and plan.group_of[name] not in open_groups:
                 verdict = Verdict(WORKFLOW_FAILED, f"not started: {_steps(self.failed, 10)} failed "
                                                    "(failurePolicy StopAfterGroup)")
-            if verdict is not None:
-                self.skip[name] = verdict
-                self._bad_groups.add(plan.group_of[name])
-                for after in self._affected_by(name):
-                    if after in pending and after not in seen:
-                        heapq.heappush(work, (order[after], after))
-                continue
-            upstream = self._waiting_on(name)
-            if upstream is None:
-                ready.add(name)
+            if verdict is None:
+                upstream = self._waiting_on(name)
+                if upstream is not None:
+                    self.waiting[name] = Verdict(WAITING_FOR_PREREQUISITES, f'waiting for "{upstream}"')
+                    continue
+                verdict = self._data_verdict(name)
+                if verdict is None:
+                    ready.add(name)
+                    continue
+            if verdict.reason == CONDITION_ERROR:
+                self.fail[name] = verdict
             else:
-                self.waiting[name] = Verdict(WAITING_FOR_PREREQUISITES, f'waiting for "{upstream}"')
+                self.skip[name] = verdict
+            if self._outcome(name)[0]:
+                self._bad_groups.add(plan.group_of[name])
+            for after in self._affected_by(name):
+                if after in pending and after not in seen:
+                    heapq.heappush(work, (order[after], after))
         self.ready = sorted(ready, key=plan.index_of)
+
+    def _data_verdict(self, name: str) -> Verdict | None:
+        """W3 and W1 for a step whose prerequisites are met: an output it reads is missing
+        (its producer did not succeed), or its condition is false or cannot be evaluated."""
+        step = self.plan.step_by_name[name]
+        condition = self.plan.conditions.get(name)
+        reads = [(producer, output) for _, producer, output in step.output_sources]
+        if condition is not None:
+            reads += [(r.step, r.output or "") for r in condition.references if r.reads_outputs]
+        for producer, output in reads:
+            state = self.everything[producer]
+            if state.phase != SUCCEEDED:
+                what = f'output "{output}"' if output else "outputs"
+                return Verdict(OUTPUT_UNAVAILABLE, f'step "{producer}" was {state.phase.lower()}'
+                                                   f"{_why(state)}, so its {what} is unavailable")
+        if condition is None:
+            return None
+        views = {ref: step_view(self.everything[ref]) for ref in condition.steps}
+        workflow = {"name": self.plan.spec.name, "namespace": self.plan.spec.namespace or "",
+                    "failed": self.workflow_failed}
+        try:
+            if condition.evaluate(views, workflow):
+                return None
+        except ConditionEvaluationError as exc:
+            return Verdict(CONDITION_ERROR, f"when {condition.source!r} could not be evaluated: {exc}")
+        return Verdict(CONDITION_FALSE, f"condition is false: {condition.source}")
 
     def _affected_by(self, name: str) -> Iterable[str]:
         """Steps a skip of ``name`` may skip in turn: its dependsOn dependents, and the next
@@ -336,9 +536,11 @@ class _Pass:
             yield from self.plan.barrier_members(group)
 
     def _outcome(self, name: str) -> tuple[bool, str]:
-        """(is bad, phase) of a step, counting skips decided earlier in this pass."""
+        """(is bad, phase) of a step, counting skips and failures decided earlier in this pass."""
         if name in self.skip:
-            return True, SKIPPED
+            return self.skip[name].reason != CONDITION_FALSE, SKIPPED  # W3
+        if name in self.fail:
+            return not self.plan.step_by_name[name].continue_on_error, FAILED
         state = self.state_of[name]
         return _is_bad(self.plan, name, state), state.phase
 
@@ -368,10 +570,14 @@ class _Pass:
         return _first_unfinished(self.plan, self.state_of, self.plan.prerequisites(name))
 
 
-def _workflow_phase(plan, state_of: Observations, outcome: _Pass, start, waiting_for, failed, abort,
+def _why(state: StepState) -> str:
+    return f" ({state.reason})" if state.reason else ""
+
+
+def _workflow_phase(plan, state_of: _Index, outcome: _Pass, start, waiting_for, failed, abort,
                     suspended) -> tuple[str, str, str]:
     total = len(state_of)
-    unfinished = total - state_of.count(*TERMINAL) - len(outcome.skip)
+    unfinished = total - state_of.count(*TERMINAL) - len(outcome.skip) - len(outcome.fail)
     running = state_of.count(RUNNING)
     if not unfinished:
         return _final_phase(plan, state_of, outcome, failed, abort)
@@ -393,24 +599,33 @@ def _workflow_phase(plan, state_of: Observations, outcome: _Pass, start, waiting
     return RUNNING, "Running", f"{running} of {total} step(s) running{start_note}{slot_note}"
 
 
-def _final_phase(plan, state_of: Observations, outcome: _Pass, failed, abort) -> tuple[str, str, str]:
-    """Every step is terminal: Succeeded unless something failed, was cancelled or skipped."""
-    skipped = [*state_of.with_phase(SKIPPED), *outcome.skip]
+def _final_phase(plan, state_of: _Index, outcome: _Pass, failed, abort) -> tuple[str, str, str]:
+    """Every step is terminal: Succeeded unless something failed, was cancelled or was skipped
+    for a reason other than a condition (W3), an output that made unavailable, or a skip of a
+    prerequisite (such a chain starts at a failure, a cancel or a real skip, counted on their own)."""
+    failed = sorted({*failed, *(n for n in outcome.fail if not plan.step_by_name[n].continue_on_error)},
+                    key=plan.index_of)
+    skips = [(n, state_of[n].reason) for n in state_of.with_phase(SKIPPED)]
+    skips += [(n, v.reason) for n, v in outcome.skip.items()]
     cancelled = sorted(state_of.with_phase(CANCELLED), key=plan.index_of)
     tail = "".join([f"; {len(cancelled)} cancelled" if cancelled else "",
-                    f"; {len(skipped)} skipped" if skipped else ""])
+                    f"; {len(skips)} skipped" if skips else ""])
     if failed:
         return FAILED, "StepsFailed", f"{_steps(failed)} failed" + tail
-    stopped = [state_of[n] for n in cancelled] + [state_of[n] for n in skipped]
+    stopped = [state_of[n] for n in cancelled] + [state_of[n] for n, _ in skips]
     if (abort is not None and abort.reason == TIMEOUT) or any(s.reason == TIMEOUT for s in stopped):
         return FAILED, TIMEOUT, f"workflow timed out after {plan.spec.timeout_seconds}s" + tail
-    if cancelled or skipped:
+    if cancelled or any(reason not in (*DATA_SKIPS, PREREQUISITE_SKIPPED) for _, reason in skips):
         first = state_of[cancelled[0]] if cancelled else None
         reason = first.reason if first is not None and first.reason else "Cancelled"
         return FAILED, reason, tail[2:]
     tolerated = sorted(state_of.with_phase(FAILED), key=plan.index_of)
     note = f" ({_quoted(tolerated)} failed with continueOnError)" if tolerated else ""
-    return SUCCEEDED, "Succeeded", f"all {len(state_of)} step(s) succeeded{note}"
+    total = len(state_of)
+    if skips:
+        return SUCCEEDED, "Succeeded", (f"{total - len(skips)} of {total} step(s) succeeded, "
+                                        f"{len(skips)} skipped by conditions{note}")
+    return SUCCEEDED, "Succeeded", f"all {total} step(s) succeeded{note}"
 
 
 MESSAGE_NAMES_BUDGET = 2000  # characters of step names in one message; the rest are counted
@@ -445,11 +660,19 @@ def skipped(state: StepState, verdict: Verdict, now: float) -> StepState:
     return replace(state, phase=SKIPPED, reason=verdict.reason, message=verdict.message, finished_at=now)
 
 
+def failed_unstarted(state: StepState, verdict: Verdict, now: float) -> StepState:
+    """A step the engine failed without running it (ConditionError), as both executors record it."""
+    return replace(state, phase=FAILED, reason=verdict.reason, message=verdict.message, finished_at=now)
+
+
 def apply_skips(states: Mapping[str, StepState], decision: Decision, now: float) -> dict[str, StepState]:
-    """The states with the decision's skips recorded (a new dict; the operator's way)."""
+    """The states with the decision's skips and unstarted failures recorded (a new dict; the
+    operator's way)."""
     updated = dict(states)
     for name, verdict in decision.skip.items():
         updated[name] = skipped(updated.get(name, _PENDING), verdict, now)
+    for name, verdict in decision.fail.items():
+        updated[name] = failed_unstarted(updated.get(name, _PENDING), verdict, now)
     return updated
 
 

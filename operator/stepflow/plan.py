@@ -9,41 +9,86 @@ another stays linear in memory and in the cycle check.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from stepflow.conditions import Condition, ConditionSyntaxError, compile_condition
 from stepflow.spec import FieldError, SpecError, Step, WorkflowSpec, read_documents, read_workflow
+
+MAIN_DONE = "#main"  # the graph node "every main step is over", which finally steps wait for (X1)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The immutable schedule skeleton the engine works from."""
+    """The immutable schedule skeleton the engine works from.
+
+    ``groups`` lists the main groups, then the finally groups (X4). The engine schedules the
+    two lists as two parts, :attr:`parts`, each a plan of its own with its own group numbers.
+    """
 
     spec: WorkflowSpec
     groups: tuple[tuple[str, ...], ...]
     group_of: Mapping[str, int]
+    conditions: Mapping[str, Condition] = field(default_factory=dict)  # step -> compiled ``when``
+    main_group_count: int | None = None  # None: every group is a main group
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        return self.spec.steps
+        return self.spec.all_steps
 
     @cached_property
     def step_by_name(self) -> dict[str, Step]:
-        return {s.name: s for s in self.spec.steps}
+        return {s.name: s for s in self.steps}
+
+    @cached_property
+    def parts(self) -> tuple[Plan, Plan | None]:
+        """(main steps, finally steps): the finally part runs under Continue, without the
+        workflow's timeout (X3), once the main part is over."""
+        if not self.spec.finally_steps:
+            return self, None
+        split = self.main_group_count if self.main_group_count is not None else len(self.groups)
+        main_spec = replace(self.spec, finally_steps=())
+        final_spec = replace(self.spec, steps=self.spec.finally_steps, finally_steps=(),
+                             failure_policy="Continue", timeout_seconds=None)
+        return (_part(main_spec, self.groups[:split], self.conditions),
+                _part(final_spec, self.groups[split:], self.conditions))
+
+    def waits_for_main(self, name: str) -> bool:
+        """A finally step with no finally prerequisite: it waits for every main step (X1)."""
+        step = self.step_by_name[name]
+        if not step.final:
+            return False
+        final = self.parts[1]
+        return not step.depends_on and final is not None and (
+            step.depends_on is not None or final.group_of[name] == 0)
 
     def waits_for_barrier(self, name: str) -> bool:
         """True if the step waits for the previous group (no dependsOn, not in group 0)."""
-        return self.step_by_name[name].depends_on is None and self.group_of[name] > 0
+        return (self.step_by_name[name].depends_on is None and self.group_of[name] > 0
+                and not self.waits_for_main(name))
 
     def prerequisites(self, name: str) -> tuple[str, ...]:
-        """Every step this one waits for, barrier expanded; for display and tests."""
+        """Every step this one waits for, barrier expanded; for display and tests. A finally
+        step that waits for the main part lists the main steps nothing else waits for."""
         step = self.step_by_name[name]
+        if self.waits_for_main(name):
+            return self.main_sinks
         if step.depends_on is not None:
             return step.depends_on
         group = self.group_of[name]
         return self.groups[group - 1] if group > 0 else ()
+
+    @cached_property
+    def main_sinks(self) -> tuple[str, ...]:
+        """The main steps no main step waits for: the last ones to end in a normal run."""
+        main = self.parts[0]
+        waited = {d for s in main.steps for d in s.depends_on or ()}
+        for g in range(1, len(main.groups)):
+            if main.barrier_members(g):
+                waited.update(main.groups[g - 1])
+        return tuple(s.name for s in main.steps if s.name not in waited)
 
     @cached_property
     def _depends_on_dependents(self) -> dict[str, tuple[str, ...]]:
@@ -81,6 +126,9 @@ class Plan:
     @cached_property
     def topological_order(self) -> tuple[str, ...]:
         """Steps ordered so that every prerequisite comes before the steps waiting for it."""
+        main, final = self.parts
+        if final is not None:
+            return main.topological_order + final.topological_order
         order = _post_order(_wait_edges(self.spec.steps, self.groups))
         return tuple(n for n in order if not n.startswith("#"))
 
@@ -93,11 +141,30 @@ class Plan:
             entry: dict[str, Any] = {"name": s.name, "group": self.group_of[s.name]}
             if self.waits_for_barrier(s.name):
                 entry["waitsForGroup"] = self.group_of[s.name] - 1
+            elif self.waits_for_main(s.name):
+                entry["waitsForMainSteps"] = True
             else:
                 entry["prerequisites"] = list(self.prerequisites(s.name))
             entry["dependsOn"] = None if s.depends_on is None else list(s.depends_on)
+            if s.final:
+                entry["finally"] = True
+            if s.when is not None:
+                entry["when"] = s.when
+            if s.outputs:
+                entry["outputs"] = list(s.outputs)
+            if s.output_sources:
+                entry["reads"] = [{"env": var, "step": step, "output": output}
+                                  for var, step, output in s.output_sources]
             steps.append(entry)
-        return {"name": self.spec.name, "groups": [list(g) for g in self.groups], "steps": steps}
+        main_groups = self.main_group_count if self.main_group_count is not None else len(self.groups)
+        return {"name": self.spec.name, "groups": [list(g) for g in self.groups],
+                "mainGroups": main_groups, "steps": steps}
+
+
+def _part(spec: WorkflowSpec, groups: tuple[tuple[str, ...], ...],
+          conditions: Mapping[str, Condition]) -> Plan:
+    group_of = {name: g for g, members in enumerate(groups) for name in members}
+    return Plan(spec=spec, groups=groups, group_of=group_of, conditions=conditions)
 
 
 # --- groups (G1-G4) and their errors (G6) ----------------------------------------------------
@@ -130,13 +197,13 @@ def group_errors(steps: tuple[Step, ...]) -> list[FieldError]:
     """G6: numbers must be non-negative, adjacent, increasing, and not combined with parallel: false."""
     errors: list[FieldError] = []
     for step in steps:
-        path = f"spec.steps[{step.index}].parallelGroup"
+        path = f"{step.path}.parallelGroup"
         if step.parallel_group < 0:
             errors.append(FieldError(path, f'step "{step.name}" has parallelGroup '
                                            f"{step.parallel_group}; it must be >= 0 (0 means unset)"))
         elif step.parallel_group >= 1 and step.parallel is False:
             errors.append(FieldError(
-                f"spec.steps[{step.index}].parallel",
+                f"{step.path}.parallel",
                 f'step "{step.name}" sets parallel: false together with parallelGroup '
                 f"{step.parallel_group}; drop one of them"))
     errors.extend(_number_order_errors(steps))
@@ -151,10 +218,10 @@ def _number_order_errors(steps: tuple[Step, ...]) -> list[FieldError]:
     for step in steps:
         number = step.parallel_group
         if number >= 1:
-            path = f"spec.steps[{step.index}].parallelGroup"
+            path = f"{step.path}.parallelGroup"
             earlier = last_of.get(number)
             if earlier is not None and previous is not earlier:
-                between = [s.name for s in steps[earlier.index + 1 : step.index]]
+                between = [s.name for s in steps[earlier.position + 1 : step.position]]
                 errors.append(FieldError(path, (
                     f'parallelGroup {number} is used by steps "{earlier.name}" and "{step.name}", '
                     f"which are not adjacent (between them: {_names(between)}); "
@@ -179,16 +246,24 @@ def _names(names: Iterable[str], limit: int = 5) -> str:
 
 # --- dependsOn (D1, D2) ----------------------------------------------------------------------
 
-def reference_errors(steps: tuple[Step, ...]) -> list[FieldError]:
-    """D2: every dependsOn entry names another, existing step, once."""
+def reference_errors(steps: tuple[Step, ...], other: Iterable[Step] = ()) -> list[FieldError]:
+    """D2: every dependsOn entry names another, existing step of its own list, once (X2)."""
     known = {s.name for s in steps}
+    elsewhere = {s.name: s for s in other}
     errors: list[FieldError] = []
     for step in steps:
         seen: set[str] = set()
         for i, target in enumerate(step.depends_on or ()):
-            path = f"spec.steps[{step.index}].dependsOn[{i}]"
+            path = f"{step.path}.dependsOn[{i}]"
             if target == step.name:
                 errors.append(FieldError(path, f'step "{step.name}" depends on itself'))
+            elif target in elsewhere and step.final:
+                errors.append(FieldError(path, f'finally step "{step.name}" depends on main step '
+                                               f'"{target}"; a finally step\'s dependsOn names finally '
+                                               "steps only (every main step is over before it starts)"))
+            elif target in elsewhere:
+                errors.append(FieldError(path, f'step "{step.name}" depends on finally step "{target}", '
+                                               "which runs only after every main step is over"))
             elif target not in known:
                 hint = _close_match(target, known)
                 errors.append(FieldError(path, f'step "{step.name}" depends on unknown step '
@@ -294,40 +369,158 @@ def cycle_errors(steps: tuple[Step, ...], groups: tuple[tuple[str, ...], ...]) -
     # Point at a dependsOn the user can edit: barrier edges only go back a group, so every
     # cycle has at least one step with dependsOn on it.
     on_cycle = {n for n in cycle if not n.startswith("#")}
-    index = next(s.index for s in steps if s.name in on_cycle and s.depends_on is not None)
-    return [FieldError(f"spec.steps[{index}].dependsOn",
+    path = next(s.path for s in steps if s.name in on_cycle and s.depends_on is not None)
+    return [FieldError(f"{path}.dependsOn",
                        f"dependency cycle: {describe_cycle(cycle, groups)}")]
 
 
 # --- entry points ----------------------------------------------------------------------------
 
-def plan_errors(spec: WorkflowSpec) -> list[FieldError]:
-    """Cross-step checks: G6 groups, then D2 references and cycles when names are sound."""
-    errors = group_errors(spec.steps)
-    names = [s.name for s in spec.steps]
-    if all(names) and len(set(names)) == len(names):
-        references = reference_errors(spec.steps)
+def plan_errors(spec: WorkflowSpec, with_data: bool = True) -> list[FieldError]:
+    """Cross-step checks: G6 groups, then D2 references and cycles when names are sound, each
+    for spec.steps and spec.finally apart (X2); then O4 and W2 once the graph is sound (they
+    need it: "a prerequisite" is defined by it)."""
+    errors = group_errors(spec.steps) + group_errors(spec.finally_steps)
+    names = [s.name for s in spec.all_steps]
+    if not (all(names) and len(set(names)) == len(names)):
+        return errors
+    graph_sound = True
+    for steps, other in ((spec.steps, spec.finally_steps), (spec.finally_steps, spec.steps)):
+        references = reference_errors(steps, other)
         errors.extend(references)
-        if not references:
-            errors.extend(cycle_errors(spec.steps, group_steps(spec.steps)))
+        cycles = [] if references else cycle_errors(steps, group_steps(steps))
+        errors.extend(cycles)
+        graph_sound = graph_sound and not references and not cycles
+    if graph_sound and not errors and with_data:
+        errors.extend(data_errors(_skeleton(spec))[0])
     return errors
 
 
-def build_plan(spec: WorkflowSpec) -> Plan:
-    """Plan a spec that already passed :func:`plan_errors`."""
-    groups = group_steps(spec.steps)
+def _skeleton(spec: WorkflowSpec) -> Plan:
+    """The groups of both lists, without compiled conditions."""
+    main_groups = group_steps(spec.steps)
+    groups = main_groups + group_steps(spec.finally_steps)
     group_of = {name: g for g, members in enumerate(groups) for name in members}
-    return Plan(spec=spec, groups=groups, group_of=group_of)
+    return Plan(spec=spec, groups=groups, group_of=group_of,
+                main_group_count=len(main_groups) if spec.finally_steps else None)
+
+
+def build_plan(spec: WorkflowSpec) -> Plan:
+    """Plan a spec whose structure passed :func:`plan_errors`'s group and reference checks;
+    raises SpecError with every O4 and W2 error, and compiles each ``when`` once."""
+    plan = _skeleton(spec)
+    errors, conditions = data_errors(plan)
+    if errors:
+        raise SpecError(errors)
+    return replace(plan, conditions=conditions) if conditions else plan
+
+
+# --- outputs (O4) and conditions (W2) --------------------------------------------------------
+
+def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
+    """Every ``stepOutput`` and ``when`` must read declared outputs of prerequisites only, so the
+    values they read are final; returns the errors and the compiled conditions."""
+    readers = [s for s in plan.steps if s.when is not None or s.output_sources]
+    if not readers:
+        return [], {}
+    before = _Ancestry(plan)
+    errors: list[FieldError] = []
+    conditions: dict[str, Condition] = {}
+    for step in readers:
+        for i, var in enumerate(step.env):
+            source = step_output_of(var)
+            if source is not None:
+                path = f"{step.path}.env[{i}].valueFrom.stepOutput"
+                errors.extend(_read_error(plan, before, step, *source, path, "reads"))
+        if step.when is None:
+            continue
+        try:
+            condition = compile_condition(step.when)
+        except ConditionSyntaxError as exc:
+            errors.append(FieldError(f"{step.path}.when", f'step "{step.name}": when {exc}'))
+            continue
+        found = [e for ref in condition.references
+                 for e in _read_error(plan, before, step, ref.step, ref.output, f"{step.path}.when",
+                                      "reads (in when)")]
+        errors.extend(dict.fromkeys(found))
+        conditions[step.name] = condition
+    return errors, conditions
+
+
+def step_output_of(var: Mapping[str, Any]) -> tuple[str, str] | None:
+    from stepflow.spec import step_output_source
+
+    return step_output_source(var)
+
+
+def _read_error(plan: Plan, before: _Ancestry, step: Step, source: str, output: str | None, path: str,
+                verb: str) -> list[FieldError]:
+    label = f'step "{step.name}"'
+    producer = plan.step_by_name.get(source)
+    if producer is None:
+        hint = _close_match(source, set(plan.step_by_name))
+        return [FieldError(path, f'{label} {verb} unknown step "{source}"{hint}')]
+    if not before.precedes(source, step.name):
+        why = "a finally step, which runs after the main steps" if producer.final and not step.final else (
+            "not a prerequisite of it (through dependsOn or the group barriers)")
+        return [FieldError(path, f'{label} {verb} step "{source}", which is {why}; only a prerequisite '
+                                 "is sure to have finished")]
+    if output is not None and output not in producer.outputs:
+        declared = ", ".join(producer.outputs) or "none"
+        return [FieldError(path, f'{label} {verb} output "{output}" of step "{source}", which does not '
+                                 f"declare it (its outputs: {declared})")]
+    return []
+
+
+class _Ancestry:
+    """Which steps are sure to have finished before a step starts: its prerequisites,
+    transitively, through dependsOn and barriers; for a finally step also every main step.
+    Ancestor sets are bitsets built in one topological pass, linear in edges times n/64."""
+
+    def __init__(self, plan: Plan):
+        self._bits: dict[str, int] = {}
+        self._bit: dict[str, int] = {}
+        main, final = plan.parts
+        every_main = 0
+        for part in (main, final):
+            if part is None:
+                continue
+            edges = _wait_edges(part.steps, part.groups)
+            for node in _post_order(edges):
+                waits = edges[node]
+                bits = 0
+                for upstream in waits:
+                    bits |= self._bits[upstream] | self._bit.get(upstream, 0)
+                if not node.startswith("#"):
+                    self._bit[node] = 1 << len(self._bit)
+                    if part is final:
+                        bits |= every_main
+                self._bits[node] = bits
+            if part is main:
+                every_main = sum(self._bit.values())
+            for g in range(len(part.groups)):
+                del self._bits[f"#{g}"]  # group nodes are per part; the next part reuses the names
+
+    def precedes(self, producer: str, consumer: str) -> bool:
+        return bool(self._bits[consumer] & self._bit[producer])
 
 
 def compile_workflow(doc: Any) -> Plan:
-    """Validate a Workflow document completely (fields and cross-step rules) and plan it."""
+    """Validate a Workflow document completely (fields, cross-step rules, outputs and
+    conditions) and plan it; every error found is reported at once."""
     spec, errors = read_workflow(doc)
-    if spec is not None and spec.steps:
-        errors = errors + plan_errors(spec)
-    if errors or spec is None:
+    if spec is None or not spec.steps:
         raise SpecError(errors)
-    return build_plan(spec)
+    structural = plan_errors(spec, with_data=False)
+    errors = errors + structural
+    plan = _skeleton(spec)
+    conditions: dict[str, Condition] = {}
+    if not structural:
+        data, conditions = data_errors(plan)
+        errors += data
+    if errors:
+        raise SpecError(errors)
+    return replace(plan, conditions=conditions) if conditions else plan
 
 
 def load_plans(path: str | Path) -> list[Plan]:

@@ -36,15 +36,17 @@ DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 SPEC_FIELDS = (
     "maxConcurrency", "failurePolicy", "timeoutSeconds", "suspend",
-    "serviceAccountName", "defaults", "steps", "runToken",
+    "serviceAccountName", "defaults", "steps", "runToken", "finally",
 )
 POD_FIELDS = ("securityContext", "podSecurityContext", "tolerations", "nodeSelector")
 DEFAULTS_FIELDS = ("image", "env", "resources", "podMetadata", *POD_FIELDS)
 STEP_FIELDS = (
     "name", "type", "parallel", "parallelGroup", "dependsOn", "image", "command", "args",
     "script", "workingDir", "env", "resources", "timeoutSeconds", "retries",
-    "continueOnError", "estimatedSeconds", "podMetadata", *POD_FIELDS,
+    "continueOnError", "estimatedSeconds", "podMetadata", "outputs", "when", *POD_FIELDS,
 )
+OUTPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch (O1)
+MAX_OUTPUT_NAME = 63
 POD_METADATA_FIELDS = ("labels", "annotations")
 # A qualified name, as Kubernetes checks label and annotation keys: an optional DNS subdomain
 # prefix and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric.
@@ -130,6 +132,22 @@ class Step:
     estimated_seconds: float | None = None
     pod_metadata: PodMetadata = field(default_factory=PodMetadata)
     pod: PodSettings = field(default_factory=PodSettings)
+    outputs: tuple[str, ...] = ()
+    when: str | None = None
+    final: bool = False  # a step of spec.finally (X1)
+    position: int = -1  # its index in its own list; ``index`` orders both lists, main first
+
+    @property
+    def path(self) -> str:
+        """Where the step is in the document: ``spec.steps[3]`` or ``spec.finally[0]``."""
+        where = "finally" if self.final else "steps"
+        return f"spec.{where}[{self.index if self.position < 0 else self.position}]"
+
+    @property
+    def output_sources(self) -> tuple[tuple[str, str, str], ...]:
+        """(variable, step, output) for each env entry read from a step's output (O3)."""
+        return tuple((var["name"], *source) for var in self.env
+                     if (source := step_output_source(var)) is not None)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -160,13 +178,27 @@ class WorkflowSpec:
     service_account_name: str | None = None
     defaults: Defaults = field(default_factory=Defaults)
     run_token: str | None = None  # changing it starts a new run of an unchanged workflow
+    finally_steps: tuple[Step, ...] = ()  # spec.finally: run once the main steps are over (X1)
+
+    @property
+    def all_steps(self) -> tuple[Step, ...]:
+        return self.steps + self.finally_steps
 
     def step(self, name: str) -> Step:
-        return self.steps[self.index_of[name]]
+        return self.all_steps[self.index_of[name]]
 
     @property
     def index_of(self) -> dict[str, int]:
-        return {s.name: s.index for s in self.steps}
+        return {s.name: s.index for s in self.all_steps}
+
+
+def step_output_source(var: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(step, output) of an env entry ``valueFrom: {stepOutput: {step, output}}``, else None."""
+    source = (var.get("valueFrom") or {}).get("stepOutput") if isinstance(var.get("valueFrom"), Mapping) \
+        else None
+    if not isinstance(source, Mapping):
+        return None
+    return str(source.get("step")), str(source.get("output"))
 
 
 class _Collector:
@@ -254,8 +286,43 @@ class _Collector:
                 self.error(f"{where}.value", f"must be a string, got {_kind(item['value'])}"
                            " (quote numbers and booleans)")
                 continue
+            if not self.step_output(item, where, allowed=key == "env" and not path.endswith("defaults")):
+                continue
             good.append(dict(item))
         return tuple(good)
+
+    def step_output(self, item: Mapping[str, Any], where: str, allowed: bool) -> bool:
+        """O3's ``valueFrom.stepOutput``: exactly a step and an output name, and nothing else."""
+        source = item.get("valueFrom")
+        if not isinstance(source, Mapping) or "stepOutput" not in source:
+            return True
+        path = f"{where}.valueFrom.stepOutput"
+        ref = source["stepOutput"]
+        if not allowed:
+            self.error(path, "is not allowed in spec.defaults.env: each step reads its own prerequisites")
+            return False
+        if len(source) > 1 or "value" in item:
+            self.error(f"{where}.valueFrom", "stepOutput stands alone: no value and no other source")
+            return False
+        if not isinstance(ref, Mapping) or set(ref) != {"step", "output"} or not all(
+                isinstance(ref[k], str) and ref[k] for k in ("step", "output")):
+            self.error(path, f"must be {{step: NAME, output: NAME}}, got {_excerpt(ref)}")
+            return False
+        return True
+
+    def outputs(self, obj: Mapping[str, Any], path: str) -> tuple[str, ...]:
+        """O1: output names are identifiers, unique, at most 63 characters."""
+        names = self.strings(obj, "outputs", path) or ()
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            where = f"{path}.outputs[{i}]"
+            if len(name) > MAX_OUTPUT_NAME or not OUTPUT_NAME.fullmatch(name):
+                self.error(where, f"{_excerpt(name)} is not an output name (letters, digits and '_', "
+                                  f"not starting with a digit, at most {MAX_OUTPUT_NAME} characters)")
+            elif name in seen:
+                self.error(where, f'declares output "{name}" twice')
+            seen.add(name)
+        return tuple(names)
 
 
     def pod_metadata(self, obj: Mapping[str, Any], path: str) -> PodMetadata:
@@ -331,6 +398,8 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     spec = c.mapping(doc.get("spec"), "spec")
     c.unknown_fields(spec, SPEC_FIELDS, "spec")
     steps = _parse_steps(spec.get("steps"), c)
+    finally_steps = _parse_finally(spec.get("finally"), len(steps), c)
+    _check_names(steps + finally_steps, c)
     policy = c.typed(spec, "failurePolicy", "spec", str, "StopAfterGroup")
     if policy not in FAILURE_POLICIES:
         c.error("spec.failurePolicy", f"must be one of {', '.join(FAILURE_POLICIES)}, got {_excerpt(policy)}")
@@ -346,6 +415,7 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
         service_account_name=c.typed(spec, "serviceAccountName", "spec", str),
         defaults=_parse_defaults(spec.get("defaults"), c),
         run_token=c.typed(spec, "runToken", "spec", str),
+        finally_steps=finally_steps,
     )
     if not workflow.name:
         c.error("metadata.name", "is required")
@@ -398,19 +468,36 @@ def _parse_steps(value: Any, c: _Collector) -> tuple[Step, ...]:
     if len(value) > MAX_STEPS:
         c.error("spec.steps", f"has {len(value)} steps; at most {MAX_STEPS} are allowed")
         return ()
-    steps = tuple(_parse_step(item, i, c) for i, item in enumerate(value))
-    _check_names(steps, c)
-    return steps
+    return tuple(_parse_step(item, i, c) for i, item in enumerate(value))
 
 
-def _parse_step(item: Any, index: int, c: _Collector) -> Step:
-    path = f"spec.steps[{index}]"
+def _parse_finally(value: Any, offset: int, c: _Collector) -> tuple[Step, ...]:
+    """spec.finally (X1): the same fields as spec.steps; ``index`` continues after the main steps."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        c.error("spec.finally", f"must be a list, got {_kind(value)}")
+        return ()
+    if offset + len(value) > MAX_STEPS:
+        c.error("spec.finally", f"brings the steps to {offset + len(value)}; at most {MAX_STEPS} "
+                                "are allowed in all")
+        return ()
+    return tuple(_parse_step(item, i, c, offset=offset, final=True) for i, item in enumerate(value))
+
+
+def _parse_step(item: Any, position: int, c: _Collector, offset: int = 0, final: bool = False) -> Step:
+    path = f"spec.{'finally' if final else 'steps'}[{position}]"
+    errors_before = len(c.errors)
     obj = c.mapping(item, path)
     c.unknown_fields(obj, STEP_FIELDS, path)
     name = c.typed(obj, "name", path, str, "")
-    return Step(
+    step = Step(
         name=name,
-        index=index,
+        index=offset + position,
+        position=position,
+        final=final,
+        outputs=c.outputs(obj, path),
+        when=c.typed(obj, "when", path, str),
         type=c.typed(obj, "type", path, str, ""),
         parallel=c.typed(obj, "parallel", path, bool, None),
         parallel_group=c.integer(obj, "parallelGroup", path, 0, None, MAX_PARALLEL_GROUP),
@@ -429,6 +516,20 @@ def _parse_step(item: Any, index: int, c: _Collector) -> Step:
         pod_metadata=c.pod_metadata(obj, path),
         pod=c.pod_settings(obj, path),
     )
+    _name_the_step(c, errors_before, name)
+    return step
+
+
+def _name_the_step(c: _Collector, first: int, name: str) -> None:
+    """Errors found inside a step name it: a path alone (``spec.steps[40].parallel``) makes the
+    reader count steps in a long file."""
+    if not name or not isinstance(name, str):
+        return
+    label = f'step "{name}"'
+    for i in range(first, len(c.errors)):
+        error = c.errors[i]
+        if label not in error.message:
+            c.errors[i] = FieldError(error.path, f"{label}: {error.message}")
 
 
 def _estimate(obj: Mapping[str, Any], path: str, c: _Collector) -> float | None:
@@ -440,23 +541,24 @@ def _estimate(obj: Mapping[str, Any], path: str, c: _Collector) -> float | None:
 
 
 def _check_names(steps: tuple[Step, ...], c: _Collector) -> None:
-    first_seen: dict[str, int] = {}
+    """G6 and X2: names are DNS-1123 labels, unique across spec.steps and spec.finally."""
+    first_seen: dict[str, str] = {}
     for step in steps:
-        path = f"spec.steps[{step.index}].name"
+        path = f"{step.path}.name"
         if not step.name:
             c.error(path, "is required")
         elif len(step.name) > 63 or not DNS1123_LABEL.fullmatch(step.name):
             c.error(path, f'step "{step.name}" is not a DNS-1123 label (lower-case letters, '
                           "digits and '-', starting and ending alphanumeric, at most 63 characters)")
         elif step.name in first_seen:
-            c.error(path, f'duplicate step name "{step.name}" (also spec.steps[{first_seen[step.name]}])')
+            c.error(path, f'duplicate step name "{step.name}" (also {first_seen[step.name]})')
         else:
-            first_seen[step.name] = step.index
+            first_seen[step.name] = step.path
 
 
 def _check_step_commands(workflow: WorkflowSpec, c: _Collector) -> None:
-    for step in workflow.steps:
-        path = f"spec.steps[{step.index}]"
+    for step in workflow.all_steps:
+        path = step.path
         label = f'step "{step.name}"'
         if step.script is not None and (step.command or step.args):
             c.error(path, f"{label} sets both script and command/args; use one")

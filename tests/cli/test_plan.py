@@ -95,7 +95,7 @@ def test_estimated_seconds_must_be_finite(tmp_path, capsys, value):
     file.write_text("apiVersion: stepflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: est}\n"
                     f"spec:\n  steps:\n    - {{name: a, script: 'true', estimatedSeconds: {value}}}\n")
     code, _, err = plan(capsys, file)
-    assert code == 1 and "spec.steps[0].estimatedSeconds: must be a finite number" in err
+    assert code == 1 and 'spec.steps[0].estimatedSeconds: step "a": must be a finite number' in err
 
 
 def test_durations_with_a_dependency_on_a_later_step(tmp_path, capsys):
