@@ -340,8 +340,8 @@ def test_pod_settings_are_checked_for_their_shape_and_node_selector_labels():
                    defaults={"podSecurityContext": [], "nodeSelector": {"stepflow.dev/pool": "x y"}})
     errors = errors_of(doc)
     assert 'spec.steps[0].tolerations[0]: step "a": must be an object, got string \'gpu\'' in errors
-    assert any(e.startswith("spec.steps[0].securityContext: must be an object") for e in errors)
-    assert any(e.startswith("spec.steps[0].nodeSelector['disk type']: is not a valid key") for e in errors)
+    assert any(e.startswith("spec.steps[0].securityContext: step \"a\": must be an object") for e in errors)
+    assert any(e.startswith("spec.steps[0].nodeSelector['disk type']: step \"a\": is not a valid key") for e in errors)
     assert any(e.startswith("spec.defaults.podSecurityContext: must be an object") for e in errors)
     # The stepflow.dev/ prefix is reserved for pod labels, not for the nodes a step selects.
     bad_value = "spec.defaults.nodeSelector['stepflow.dev/pool']: 'x y' is not a valid label value"

@@ -297,11 +297,11 @@ def _combine(main: _PartDecision, final: _PartDecision) -> _PartDecision:
             message = f"running finally steps ({message}); main steps: {main_message}"
     elif main_phase == FAILED:
         phase, reason = FAILED, main_reason
-        message = main_message + (f"; finally {message}" if final.phase[0] == FAILED else "")
+        message = main_message + (f"; finally: {message}" if final.phase[0] == FAILED else "")
     elif phase == FAILED:
-        message = f"main steps succeeded; finally {message}"
+        message = f"main steps succeeded; finally: {message}"
     else:
-        message = f"{main_message}; finally {message}"
+        message = f"{main_message}; finally: {message}"
     return _PartDecision(
         start=final.start, skip=final.skip, fail=final.fail, cancel=final.cancel,
         waiting=_Chain(main.waiting, final.waiting), phase=(phase, reason, message),

@@ -24,15 +24,19 @@ from stepflow.engine import (
     FAILED,
     RUNNING,
     SUCCEEDED,
+    TERMINAL,
     Decision,
     Observations,
     StepState,
     Verdict,
     decide,
+    failed_unstarted,
     skipped,
 )
+from stepflow.outputs import TERMINATION_MESSAGE_BYTES as OUTPUTS_LIMIT
+from stepflow.outputs import output_env, with_outputs
 from stepflow.plan import Plan
-from stepflow.spec import PodSettings, Step
+from stepflow.spec import PodSettings, Step, step_output_source
 from stepflow.status import build_status
 
 INTERRUPTED = "Interrupted"
@@ -78,6 +82,7 @@ class LocalRun:
         self.decision: Decision | None = None
         self._processes: dict[str, _Process] = {}
         self._stop: Verdict | None = None
+        self._stop_finally: Verdict | None = None
         self._wakeup = asyncio.Event()
 
     # --- public ---------------------------------------------------------------------------
@@ -90,7 +95,7 @@ class LocalRun:
             decision = self._decide()
             if decision.finished:
                 break
-            if decision.skip or decision.start:
+            if decision.skip or decision.start or decision.fail:
                 continue  # recorded; decide again at once, state changed
             await self._wait(decision.wake_at)
         self.finished_at = self.clock()
@@ -98,8 +103,15 @@ class LocalRun:
         return decision
 
     def interrupt(self) -> None:
-        """Ctrl-C: stop every process, skip the rest, and finish with status written."""
-        self._stop = Verdict(INTERRUPTED, "interrupted by the user")
+        """Ctrl-C: stop every main step's process and skip the rest; the finally steps still run
+        (X1). A second Ctrl-C, or the first once only finally steps are left, stops them too."""
+        verdict = Verdict(INTERRUPTED, "interrupted by the user")
+        main = self.states.parts[0]
+        if self._stop is None and main.count(*TERMINAL) < len(main):
+            self._stop = verdict
+        else:
+            self._stop = self._stop or verdict
+            self._stop_finally = verdict
         self._wakeup.set()
 
     def status(self) -> dict[str, Any]:
@@ -113,16 +125,24 @@ class LocalRun:
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
+    def outputs_path(self, name: str) -> Path:
+        """The step's $STEPFLOW_OUTPUTS file (O1); emptied at each attempt."""
+        return self.log_dir / f"{name}.outputs"
+
     # --- the loop -------------------------------------------------------------------------
 
     def _decide(self) -> Decision:
         now = self.clock()
         decision = decide(self.plan, self.states, now=now, started_at=self.started_at,
-                          max_concurrency=self.max_concurrency, stop=self._stop)
+                          max_concurrency=self.max_concurrency, stop=self._stop,
+                          stop_finally=self._stop_finally)
         self.decision = decision
         for name, verdict in decision.skip.items():
             self.states[name] = skipped(self.states[name], verdict, now)
             self.listener(self, "skipped", name)
+        for name, verdict in decision.fail.items():
+            self.states[name] = failed_unstarted(self.states[name], verdict, now)
+            self.listener(self, "failed", name)
         for name, verdict in decision.cancel.items():
             process = self._processes.get(name)
             if process is not None and process.verdict is None:
@@ -174,8 +194,9 @@ class LocalRun:
                 self.listener(self, "retrying", step.name)
             code, reason, message = await self._run_process(step, attempt, deadline)
             if code == 0:
-                return replace(state, phase=SUCCEEDED, reason="", message="",
+                done = replace(state, phase=SUCCEEDED, reason="", message="",
                                finished_at=self.clock(), exit_code=0)
+                return with_outputs(step, done, self._read_outputs(step.name))
             if reason == DEADLINE_EXCEEDED:
                 break
         return replace(state, phase=FAILED, reason=reason, message=message, exit_code=code,
@@ -191,11 +212,13 @@ class LocalRun:
                 log.flush()
             declared = self._declared_env(step)
             argv = [expand_references(arg, declared) for arg in step.argv]
+            outputs = self.outputs_path(step.name)
+            outputs.write_bytes(b"")  # a retry starts with no outputs, as a new pod does
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                     env={**os.environ, **declared, "STEPFLOW_WORKFLOW": self.plan.spec.name,
-                         "STEPFLOW_STEP": step.name},
+                         "STEPFLOW_STEP": step.name, "STEPFLOW_OUTPUTS": str(outputs.resolve())},
                     cwd=step.working_dir, start_new_session=True)
             except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument or value
                 reason = exc.strerror if isinstance(exc, OSError) else str(exc)
@@ -224,12 +247,24 @@ class LocalRun:
 
     def _declared_env(self, step: Step) -> dict[str, str]:
         """The container's own env, as Kubernetes builds it: defaults, then the step's, each
-        value expanded with the ones declared before it."""
+        value expanded with the ones declared before it. An output arrives as a plain value
+        (O3), unexpanded, as the operator writes it into the Job."""
+        outputs = output_env(self.plan, step, self.states)
         env: dict[str, str] = {}
         for var in (*self.plan.spec.defaults.env, *step.env):
-            if "valueFrom" not in var:  # {name: X} alone is X="" in a container too
+            if var["name"] in outputs and step_output_source(var) is not None:
+                env[var["name"]] = outputs[var["name"]]
+            elif "valueFrom" not in var:  # {name: X} alone is X="" in a container too
                 env[var["name"]] = expand_references(var.get("value", ""), env)
         return env
+
+    def _read_outputs(self, name: str) -> str | None:
+        """The outputs file, a byte past the kubelet's limit at most: enough to tell it is over."""
+        try:
+            with self.outputs_path(name).open("rb") as file:
+                return file.read(OUTPUTS_LIMIT + 1).decode("utf-8", "replace")
+        except OSError:
+            return None
 
     def _log_tail(self, name: str) -> str:
         """The last lines of output, as a container's FallbackToLogsOnError would give."""
@@ -298,7 +333,7 @@ def unsupported_fields(plan: Plan) -> list[str]:
     notes = []
     if any(s.image for s in plan.steps) or plan.spec.defaults.image:
         notes.append("image is ignored: steps run as local processes")
-    if any("valueFrom" in v for s in plan.steps for v in s.env) or any(
+    if any("valueFrom" in v and step_output_source(v) is None for s in plan.steps for v in s.env) or any(
             "valueFrom" in v for v in plan.spec.defaults.env):
         notes.append("env valueFrom is ignored locally (only literal values are set)")
     if any(s.resources for s in plan.steps) or plan.spec.defaults.resources:

@@ -8,6 +8,7 @@ another stays linear in memory and in the cycle check.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -432,6 +433,7 @@ def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
             if source is not None:
                 path = f"{step.path}.env[{i}].valueFrom.stepOutput"
                 errors.extend(_read_error(plan, before, step, *source, path, "reads"))
+                errors.extend(_substitution_errors(step, var["name"]))
         if step.when is None:
             continue
         try:
@@ -461,15 +463,26 @@ def _read_error(plan: Plan, before: _Ancestry, step: Step, source: str, output: 
         hint = _close_match(source, set(plan.step_by_name))
         return [FieldError(path, f'{label} {verb} unknown step "{source}"{hint}')]
     if not before.precedes(source, step.name):
-        why = "a finally step, which runs after the main steps" if producer.final and not step.final else (
-            "not a prerequisite of it (through dependsOn or the group barriers)")
-        return [FieldError(path, f'{label} {verb} step "{source}", which is {why}; only a prerequisite '
+        why = "a finally step: it runs after the main steps" if producer.final and not step.final else (
+            "which is not a prerequisite of it (through dependsOn or the group barriers)")
+        return [FieldError(path, f'{label} {verb} step "{source}", {why}; only a prerequisite '
                                  "is sure to have finished")]
     if output is not None and output not in producer.outputs:
         declared = ", ".join(producer.outputs) or "none"
         return [FieldError(path, f'{label} {verb} output "{output}" of step "{source}", which does not '
                                  f"declare it (its outputs: {declared})")]
     return []
+
+
+def _substitution_errors(step: Step, variable: str) -> list[FieldError]:
+    """O3: Kubernetes expands ``$(VAR)`` in command, args and script before the shell sees them,
+    so an output read that way would be pasted into the command line: shell injection."""
+    reference = re.compile(rf"(?<!\$)\$\({re.escape(variable)}\)")
+    places = [("script", step.script or "")] + [(f"command[{i}]", c) for i, c in enumerate(step.command)]
+    places += [(f"args[{i}]", a) for i, a in enumerate(step.args)]
+    message = (f'step "{step.name}" uses $({variable}), which would paste a step\'s output into the '
+               f'command; read it as "${variable}" in the shell instead')
+    return [FieldError(f"{step.path}.{where}", message) for where, text in places if reference.search(text)]
 
 
 class _Ancestry:

@@ -63,6 +63,29 @@ def human_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def group_label(entry: Mapping[str, Any]) -> str:
+    """A step's group as the CLI shows it, 1-based; finally steps say so (X4)."""
+    label = str(entry.get("group", 0) + 1)
+    return f"{label} finally" if entry.get("finally") else label
+
+
+def phase_label(entry: Mapping[str, Any]) -> str:
+    """The phase, with a condition's skip told apart from a skip after a failure (W3)."""
+    phase = entry.get("phase", PENDING)
+    if phase == "Skipped" and entry.get("reason") in ("ConditionFalse", "OutputUnavailable"):
+        return "Skipped (condition)" if entry["reason"] == "ConditionFalse" else "Skipped (no output)"
+    return phase
+
+
+def outputs_text(entry: Mapping[str, Any], limit: int = 40) -> str:
+    """``name=value`` pairs of a step's outputs, each value on one line and cut at ``limit``."""
+    pairs = []
+    for name, value in (entry.get("outputs") or {}).items():
+        value = value.replace("\n", "⏎")
+        pairs.append(f"{name}={value if len(value) <= limit else value[:limit - 1] + '…'}")
+    return ", ".join(pairs)
+
+
 def step_entry(plan: Plan, name: str, state: StepState, waiting: Mapping[str, Any]) -> dict[str, Any]:
     """One entry of ``status.steps``; a Pending step shows why it waits."""
     step = plan.step_by_name[name]
@@ -83,6 +106,8 @@ def step_entry(plan: Plan, name: str, state: StepState, waiting: Mapping[str, An
         "exitCode": state.exit_code,
         "terminationMessage": state.termination_message,
         "continuedOnError": state.phase == FAILED and step.continue_on_error,
+        "outputs": dict(state.outputs) if state.outputs else None,
+        "finally": step.final,
     }
     return {k: v for k, v in entry.items() if v not in ("", None, False) or k in ("group", "index")}
 
@@ -99,6 +124,7 @@ def step_state(entry: Mapping[str, Any]) -> StepState:
         exit_code=entry.get("exitCode"),
         termination_message=entry.get("terminationMessage", ""),
         job_name=entry.get("jobName", ""),
+        outputs=dict(entry.get("outputs") or {}),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from stepflow.status import human_duration, parse_time
+from stepflow.status import group_label, human_duration, parse_time, phase_label
 
 PHASE_STYLES = {
     "Succeeded": "green", "Failed": "red", "Running": "cyan", "Pending": "grey50",
@@ -35,6 +35,8 @@ class Row:
     start: float | None  # seconds after the run started
     end: float | None
     kept: bool = False  # ran in an earlier run and was kept (``rerun --failed``): no bar on this axis
+    group_label: str = ""  # "3", or "5 finally" for a finally step
+    phase_label: str = ""  # the phase, or "Skipped (condition)"
 
 
 def timeline_rows(status: Mapping[str, Any], now: float | None = None) -> tuple[list[Row], float]:
@@ -45,7 +47,8 @@ def timeline_rows(status: Mapping[str, Any], now: float | None = None) -> tuple[
     # no span to measure, rather than one from the epoch.
     origin = parse_time(status.get("startedAt")) or min(starts, default=None)
     if origin is None:
-        return [Row(name, entry.get("group", 0), entry.get("phase", "Pending"), None, None, False)
+        return [Row(name, entry.get("group", 0), entry.get("phase", "Pending"), None, None, False,
+                    group_label(entry), phase_label(entry))
                 for name, entry in sorted(steps.items(), key=lambda kv: kv[1].get("index", 0))], 0.0
     rows = []
     for name, entry in sorted(steps.items(), key=lambda kv: kv[1].get("index", 0)):
@@ -58,7 +61,7 @@ def timeline_rows(status: Mapping[str, Any], now: float | None = None) -> tuple[
         kept = start is not None and end is not None and start < origin and end < origin
         rows.append(Row(name, entry.get("group", 0), entry.get("phase", "Pending"),
                         None if start is None else start - origin,
-                        None if end is None else end - origin, kept))
+                        None if end is None else end - origin, kept, group_label(entry), phase_label(entry)))
     span = max((r.end for r in rows if r.end is not None and not r.kept), default=0.0)
     finished = parse_time(status.get("finishedAt"))
     if finished is not None:
@@ -111,13 +114,13 @@ def render_timeline(status: Mapping[str, Any], width: int = 50, now: float | Non
             bar = Text(" " * cols[0]) + Text("█" * (cols[1] - cols[0]), style=style)
             bar += Text(" " * (width - cols[1]))
         took = human_duration(row.end - row.start) if row.start is not None and row.end else ""
-        table.add_row(row.name, str(row.group + 1), Text(row.phase, style=style), took, bar)
+        table.add_row(row.name, row.group_label, Text(row.phase_label, style=style), took, bar)
     return table
 
 
 def _placeholder(row: Row) -> str:
     """What stands in the chart for a row without a bar."""
-    return "(kept from an earlier run)" if row.kept else f"({row.phase.lower()})"
+    return "(kept from an earlier run)" if row.kept else f"({(row.phase_label or row.phase).lower()})"
 
 
 def timeline_svg(status: Mapping[str, Any], now: float | None = None) -> str:

@@ -33,6 +33,11 @@ def _set(path: str, value):
 # For every rule (found by the start of its message): objects that keep it and objects that
 # break it. An entry is a new object, or (new, old) for an update.
 _running = workflow(step("a"), step("b"), status=RUNNING)
+def _with_finally(doc: dict, name: str) -> dict:
+    doc["spec"]["finally"] = [{"name": name, "script": "true"}]
+    return doc
+
+
 CASES: dict[str, tuple[list, list]] = {
     "only spec.suspend and spec.maxConcurrency": (
         [
@@ -97,6 +102,10 @@ CASES: dict[str, tuple[list, list]] = {
         [workflow(step("a"), defaults={"image": "x", "resources": {"requests": {"cpu": "1"}}})],
         [workflow(step("a"), defaults={"image": "x", "resources": {"claims": [{"name": "gpu"}]}})],
     ),
+    "step names must be unique across": (
+        [workflow(step("a")), _with_finally(workflow(step("a")), "b")],
+        [_with_finally(workflow(step("a")), "a")],
+    ),
     "a step cannot depend on itself": (
         [workflow(step("a"), step("b", dependsOn=["a"])), workflow(step("a", dependsOn=[]))],
         [workflow(step("a"), step("b", dependsOn=["a", "b"]))],
@@ -115,9 +124,18 @@ def _clean(case):
 
 
 def _rule(prefix: str) -> cel.Rule:
-    matches = [r for r in RULES if r.message.startswith(prefix)]
+    """The rule of spec.steps (spec.finally carries copies, checked apart)."""
+    matches = [r for r in RULES if r.message.startswith(prefix) and "finally" not in r.path]
     assert len(matches) == 1, f"{prefix!r} matches {len(matches)} rules"
     return matches[0]
+
+
+def test_finally_steps_carry_the_rules_of_steps():
+    """X2: spec.finally has the same fields, so the same per-step and whole-list rules."""
+    def rules_under(list_name: str) -> list[tuple[str, str]]:
+        return sorted((r.rule, r.message) for r in RULES if list_name in r.path)
+
+    assert rules_under("finally") == rules_under("steps") != []
 
 
 def test_every_rule_compiles():
@@ -127,7 +145,7 @@ def test_every_rule_compiles():
 
 
 def test_every_rule_has_cases():
-    assert sorted(r.message[:30] for r in RULES) == sorted(_rule(p).message[:30] for p in CASES)
+    assert sorted(r.message[:30] for r in RULES if "finally" not in r.path) == sorted(_rule(p).message[:30] for p in CASES)
 
 
 @pytest.mark.parametrize("prefix", CASES)

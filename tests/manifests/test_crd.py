@@ -135,5 +135,6 @@ def test_the_run_fingerprint_knows_every_crd_default():
     found = {path: node["default"] for path, node in schema.iter_nodes(schema.crd_schema())
              if "default" in node}
     known = {("spec", k): v for k, v in CRD_DEFAULTS.items()}
-    known.update({("spec", "steps", "[]", k): v for k, v in CRD_STEP_DEFAULTS.items()})
+    for steps in ("steps", "finally"):
+        known.update({("spec", steps, "[]", k): v for k, v in CRD_STEP_DEFAULTS.items()})
     assert found == known

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from stepflow.plan import compile_workflow, to_dot, to_mermaid
 from stepflow.spec import API_GROUP, API_VERSION, RERUN_FAILED_ANNOTATION, SpecError
-from stepflow.status import human_duration, parse_time, rfc3339
+from stepflow.status import group_label, human_duration, outputs_text, parse_time, phase_label, rfc3339
 from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline, timeline_svg
 
 if TYPE_CHECKING:  # the client and kopf load only when a cluster command runs, not for `run`
@@ -205,8 +205,10 @@ def status_view(workflow: dict[str, Any], now: float) -> Table:
             message = f"exit code {entry['exitCode']}; {message}"
         if entry.get("terminationMessage"):
             message += f" | {entry['terminationMessage'].splitlines()[-1]}"
+        if entry.get("outputs"):
+            message = f"outputs: {outputs_text(entry)}" + (f"; {message}" if message else "")
         started = (rfc3339(start) or "")[11:19]
-        table.add_row(str(entry.get("group", 0) + 1), name, Text(phase, style=PHASE_STYLES.get(phase, "")),
+        table.add_row(group_label(entry), name, Text(phase_label(entry), style=PHASE_STYLES.get(phase, "")),
                       started, took, entry.get("jobName", ""), Text(message))
     return table
 

@@ -23,7 +23,7 @@ from stepflow.engine import SUCCEEDED
 from stepflow.local import LocalRun, unsupported_fields
 from stepflow.plan import Plan, critical_path, load_plan, load_plans, to_dot, to_mermaid
 from stepflow.spec import SpecError
-from stepflow.status import human_duration, parse_time
+from stepflow.status import group_label, human_duration, outputs_text, parse_time, phase_label
 from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -358,8 +358,10 @@ def summary_table(status: dict[str, Any]) -> Table:
         detail = entry.get("message", "")
         if entry.get("exitCode") not in (None, 0) and f"code {entry['exitCode']}" not in detail:
             detail = f"exit code {entry['exitCode']}" + (f"; {detail}" if detail else "")
-        table.add_row(str(entry["group"] + 1), name,
-                      Text(entry["phase"], style=PHASE_STYLES.get(entry["phase"], "")), took, Text(detail))
+        if entry.get("outputs"):
+            detail = f"outputs: {outputs_text(entry)}" + (f"; {detail}" if detail else "")
+        phase = Text(phase_label(entry), style=PHASE_STYLES.get(entry["phase"], ""))
+        table.add_row(group_label(entry), name, phase, took, Text(detail))
     return table
 
 

@@ -59,9 +59,10 @@ def spec_hash(spec: Mapping[str, Any]) -> str:
                 if k not in RUN_FIELDS_IGNORED and CRD_DEFAULTS.get(k, ...) != v}
     if isinstance(relevant.get("defaults"), Mapping):
         relevant["defaults"] = _canonical_container(relevant["defaults"])
-    if isinstance(relevant.get("steps"), list):
-        relevant["steps"] = [_canonical_step(step) if isinstance(step, Mapping) else step
-                             for step in relevant["steps"]]
+    for steps in ("steps", "finally"):
+        if isinstance(relevant.get(steps), list):
+            relevant[steps] = [_canonical_step(step) if isinstance(step, Mapping) else step
+                               for step in relevant[steps]]
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

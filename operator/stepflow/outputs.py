@@ -1,0 +1,88 @@
+"""Step outputs (O1-O3): the ``$STEPFLOW_OUTPUTS`` file format, and what both executors keep.
+
+A step writes ``name=value`` lines, or ``name<<DELIM`` ... ``DELIM`` blocks for multi-line
+values, as GitHub Actions' ``$GITHUB_OUTPUT`` does. In a cluster the file is the container's
+termination-message path, so the kubelet carries it into the pod's status (4,096 bytes at
+most); locally it is a file per step. Pure functions: the executors read the text, these
+decide what it means.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import replace
+
+from stepflow.engine import FAILED, MISSING_OUTPUT, OUTPUTS_TOO_LARGE, SUCCEEDED, StepState
+from stepflow.plan import Plan
+from stepflow.spec import Step
+
+MAX_OUTPUTS_BYTES = 4000  # all of a step's outputs together (O2)
+TERMINATION_MESSAGE_BYTES = 4096  # what the kubelet keeps of the file; more is cut off
+OUTPUTS_PATH = "/dev/termination-log"  # the container's default terminationMessagePath
+_BLOCK = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)<<(\S.*)")
+_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
+
+
+def parse_outputs(text: str) -> tuple[dict[str, str], list[str]]:
+    """The values written, the last one winning, and the problems found (an unclosed block).
+    Other lines are ignored: the file may carry text the step wrote for people."""
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i].removesuffix("\r")
+        i += 1
+        block = _BLOCK.fullmatch(line)
+        if block is not None:
+            name, delimiter = block.group(1), block.group(2)
+            body: list[str] = []
+            while i < len(lines) and lines[i].removesuffix("\r") != delimiter:
+                body.append(lines[i].removesuffix("\r"))
+                i += 1
+            if i >= len(lines):
+                problems.append(f'the block of output "{name}" has no closing line "{delimiter}"')
+                continue
+            i += 1
+            values[name] = "\n".join(body)
+            continue
+        single = _LINE.fullmatch(line)
+        if single is not None:
+            values[single.group(1)] = single.group(2)
+    return values, problems
+
+
+def with_outputs(step: Step, state: StepState, text: str | None) -> StepState:
+    """O2 for a step that ended: a success keeps its declared outputs, or fails MissingOutput or
+    OutputsTooLarge. ``text`` is the file's content; None if it could not be read at all. A
+    failed step records none."""
+    if state.phase != SUCCEEDED or not step.outputs:
+        return state
+    text = text or ""
+    if len(text.encode()) > TERMINATION_MESSAGE_BYTES:
+        return _fail(state, OUTPUTS_TOO_LARGE, f"wrote {len(text.encode()):,} bytes to $STEPFLOW_OUTPUTS; "
+                                               f"at most {MAX_OUTPUTS_BYTES:,} bytes of outputs are kept")
+    values, problems = parse_outputs(text)
+    missing = [name for name in step.outputs if name not in values]
+    if missing:
+        names = ", ".join(f'"{n}"' for n in missing)
+        detail = "; " + "; ".join(problems) if problems else ""
+        return _fail(state, MISSING_OUTPUT, f"exited 0 without writing output {names} to "
+                                            f"$STEPFLOW_OUTPUTS{detail}")
+    kept = {name: values[name] for name in step.outputs}
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in kept.items())
+    if size > MAX_OUTPUTS_BYTES:
+        return _fail(state, OUTPUTS_TOO_LARGE, f"its outputs take {size:,} bytes; at most "
+                                               f"{MAX_OUTPUTS_BYTES:,} are kept")
+    return replace(state, outputs=kept)
+
+
+def _fail(state: StepState, reason: str, message: str) -> StepState:
+    return replace(state, phase=FAILED, reason=reason, message=message, outputs={})
+
+
+def output_env(plan: Plan, step: Step, states: Mapping[str, StepState]) -> dict[str, str]:
+    """O3: each ``stepOutput`` variable's value, read when the step starts. The engine starts a
+    step only once every output it reads exists (else OutputUnavailable)."""
+    return {var: states[producer].outputs.get(output, "") for var, producer, output in step.output_sources}
