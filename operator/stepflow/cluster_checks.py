@@ -14,13 +14,14 @@ from stepflow.plan import Plan
 from stepflow.spec import FieldError
 
 MAX_CLUSTER_STEPS = 1000  # the CRD's maxItems; the local runner takes 10,000
+MAX_CLUSTER_FINALLY_STEPS = 50  # the CRD's maxItems of spec.finally
 
 
 def image_errors(plan: Plan) -> list[FieldError]:
     """A Job needs an image; a local run does not, so this check lives here."""
     if plan.spec.defaults.image:
         return []
-    return [FieldError(f"spec.steps[{s.index}].image",
+    return [FieldError(f"{s.path}.image",
                        f'step "{s.name}" has no image; set it or spec.defaults.image')
             for s in plan.steps if not s.image]
 
@@ -29,11 +30,14 @@ def cluster_errors(plan: Plan) -> list[FieldError]:
     """What a cluster refuses and a local run tolerates: ``stepflow validate`` and the operator
     check these, so that a file that validates also applies."""
     errors = image_errors(plan)
-    if len(plan.steps) > MAX_CLUSTER_STEPS:
-        errors.append(FieldError("spec.steps", f"has {len(plan.steps)} steps; a cluster takes at most "
+    if len(plan.spec.steps) > MAX_CLUSTER_STEPS:
+        errors.append(FieldError("spec.steps", f"has {len(plan.spec.steps)} steps; a cluster takes at most "
                                                f"{MAX_CLUSTER_STEPS} (stepflow run takes 10,000)"))
+    if len(plan.spec.finally_steps) > MAX_CLUSTER_FINALLY_STEPS:
+        errors.append(FieldError("spec.finally", f"has {len(plan.spec.finally_steps)} steps; a cluster takes "
+                                                 f"at most {MAX_CLUSTER_FINALLY_STEPS}"))
     places = [("spec.defaults.resources", plan.spec.defaults.resources)]
-    places += [(f"spec.steps[{s.index}].resources", s.resources) for s in plan.steps]
+    places += [(f"{s.path}.resources", s.resources) for s in plan.steps]
     for path, resources in places:
         errors += _quantity_errors(path, resources or {})
         if (resources or {}).get("claims"):

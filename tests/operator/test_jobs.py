@@ -98,7 +98,8 @@ def test_build_job_maps_step_fields_to_the_job_spec():
     container = pod["containers"][0]
     assert container["image"] == "alpine:3.20"
     assert container["command"] == ["sh", "-c", "make"]
-    assert {e["name"]: e["value"] for e in container["env"]} == {"A": "step", "B": "b"}
+    assert {e["name"]: e["value"] for e in container["env"]} == {
+        "STEPFLOW_OUTPUTS": "/dev/termination-log", "A": "step", "B": "b"}
 
 
 def test_pod_settings_come_from_defaults_and_the_step_wins():

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, StepState
+from stepflow.outputs import OUTPUTS_PATH
 from stepflow.plan import Plan
 from stepflow.spec import API_GROUP, API_VERSION, KIND, Step
 from stepflow.status import parse_time
@@ -87,8 +88,10 @@ def _canonical_step(step: Mapping[str, Any]) -> dict[str, Any]:
     return canonical
 
 
-def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generation: int) -> dict[str, Any]:
-    """The Job manifest for one step of one run."""
+def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generation: int,
+              outputs: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Job manifest for one step of one run; ``outputs`` are the values of the step's
+    ``stepOutput`` variables (O3), written in as plain values."""
     spec = plan.spec
     labels = {
         WORKFLOW_LABEL: spec.name,
@@ -104,7 +107,7 @@ def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generat
         "backoffLimit": step.retries,
         "template": {
             "metadata": template_metadata,
-            "spec": _pod_spec(plan, step),
+            "spec": _pod_spec(plan, step, outputs or {}),
         },
     }
     if step.timeout_seconds:
@@ -130,20 +133,23 @@ def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generat
     }
 
 
-def _pod_spec(plan: Plan, step: Step) -> dict[str, Any]:
+def _pod_spec(plan: Plan, step: Step, outputs: Mapping[str, str]) -> dict[str, Any]:
     defaults = plan.spec.defaults
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": step.image or defaults.image,
         "command": list(step.command) if step.script is None else ["sh", "-c", step.script],
-        # The last log lines become the termination message, shown in the step status.
+        # The last log lines become the termination message of a failed step, unless it wrote
+        # one; a step's outputs (O1) travel the same way, through $STEPFLOW_OUTPUTS.
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if step.args:
         container["args"] = list(step.args)
-    env = {v["name"]: dict(v) for v in (*defaults.env, *step.env)}  # step wins over defaults
-    if env:
-        container["env"] = list(env.values())
+    env = {"STEPFLOW_OUTPUTS": {"name": "STEPFLOW_OUTPUTS", "value": OUTPUTS_PATH}}
+    env.update({v["name"]: dict(v) for v in (*defaults.env, *step.env)})  # step wins over defaults
+    for name, value in outputs.items():
+        env[name] = {"name": name, "value": value}
+    container["env"] = list(env.values())
     resources = step.resources or defaults.resources
     if resources:
         container["resources"] = dict(resources)
@@ -270,7 +276,9 @@ def pod_report(pod: Mapping[str, Any]) -> PodReport:
         terminated = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
         if container.get("name") == CONTAINER_NAME and terminated:
             message = (terminated.get("message") or terminated.get("reason") or "").strip()
-            return PodReport(created, job_uid, True, terminated.get("exitCode"), message[-1024:])
+            # A success keeps its whole message: it carries the step's outputs (O1).
+            kept = message[-1024:] if terminated.get("exitCode") else (terminated.get("message") or "")
+            return PodReport(created, job_uid, True, terminated.get("exitCode"), kept)
     for condition in status.get("conditions") or ():
         if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
                 and condition.get("reason") == "Unschedulable"):
@@ -292,6 +300,15 @@ def failure_details(reports: Iterable[PodReport]) -> tuple[int | None, str]:
     if newest is None or not newest.terminated:
         return None, ""
     return newest.exit_code, newest.message
+
+
+def success_message(reports: Iterable[PodReport]) -> str | None:
+    """The termination message of the Job's newest pod once it exited 0: the step's outputs.
+    None while no such pod is known."""
+    newest = max(reports, key=lambda r: r.created, default=None)
+    if newest is None or not newest.terminated or newest.exit_code != 0:
+        return None
+    return newest.message
 
 
 def pod_problem(reports: Iterable[PodReport]) -> tuple[str, str]:

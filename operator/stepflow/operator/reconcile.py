@@ -54,8 +54,10 @@ from stepflow.operator.jobs import (
     pod_problem,
     pod_report,
     spec_hash,
+    success_message,
 )
 from stepflow.operator.store import POD_LESS_GRACE, Key, Store, pod_less
+from stepflow.outputs import output_env, with_outputs
 from stepflow.plan import Plan, compile_workflow
 from stepflow.spec import RERUN_FAILED_ANNOTATION, SpecError
 from stepflow.status import build_status, invalid_status, parse_time, states_from_status
@@ -307,6 +309,8 @@ class Reconciler:
                 state = self._pod_trouble(key, job, state, now)
             elif state.phase == FAILED and previous.phase != FAILED:
                 state = self._with_failure_details(key, job, state)
+            elif state.phase == SUCCEEDED and step.outputs:
+                state = self._with_outputs(key, job, plan, step.name, state)
             states[step.name] = state
         return (not_before_prerequisites(plan, states, adopted) if adopted else states), adopted
 
@@ -319,6 +323,17 @@ class Reconciler:
             pods = map(pod_report, self.api.job_pods(key[0], meta["name"]))
             exit_code, message = failure_details(of_job(pods, meta.get("uid", "")))
         return replace(state, exit_code=exit_code, termination_message=message)
+
+    def _with_outputs(self, key: Key, job: Mapping[str, Any], plan: Plan, name: str,
+                      state: StepState) -> StepState:
+        """O2: a succeeded step's outputs, from its pod's termination message: the pod watch's
+        record, else the pods themselves (the Job's Complete can arrive before the pod's event)."""
+        meta = job["metadata"]
+        text = success_message(self.store.pod_reports(key, meta["name"], meta.get("uid", "")))
+        if text is None:
+            pods = map(pod_report, self.api.job_pods(key[0], meta["name"]))
+            text = success_message(of_job(pods, meta.get("uid", "")))
+        return with_outputs(plan.step_by_name[name], state, text)
 
     def _late_exit_code(self, key: Key, job: Mapping[str, Any], state: StepState) -> StepState:
         """The Job's Failed can be seen before its pod's final state: the pod watch and the Job
@@ -396,7 +411,7 @@ class Reconciler:
             states[name] = replace(states[name], phase=CANCELLED, reason=verdict.reason,
                                    message=verdict.message, finished_at=now)
         for name in decision.start:
-            states[name], adopted_now = self._start(key, plan, name, body, run, now)
+            states[name], adopted_now = self._start(key, plan, name, body, run, now, states)
             if adopted_now:
                 adopted.add(name)
             if states[name].phase == PENDING:  # the name is taken by an earlier Workflow's Job
@@ -410,19 +425,22 @@ class Reconciler:
         # A step that failed to start (InvalidJob) can make later steps unreachable: record
         # those skips now, or the published status would say Failed with steps still Pending.
         final = decide(plan, states, global_slots=0 if capped else None, **options)
+        if final.skip or final.fail:  # they can make steps ready, or end the main part: decide again
+            requeue = 0.0
         return final, apply_skips(states, final, now), requeue
 
     def _start(self, key: Key, plan: Plan, name: str, body: Mapping[str, Any], run: Run,
-               now: float) -> tuple[StepState, bool]:
+               now: float, states: Mapping[str, StepState]) -> tuple[StepState, bool]:
         """Create the step's Job; returns its state and whether an existing Job was adopted."""
         step = plan.step_by_name[name]
         uid = body["metadata"].get("uid", "")
-        manifest = build_job(plan, step, namespace=key[0], owner_uid=uid, generation=run.generation)
+        manifest = build_job(plan, step, namespace=key[0], owner_uid=uid, generation=run.generation,
+                             outputs=output_env(plan, step, states))
         job_id = manifest["metadata"]["name"]
         try:
             job = self.api.create_job(key[0], manifest)
         except Conflict:
-            return self._adopt(key, job_id, uid, now)  # created before a restart, or not ours
+            return self._adopt(key, plan, name, job_id, uid, now)  # created before a restart, or not ours
         except Invalid as exc:
             return StepState(phase=FAILED, reason="InvalidJob", message=str(exc), started_at=now,
                              finished_at=now, job_name=job_id), False
@@ -433,7 +451,8 @@ class Reconciler:
         state = StepState(phase=RUNNING, started_at=now, attempts=1, job_name=job_id)
         return (observe_job(state, job, now) if job_outcome(job)[0] != RUNNING else state), False
 
-    def _adopt(self, key: Key, job_id: str, uid: str, now: float) -> tuple[StepState, bool]:
+    def _adopt(self, key: Key, plan: Plan, name: str, job_id: str, uid: str,
+               now: float) -> tuple[StepState, bool]:
         """The Job exists: ours if our creator died before recording it, else an old one's."""
         try:
             job = self.api.get_job(key[0], job_id)
@@ -448,6 +467,8 @@ class Reconciler:
         state = observe_job(StepState(phase=RUNNING, attempts=1, job_name=job_id), job, now)
         if state.phase == FAILED:
             state = self._with_failure_details(key, job, state)
+        elif state.phase == SUCCEEDED and plan.step_by_name[name].outputs:
+            state = self._with_outputs(key, job, plan, name, state)
         return state, True
 
     def _write_status(self, key: Key, body: Mapping[str, Any], old: Mapping[str, Any],
@@ -523,7 +544,7 @@ class Reconciler:
                 self.events.record(body, "Warning", state.reason, f"{label}: {state.message}")
             if state.phase == old:
                 continue
-            if old == PENDING and state.phase in (RUNNING, SUCCEEDED, FAILED):
+            if old == PENDING and state.phase in (RUNNING, SUCCEEDED, FAILED) and state.started_at:
                 self.events.record(body, "Normal", "StepStarted", f"{label} started as Job {state.job_name}")
                 self._observe_wait(plan, step.name, states, run_started)
             if state.phase == SUCCEEDED:
