@@ -62,6 +62,7 @@ class Sim:
     plan: Plan
     durations: Mapping[str, float] = field(default_factory=dict)
     fails: frozenset[str] | set[str] = frozenset()
+    outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # what a success wrote
     max_concurrency: int | None = None
     suspended: bool = False
     t0: float = 1_000.0
@@ -118,7 +119,7 @@ class Sim:
             if decision.finished:
                 return Result(states, decision, decisions, intervals, order, max_running, now,
                               starts=starts)
-            if decision.start or decision.skip or decision.cancel:
+            if decision.start or decision.skip or decision.cancel or decision.fail:
                 continue  # state changed: decide again at the same instant
             candidates = list(end_at.values())
             if decision.wake_at is not None:
@@ -133,7 +134,8 @@ class Sim:
                 phase = FAILED if name in self.fails else SUCCEEDED
                 states[name] = replace(states[name], phase=phase, finished_at=now,
                                        exit_code=1 if phase == FAILED else 0,
-                                       reason="Error" if phase == FAILED else "")
+                                       reason="Error" if phase == FAILED else "",
+                                       outputs={} if phase == FAILED else dict(self.outputs.get(name, {})))
                 intervals[name].end = now
                 del end_at[name]
         raise AssertionError("simulation did not settle")

@@ -321,3 +321,61 @@ def test_a_missing_working_dir_is_named_as_the_cause_not_the_command(tmp_path):
     w = report["steps"]["w"]
     assert w["phase"] == "Failed" and "workingDir" in w["message"] and "nowhere" in w["message"]
     assert "cannot start" not in w["message"]
+
+
+# --- outputs, conditions and finally steps with real processes (O1-O3, W1, X1) ---------------
+
+def test_real_processes_pass_outputs_through_the_environment(tmp_path):
+    steps = [
+        step("build", outputs=["tag", "notes"],
+             script='echo tag=v1 >> "$STEPFLOW_OUTPUTS"; '
+                    'printf \'notes<<END\\na;b\\n$(x)\\nEND\\n\' >> "$STEPFLOW_OUTPUTS"'),
+        step("deploy", script='test "$TAG" = v1 && printf %s "$NOTES" > "$OUT"',
+             env=[{"name": "TAG", "valueFrom": {"stepOutput": {"step": "build", "output": "tag"}}},
+                  {"name": "NOTES", "valueFrom": {"stepOutput": {"step": "build", "output": "notes"}}},
+                  {"name": "OUT", "value": str(tmp_path / "notes.txt")}]),
+    ]
+    _, report = run_local(tmp_path, steps)
+    assert report["phase"] == "Succeeded", report["message"]
+    assert report["steps"]["build"]["outputs"] == {"tag": "v1", "notes": "a;b\n$(x)"}
+    # The value arrives as is: "$(x)" was neither expanded nor run by a shell.
+    assert (tmp_path / "notes.txt").read_text() == "a;b\n$(x)"
+
+
+def test_a_real_process_that_forgets_an_output_fails_missing_output(tmp_path):
+    _, report = run_local(tmp_path, [step("build", outputs=["tag"], script="echo hello"), step("next")])
+    assert report["steps"]["build"]["reason"] == "MissingOutput"
+    assert report["steps"]["next"]["phase"] == "Skipped"
+
+
+def test_a_condition_and_a_finally_step_with_real_processes(tmp_path):
+    from builders import workflow
+    from stepflow.plan import compile_workflow
+
+    doc = workflow(step("test", outputs=["changed"], script='echo changed=false >> "$STEPFLOW_OUTPUTS"'),
+                   step("deploy", when="steps.test.outputs.changed == 'true'", script="exit 3"),
+                   step("broken", script="exit 1"))
+    doc["spec"]["finally"] = [step("notify", when="workflow.failed", script=f"touch {tmp_path / 'told'}")]
+    run = LocalRun(compile_workflow(doc), log_dir=tmp_path / "logs")
+    decision = asyncio.run(run.run())
+    report = run.status()
+    assert report["steps"]["deploy"]["reason"] == "ConditionFalse"
+    assert report["steps"]["notify"]["phase"] == "Succeeded" and (tmp_path / "told").exists()
+    assert decision.phase == "Failed" and '"broken"' in decision.message
+
+
+def test_an_interrupt_stops_the_main_steps_and_the_finally_steps_still_run(tmp_path):
+    from builders import workflow
+    from stepflow.plan import compile_workflow
+
+    doc = workflow(step("slow", script="sleep 30"))
+    doc["spec"]["finally"] = [step("cleanup", script=f"touch {tmp_path / 'cleaned'}")]
+    run = LocalRun(compile_workflow(doc), log_dir=tmp_path / "logs")
+
+    async def main():
+        asyncio.get_running_loop().call_later(0.5, run.interrupt)
+        return await run.run()
+
+    decision = asyncio.run(main())
+    assert run.states["slow"].reason == "Interrupted"
+    assert (tmp_path / "cleaned").exists() and decision.phase == "Failed"

@@ -269,6 +269,8 @@ def decide(
         waiting = _Chain(main.waiting, _AllWaiting(observed.parts[1], Verdict(
             WAITING_FOR_MAIN, "runs once every main step is over")))
         combined = replace(main, waiting=waiting, done=main.done + observed.parts[1].count(*TERMINAL))
+        if main.phase[0] in TERMINAL:  # over once its skips are recorded: finally steps come next
+            combined.phase = (RUNNING, "RunningFinally", f"finally steps next; main steps: {main.phase[2]}")
         return _decision(combined, main, len(observed))
     final = _decide_part(final_plan, observed.parts[1], observed, now=now, started_at=None, cap=cap,
                          suspended=suspended, global_slots=global_slots, stop=stop_finally,

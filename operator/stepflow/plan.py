@@ -609,12 +609,21 @@ def _edges(plan: Plan) -> list[tuple[str, str]]:
     needed_joins = {plan.group_of[s.name] - 1 for s in plan.steps if plan.waits_for_barrier(s.name)}
     for g in sorted(needed_joins):
         edges.extend((name, f"#{g}") for name in plan.groups[g])
+    waiting_for_main = [s.name for s in plan.steps if plan.waits_for_main(s.name)]
+    if waiting_for_main:  # X1: one join node, "every main step is over"
+        edges.extend((name, MAIN_DONE) for name in plan.main_sinks)
+        edges.extend((MAIN_DONE, name) for name in waiting_for_main)
     for step in plan.steps:
-        if step.depends_on is not None:
+        if step.depends_on:
             edges.extend((d, step.name) for d in step.depends_on)
         elif plan.waits_for_barrier(step.name):
             edges.append((f"#{plan.group_of[step.name] - 1}", step.name))
     return edges
+
+
+def _group_title(plan: Plan, g: int) -> str:
+    main = plan.main_group_count if plan.main_group_count is not None else len(plan.groups)
+    return f"group {g + 1}" if g < main else f"finally group {g - main + 1}"
 
 
 def _mermaid_id(node: str) -> str:
@@ -626,7 +635,7 @@ def to_mermaid(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
     edges = _edges(plan)
     lines = ["flowchart TD"]
     for g, members in enumerate(plan.groups):
-        lines.append(f'  subgraph group{g + 1}["group {g + 1}"]')
+        lines.append(f'  subgraph group{g + 1}["{_group_title(plan, g)}"]')
         lines.extend(f'    {_mermaid_id(n)}["{n}"]' for n in members)
         lines.append("  end")
     joins = sorted({a for a, _ in edges if a.startswith("#")})
@@ -644,7 +653,7 @@ def to_dot(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
     edges = _edges(plan)
     lines = [f'digraph "{plan.spec.name}" {{', "  rankdir=TB;", "  node [shape=box, style=rounded];"]
     for g, members in enumerate(plan.groups):
-        lines.append(f'  subgraph cluster_{g + 1} {{ label="group {g + 1}"; style=dashed;')
+        lines.append(f'  subgraph cluster_{g + 1} {{ label="{_group_title(plan, g)}"; style=dashed;')
         for name in members:
             colour = PHASE_COLOURS.get((phases or {}).get(name, ""), "")
             style = f', style="rounded,filled", fillcolor="{colour}"' if colour else ""

@@ -12,7 +12,9 @@ from operator_harness import ROOT, load_example, max_overlap
 from stepflow.plan import compile_workflow
 from stepflow.status import parse_time
 
-EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))
+# kwok plays the pods and runs no script, so a step that must write outputs is scripted apart
+# (test_outputs_travel_through_the_termination_message_to_the_consumers_job below).
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml") if "outputs:" not in p.read_text())
 
 
 def intervals(status, names=None):
@@ -206,3 +208,36 @@ def test_status_records_jobs_times_conditions_and_events(kube, operator):
     wait_for(lambda: any(e["reason"] == "WorkflowSucceeded" for e in kube.events("parallel-checks")))
     reasons = [e["reason"] for e in kube.events("parallel-checks")]
     assert reasons.count("StepStarted") == 4 and reasons.count("StepSucceeded") == 4
+
+
+def test_outputs_travel_through_the_termination_message_to_the_consumers_job(kube, operator):
+    """O1-O3 and X1 on the real tier: kwok sets each pod's termination message, as the kubelet
+    does from $STEPFLOW_OUTPUTS; the consumer's Job carries the value as a plain env value."""
+    doc = load_example("release-pipeline.yaml", kube.namespace)
+    messages = {"build": "tag=v1.4.2\nnoise for people", "test": "changed=true"}
+    for entry in doc["spec"]["steps"]:
+        if entry["name"] in messages:
+            entry["podMetadata"] = {"annotations": {"test.stepflow.dev/message": messages[entry["name"]]}}
+    kube.create(doc)
+    name = doc["metadata"]["name"]
+    status = kube.wait_phase(name)
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert status["steps"]["build"]["outputs"] == {"tag": "v1.4.2"}
+    assert status["steps"]["notify"]["finally"] is True
+    assert status["groups"][-1] == ["notify"]
+    jobs = {j["metadata"]["labels"]["stepflow.dev/step"]: j for j in kube.jobs(name)}
+    env = {e["name"]: e for e in jobs["deploy"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["IMAGE_TAG"] == {"name": "IMAGE_TAG", "value": "v1.4.2"}
+    assert env["STEPFLOW_OUTPUTS"]["value"] == "/dev/termination-log"
+    assert parse_time(status["steps"]["notify"]["startedAt"]) >= parse_time(
+        status["steps"]["deploy"]["finishedAt"])
+
+
+def test_a_step_that_writes_no_declared_output_fails_missing_output(kube, operator):
+    doc = workflow("no-output", [step("build", outputs=["tag"], message="other=x"), step("after")])
+    kube.create(doc)
+    status = kube.wait_phase("no-output")
+    assert status["phase"] == "Failed"
+    build = status["steps"]["build"]
+    assert (build["phase"], build["reason"]) == ("Failed", "MissingOutput") and '"tag"' in build["message"]
+    assert status["steps"]["after"]["phase"] == "Skipped"

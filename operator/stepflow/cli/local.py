@@ -168,11 +168,18 @@ def _print_plan_text(plan: Plan, durations: dict[str, float]) -> None:
     for g, members in enumerate(plan.groups):
         for i, name in enumerate(members):
             step = plan.step_by_name[name]
-            if step.depends_on is not None:
+            if plan.waits_for_main(name):
+                waits = "every main step (finally)"
+            elif step.depends_on is not None:
                 waits = "dependsOn: " + (", ".join(step.depends_on) or "(nothing)")
             else:
                 waits = f"group {g}" if g > 0 else "-"
-            row = [str(g + 1) if i == 0 else "", name, Text(step.type), waits]  # Text: never markup
+            if step.when is not None:
+                waits += f"; when {step.when}"
+            if step.output_sources:
+                waits += "; reads " + ", ".join(f"{p}.{o}" for _, p, o in step.output_sources)
+            label = f"{g + 1} finally" if step.final else str(g + 1)
+            row = [label if i == 0 else "", name, Text(step.type), Text(waits)]  # Text: never markup
             if durations:
                 row.append(human_duration(durations[name]) if name in durations else "?")
             table.add_row(*row, end_section=i == len(members) - 1)
