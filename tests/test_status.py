@@ -211,15 +211,17 @@ def test_invalid_status_lists_every_error_and_stalls():
 
 # --- size (DESIGN target: a 1,000-step status < 256 KiB) ----------------------------------------
 
-def thousand_step_status(name_format: str, workflow: str) -> dict:
+def thousand_step_status(name_format: str, workflow: str, outputs: bool = False) -> dict:
     names = [name_format.format(i) for i in range(1000)]
-    plan = plan_of([step(n, group=i // 10 + 1, type="deploy") for i, n in enumerate(names)],
+    declared = {"outputs": ["tag"]} if outputs else {}
+    plan = plan_of([step(n, group=i // 10 + 1, type="deploy", **declared) for i, n in enumerate(names)],
                    maxConcurrency=10, name=workflow)
     # finished as either executor records it; job names as the operator makes them
     # (<workflow>-<generation>-<step>, at most 63 characters)
     states = {n: StepState(SUCCEEDED, started_at=T0 + i // 10 * 1.5,
                            finished_at=T0 + i // 10 * 1.5 + 1.234, attempts=1, exit_code=0,
-                           job_name=f"{workflow}-12-{n}"[:63])
+                           job_name=f"{workflow}-12-{n}"[:63],
+                           outputs={"tag": f"v1.4.2-{i:04d}"} if outputs else {})
               for i, n in enumerate(names)}
     end = T0 + 150
     decision = decide(plan, states, now=end, started_at=T0)
@@ -274,3 +276,11 @@ def test_the_status_of_a_worst_case_workflow_stays_bounded_and_says_what_was_cut
     entry = status["steps"][names[0]]
     assert entry["terminationMessage"].startswith("…") and entry["exitCode"] == 1
     assert entry["reason"] == "BackoffLimitExceeded" and entry["phase"] == "Failed"
+
+
+
+def test_a_1000_step_status_with_a_small_output_on_every_step_stays_under_256_kib():
+    """Issue 9: outputs live in status.steps.<name>.outputs, read by kubectl, Argo CD and Flux."""
+    status = thousand_step_status("step-{:04d}", "release", outputs=True)
+    assert status["steps"]["step-0999"]["outputs"] == {"tag": "v1.4.2-0999"}
+    assert size_kib(status) < 256
