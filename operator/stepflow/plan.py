@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from stepflow.conditions import Condition, ConditionSyntaxError, compile_condition
-from stepflow.spec import FieldError, SpecError, Step, WorkflowSpec, read_documents, read_workflow
+from stepflow.spec import (
+    FieldError,
+    SpecError,
+    Step,
+    WorkflowSpec,
+    read_documents,
+    read_workflow,
+    step_output_source,
+)
 
 MAIN_DONE = "#main"  # the graph node "every main step is over", which finally steps wait for (X1)
 
@@ -429,7 +437,7 @@ def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
     conditions: dict[str, Condition] = {}
     for step in readers:
         for i, var in enumerate(step.env):
-            source = step_output_of(var)
+            source = step_output_source(var)
             if source is not None:
                 path = f"{step.path}.env[{i}].valueFrom.stepOutput"
                 errors.extend(_read_error(plan, before, step, *source, path, "reads"))
@@ -447,12 +455,6 @@ def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
         errors.extend(dict.fromkeys(found))
         conditions[step.name] = condition
     return errors, conditions
-
-
-def step_output_of(var: Mapping[str, Any]) -> tuple[str, str] | None:
-    from stepflow.spec import step_output_source
-
-    return step_output_source(var)
 
 
 def _read_error(plan: Plan, before: _Ancestry, step: Step, source: str, output: str | None, path: str,
