@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from builders import plan_of, step, workflow
 from simulate import simulate
-from stepflow.engine import FAILED, SKIPPED, SUCCEEDED, WAITING_FOR_MAIN, decide
+from stepflow.engine import FAILED, RUNNING, SKIPPED, SUCCEEDED, WAITING_FOR_MAIN, StepState, decide
 from stepflow.plan import compile_workflow
 
 
@@ -131,9 +131,19 @@ def test_finally_runs_after_fail_fast_and_timeout():
 def test_a_finally_step_runs_unless_its_own_finally_prerequisite_failed():
     plan = with_finally([step("a")], [step("x"), step("y"), step("z", depends_on=[])],
                         failurePolicy="FailFast")
-    result = simulate(plan, fails={"x"})
+    result = simulate(plan, durations={"z": 5.0}, fails={"x"})
     assert result.states["y"].reason == "PrerequisiteFailed"
-    assert result.phase("z") == SUCCEEDED  # Continue inside finally, whatever failurePolicy says
+    # Continue inside finally, whatever failurePolicy says: z runs on after x failed at t=1.
+    assert result.phase("z") == SUCCEEDED and result.intervals["z"].end >= result.intervals["x"].end
+
+
+def test_a_failed_finally_step_fails_a_workflow_whose_main_steps_succeeded():
+    plan = with_finally([step("a")], [step("cleanup")])
+    result = simulate(plan, fails={"cleanup"})
+    assert result.phase("a") == SUCCEEDED
+    assert result.decision.phase == FAILED
+    assert result.decision.message.startswith("main steps succeeded; finally: ")
+    assert '"cleanup"' in result.decision.message
 
 
 def test_finally_respects_suspend_and_the_cap():
@@ -169,3 +179,16 @@ def test_finally_runs_after_an_interruption_and_a_second_stop_ends_it():
     assert decide(plan, states, now=0.0, started_at=0.0, stop=stop).start == ("notify",)
     stopped = decide(plan, states, now=0.0, started_at=0.0, stop=stop, stop_finally=stop)
     assert stopped.skip["notify"].reason == "Interrupted"
+
+
+def test_a_condition_waits_until_every_prerequisite_is_over():
+    # W1: evaluated once the prerequisites are satisfied, not while one still runs, so it
+    # reads final values; b is still running when a finishes.
+    plan = plan_of([step("a", parallel=True), step("b", parallel=True),
+                    step("c", depends_on=["a", "b"], when="steps.b.phase == 'Succeeded'")])
+    running_b = {"a": StepState(phase=SUCCEEDED), "b": StepState(phase=RUNNING)}
+    early = decide(plan, running_b, now=1.0, started_at=0.0)
+    assert "c" not in early.skip and "c" not in early.start
+    assert early.waiting["c"].reason == "WaitingForPrerequisites"
+    later = decide(plan, {**running_b, "b": StepState(phase=SUCCEEDED)}, now=2.0, started_at=0.0)
+    assert later.start == ("c",)

@@ -7,9 +7,10 @@ import re
 
 import pytest
 
-from builders import plan_of, step
+from builders import plan_of, step, workflow
 from simulate import simulate
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, StepState, apply_skips, decide
+from stepflow.plan import compile_workflow
 from stepflow.spec import FieldError
 from stepflow.status import (
     build_status,
@@ -88,6 +89,17 @@ def test_finished_status_shape():
     for entry in status["steps"].values():
         assert RFC3339_MS.match(entry["startedAt"]) and RFC3339_MS.match(entry["finishedAt"])
     json.dumps(status)  # plain JSON, as a merge patch needs
+
+
+def test_finally_steps_are_marked_and_listed_after_the_main_groups():
+    doc = workflow(step("build", outputs=["tag"], parallel=True), step("lint", parallel=True), step("ship"))
+    doc["spec"]["finally"] = [step("notify", parallel=True), step("unlock", parallel=True), step("report")]
+    plan = compile_workflow(doc)
+    status, _ = finished_status(plan)
+    assert status["groups"] == [["build", "lint"], ["ship"], ["notify", "unlock"], ["report"]]
+    marked = {name for name, entry in status["steps"].items() if entry.get("finally")}
+    assert marked == {"notify", "unlock", "report"}  # X4; main entries omit the flag
+    assert states_from_status(status)["report"].phase == SUCCEEDED
 
 
 def test_failed_step_records_exit_code_and_termination_message():

@@ -161,7 +161,9 @@ def test_killing_the_operator_mid_run_loses_nothing_and_duplicates_nothing(kube,
 
 def test_an_invalid_spec_fails_once_with_every_error(kube, operator):
     steps = [step("a", dependsOn=["missing"]), step("b", dependsOn=["c"]), step("c", dependsOn=["b"])]
-    kube.create(workflow("broken", steps))
+    broken = workflow("broken", steps)
+    broken["spec"]["finally"] = [step("cleanup")]  # X1: not run for an InvalidSpec workflow
+    kube.create(broken)
     status = kube.wait_phase("broken")
     assert status["phase"] == "Failed" and status["reason"] == "InvalidSpec"
     assert any('unknown step "missing"' in e for e in status["errors"])

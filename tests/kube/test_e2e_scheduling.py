@@ -241,3 +241,37 @@ def test_a_step_that_writes_no_declared_output_fails_missing_output(kube, operat
     build = status["steps"]["build"]
     assert (build["phase"], build["reason"]) == ("Failed", "MissingOutput") and '"tag"' in build["message"]
     assert status["steps"]["after"]["phase"] == "Skipped"
+
+
+def test_conditions_skip_or_fail_steps_without_jobs_and_finally_reads_the_outcome(kube, operator):
+    """W1-W3 and X1 on the real tier: a false condition skips its step (and a reader of its
+    output), an evaluation error fails its step, neither gets a Job, and finally still runs."""
+    changed = {"name": "CHANGED", "valueFrom": {"stepOutput": {"step": "check", "output": "changed"}}}
+    url = {"name": "URL", "valueFrom": {"stepOutput": {"step": "deploy", "output": "url"}}}
+    doc = workflow("gated", [
+        step("check", outputs=["changed", "count"], message="changed=false\ncount=many"),
+        step("deploy", parallel=True, outputs=["url"], when="steps.check.outputs.changed == 'true'",
+             env=[changed]),
+        step("audit", parallel=True, when="int(steps.check.outputs['count']) > 1"),
+        step("verify", dependsOn=["deploy"], env=[url]),
+        step("after", dependsOn=["deploy"]),
+    ], failurePolicy="Continue")
+    doc["spec"]["finally"] = [step("report", when="workflow.failed && steps.deploy.phase == 'Skipped'")]
+    kube.create(doc)
+    status = kube.wait_phase("gated")
+    steps = status["steps"]
+    outcome = {name: (entry["phase"], entry.get("reason")) for name, entry in steps.items()}
+    assert outcome == {
+        "check": ("Succeeded", None), "deploy": ("Skipped", "ConditionFalse"),
+        "audit": ("Failed", "ConditionError"), "verify": ("Skipped", "OutputUnavailable"),
+        "after": ("Succeeded", None), "report": ("Succeeded", None),
+    }, outcome
+    assert "steps.check.outputs.changed == 'true'" in steps["deploy"]["message"]
+    assert status["phase"] == "Failed" and '"audit"' in status["message"]
+    jobs = {j["metadata"]["labels"]["stepflow.dev/step"] for j in kube.jobs("gated")}
+    assert jobs == {"check", "after", "report"}
+    events = kube.events("gated")
+    skipped = [e for e in events if e["reason"] == "StepSkipped"]
+    assert [e["message"] for e in skipped] == [
+        'step "deploy" skipped: condition is false: steps.check.outputs.changed == \'true\'']
+    assert any(e["reason"] == "StepFailed" and "ConditionError" in e["message"] for e in events)

@@ -25,6 +25,7 @@ from typing import Any
 from stepflow.cluster_checks import cluster_errors
 from stepflow.engine import (
     CANCELLED,
+    CONDITION_FALSE,
     FAILED,
     PENDING,
     RUNNING,
@@ -549,6 +550,10 @@ class Reconciler:
                 self._observe_wait(plan, step.name, states, run_started)
             if state.phase == SUCCEEDED:
                 self.events.record(body, "Normal", "StepSucceeded", f"{label} succeeded")
+            elif state.phase == SKIPPED and state.reason == CONDITION_FALSE:
+                # W1: a decision the user wrote, so describe shows it; D3 skips follow from an
+                # event already recorded (the failure), so they get none.
+                self.events.record(body, "Normal", "StepSkipped", f"{label} skipped: {state.message}")
             elif state.phase in (FAILED, CANCELLED):
                 detail = f"exit code {state.exit_code}: " if state.exit_code not in (None, 0) else ""
                 text = f"{label} {state.phase.lower()}: {detail}{state.reason} {state.message}"
