@@ -38,6 +38,7 @@ class Watcher:
     def __init__(self, kube: Kube, resource: str):
         self.kube, self.resource = kube, resource
         self.seen: dict[tuple[str, str], float] = {}
+        self.count = 0  # watch events received: what the operator's own watch receives too
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name=f"watch-{resource}")
         self._thread.start()
@@ -51,6 +52,7 @@ class Watcher:
 
     def _run(self) -> None:
         for event in watch_events(self.kube, self.resource, self._stop):
+            self.count += 1
             obj = event["object"]
             if self.resource == "jobs":
                 name = obj["metadata"]["name"]
@@ -79,6 +81,7 @@ class KubeSession:
         stock_settings: bool = False,
         operator_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        checkout: Path | None = None,
     ):
         KubeSession.counter += 1
         self.plane = plane
@@ -87,6 +90,10 @@ class KubeSession:
         self.account = f"system:serviceaccount:stepflow-system:{account}"
         self.env = {**({"STEPFLOW_KOPF_STOCK_SETTINGS": "1"} if stock_settings else {}), **(env or {})}
         self.operator_args = operator_args
+        # Another checkout of stepflow (a git worktree of an older commit): its operator runs.
+        self.checkout = checkout
+        if checkout is not None:
+            self.env["PYTHONPATH"] = str(checkout / "operator")
         self.operator: OperatorProcess | None = None
         self.watchers: list[Watcher] = []
         self.started = 0.0
@@ -96,7 +103,13 @@ class KubeSession:
         wait_for(lambda: self.kube.get("serviceaccounts", "default"), timeout=30)
         self.watchers = [Watcher(self.kube, "jobs"), Watcher(self.kube, "pods")]
         log = self.plane.workdir / f"operator-{self.kube.namespace}.log"
-        self.operator = OperatorProcess(self.credentials, log, *self.operator_args, env=self.env).start()
+        self.operator = OperatorProcess(
+            self.credentials,
+            log,
+            *self.operator_args,
+            env=self.env,
+            **({"cwd": self.checkout} if self.checkout else {}),
+        ).start()
         time.sleep(2.0)  # let kopf connect and list before the clock starts
         self.started = time.time()
         return self
@@ -146,6 +159,10 @@ class KubeSession:
                     if t0 is not None and t1 is not None:
                         samples.append((t1 - t0) * 1000)
         return reaction, end_to_end
+
+    def watch_counts(self) -> dict[str, int]:
+        """Watch events so far, per resource, in this scenario's namespace."""
+        return {watcher.resource: watcher.count for watcher in self.watchers}
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by the operator and by each control plane process."""

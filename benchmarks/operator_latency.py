@@ -26,6 +26,8 @@ import contextlib
 import gc
 import json
 import os
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -184,9 +186,9 @@ def five_steps(name: str) -> dict[str, Any]:
     return workflow(name, [{**s, "script": "true"} for s in steps])
 
 
-def latency_and_writes(session_for, stock: bool, workflows: int, length: int) -> dict[str, Any]:
+def latency_and_writes(session_for, variant: str, workflows: int, length: int) -> dict[str, Any]:
     """Step-to-step delays on sequential chains of 50 ms steps; CPU and API requests per step."""
-    with session_for(stock, 0.05) as session:
+    with session_for(variant, 0.05) as session:
         names = [f"chain-{i}" for i in range(workflows)]
         cpu_before = session.cpu()
         for name in names:
@@ -209,16 +211,21 @@ def latency_and_writes(session_for, stock: bool, workflows: int, length: int) ->
         }
 
 
-def throughput(session_for, stock: bool, workflows: int) -> dict[str, Any]:
-    with session_for(stock, 0.0) as session:
+def throughput(session_for, variant: str, workflows: int, profile: Path | None = None) -> dict[str, Any]:
+    with session_for(variant, 0.0) as session:
         names = [f"wf-{i:04d}" for i in range(workflows)]
+        spy = start_profiler(session, profile) if profile is not None else None
         cpu_before = session.cpu()
         started = time.time()
         for name in names:
             session.create(five_steps(name))
         elapsed = session.wait_all(names, timeout=900) - started
         cpu_after = session.cpu()
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
         steps = workflows * 5
+        counts = session.watch_counts() if hasattr(session, "watch_counts") else {}
         return {
             "workflows": workflows,
             "steps": steps,
@@ -226,11 +233,28 @@ def throughput(session_for, stock: bool, workflows: int) -> dict[str, Any]:
             "steps_per_second": steps / elapsed,
             "cpu_ms_per_step": {k: (cpu_after[k] - cpu_before[k]) * 1000 / steps for k in cpu_after},
             "peak_rss_mib": session.peak_rss_mib(),
+            "watch_events_per_step": {k: v / steps for k, v in counts.items()},
+            "profiled": profile is not None,
         }
 
 
-def memory(session_for, workflows: int) -> dict[str, Any]:
-    with session_for(False, 0.0) as session:
+def start_profiler(session: Any, path: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the operator (all threads, native frames off) into a speedscope file."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise SystemExit("--profile needs py-spy: pip install py-spy (or make bench)")
+    pid = session.operator.process.pid
+    process = subprocess.Popen(
+        [str(spy), "record", "--pid", str(pid), "--rate", "250", "--format", "speedscope", "-o", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # attached before the clock starts
+    return process
+
+
+def memory(session_for, variant: str, workflows: int) -> dict[str, Any]:
+    with session_for(variant, 0.0) as session:
         names = [f"mem-{i:04d}" for i in range(workflows)]
         for name in names:
             session.create(five_steps(name))
@@ -244,8 +268,9 @@ def verdict(key: str, value: float) -> str:
     return f"{op} {target}: {'met' if ok else 'MISSED'}"
 
 
-def kube_sessions(stack: contextlib.ExitStack):
-    """A session factory on one real control plane, started here and stopped with ``stack``."""
+def kube_sessions(stack: contextlib.ExitStack, previous: Path | None):
+    """A session factory on one real control plane, started here and stopped with ``stack``;
+    ``previous`` is the checkout whose operator the "previous" variant runs."""
     from kube.build import ensure_assets
     from kube.controlplane import ControlPlane
     from kube_session import KubeSession
@@ -272,12 +297,45 @@ def kube_sessions(stack: contextlib.ExitStack):
         "stepflow-baseline", "stepflow-system", plane.workdir / "baseline.kubeconfig"
     )
 
-    def session(stock: bool, _seconds: float) -> KubeSession:
-        if stock:
+    def session(variant: str, _seconds: float) -> KubeSession:
+        if variant == "stock":
             return KubeSession(plane, baseline, "stepflow-baseline", stock_settings=True)
+        if variant == "previous":
+            assert previous is not None
+            return KubeSession(plane, credentials, "stepflow-operator", checkout=previous)
         return KubeSession(plane, credentials, "stepflow-operator")
 
     return session
+
+
+# The last commit before the performance work of issue 13: "the previous release".
+PREVIOUS_RELEASE = "b0a85525131b125c5ee9f55dc2fbede279ee3480"
+VARIANTS = {
+    "tuned": "stepflow",
+    "stock": "kopf stock settings",
+    "previous": "previous release",
+}
+SCENARIOS = ("latency", "throughput", "memory")
+
+
+def previous_checkout(ref: str) -> Path:
+    """A git worktree of ``ref`` (made once, kept in the temp directory) for its operator."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    path = Path(tempfile.gettempdir()) / f"stepflow-release-{commit[:12]}"
+    if not (path / "operator" / "stepflow").is_dir():
+        subprocess.run(
+            ["git", "worktree", "add", "--force", "--detach", str(path), commit],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    return path
 
 
 def main() -> int:
@@ -289,30 +347,66 @@ def main() -> int:
         "--emulator", action="store_true", help="the in-process emulator, not a real control plane"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="record the tuned operator's throughput run with py-spy (speedscope JSON); "
+        "the sampling costs CPU, so that run's figures are marked as profiled",
+    )
+    parser.add_argument(
+        "--previous",
+        metavar="REF",
+        default=PREVIOUS_RELEASE,
+        help=f"the git commit whose operator is the previous release (default {PREVIOUS_RELEASE[:12]})",
+    )
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="which operators to run, of " + ", ".join(VARIANTS)
+    )
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help="which scenarios to run, of " + ", ".join(SCENARIOS)
+    )
     args = parser.parse_args()
+    variants = [v for v in VARIANTS if v in args.variants.split(",")]
+    scenarios = [s for s in SCENARIOS if s in args.scenarios.split(",")]
+    if args.emulator and "previous" in variants:
+        variants.remove("previous")  # the emulator tier predates nothing worth comparing here
     scale = 0.25 if args.quick else 1.0
     console = Console()
     tier = "emulator" if args.emulator else "real control plane (tests/kube)"
-    results: dict[str, Any] = {"machine": {"cores": os.cpu_count()}, "quick": args.quick, "tier": tier}
+    results: dict[str, Any] = {
+        "machine": {"cores": os.cpu_count()},
+        "quick": args.quick,
+        "tier": tier,
+        "variants": variants,
+    }
+    previous = previous_checkout(args.previous) if "previous" in variants else None
+    if previous is not None:
+        results["previous_release"] = args.previous
     chains, length = max(int(10 * scale), 2), 20
     flows, mem_flows = max(int(200 * scale), 10), max(int(1000 * scale), 20)
     with contextlib.ExitStack() as stack:
         session_for = (
-            (lambda stock, seconds: EmulatorSession(stock, seconds))
+            (lambda variant, seconds: EmulatorSession(variant == "stock", seconds))
             if args.emulator
-            else (kube_sessions(stack))
+            else (kube_sessions(stack, previous))
         )
-        console.print(f"[{tier}] latency: 1 and {chains} chains x {length} sequential 50 ms steps ...")
-        for name, stock in (("tuned", False), ("stock", True)):
-            results[name] = {
-                "one_chain": latency_and_writes(session_for, stock, 1, length),
-                "chains": latency_and_writes(session_for, stock, chains, length),
-            }
-        console.print(f"[{tier}] throughput: {flows} concurrent workflows x 5 zero-duration steps ...")
-        for name, stock in (("tuned", False), ("stock", True)):
-            results[name]["throughput"] = throughput(session_for, stock, flows)
-        console.print(f"[{tier}] memory: {mem_flows} workflows x 5 steps ...")
-        results["memory"] = memory(session_for, mem_flows)
+        for variant in variants:
+            results[variant] = {}
+        if "latency" in scenarios:
+            console.print(f"[{tier}] latency: 1 and {chains} chains x {length} sequential 50 ms steps ...")
+            for variant in variants:
+                results[variant]["one_chain"] = latency_and_writes(session_for, variant, 1, length)
+                results[variant]["chains"] = latency_and_writes(session_for, variant, chains, length)
+        if "throughput" in scenarios:
+            console.print(f"[{tier}] throughput: {flows} concurrent workflows x 5 zero-duration steps ...")
+            for variant in variants:
+                profile = Path(args.profile) if args.profile and variant == "tuned" else None
+                results[variant]["throughput"] = throughput(session_for, variant, flows, profile)
+        if "memory" in scenarios:
+            console.print(f"[{tier}] memory: {mem_flows} workflows x 5 steps ...")
+            for variant in variants:
+                if variant != "stock":  # the stock settings change nothing that memory measures
+                    results[variant]["memory"] = memory(session_for, variant, mem_flows)
     print_tables(console, results, chains, flows)
     if args.quick:
         console.print("[yellow]--quick: scaled-down runs; the targets refer to the full sizes[/yellow]")
@@ -321,76 +415,110 @@ def main() -> int:
     return 0
 
 
+def _cell(results: dict[str, Any], variant: str, *path: str, fmt: str = "{:.1f}") -> str:
+    value: Any = results.get(variant, {})
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return "-"
+        value = value[key]
+    return fmt.format(value)
+
+
 def print_tables(console: Console, results: dict[str, Any], chains: int, flows: int) -> None:
-    tuned, stock = results["tuned"], results["stock"]
+    variants = results["variants"]
+    first = variants[0]
     table = Table(
         title=f"stepflow operator on the {results['tier']}: one run, this machine "
         f"({results['machine']['cores']} cores shared by every process)"
     )
-    for column in ("measure", "stepflow (tuned)", "kopf stock settings", "DESIGN target"):
-        table.add_column(column)
+    table.add_column("measure")
+    for variant in variants:
+        label = VARIANTS[variant]
+        if variant == "previous":
+            label += f" ({results['previous_release'][:12]})"
+        table.add_column(label, justify="right")
+    table.add_column(f"DESIGN target ({VARIANTS[first]})")
+
+    def row(label: str, path: tuple[str, ...], target: str | None, fmt: str = "{:.1f}") -> None:
+        cells = [_cell(results, v, *path, fmt=fmt) for v in variants]
+        value = results.get(first, {})
+        for key in path:
+            value = value.get(key, {}) if isinstance(value, dict) else {}
+        judged = verdict(target, value) if target and isinstance(value, (int, float)) else "reported"
+        table.add_row(label, *cells, judged)
+
     for load, key, target in (
         ("1 chain", "one_chain", "latency_1"),
         (f"{chains} chains", "chains", "latency_n"),
     ):
         for q in ("p50", "p99"):
-            value = tuned[key][f"latency_{q}_ms"]
-            table.add_row(
+            row(
                 f"Job Complete seen -> next Job created, {q} (ms), {load}",
-                f"{value:.1f}",
-                f"{stock[key][f'latency_{q}_ms']:.1f}",
-                verdict(f"{target}_{q}_ms", value),
+                (key, f"latency_{q}_ms"),
+                f"{target}_{q}_ms",
             )
         for q in ("p50", "p99"):
-            table.add_row(
+            row(
                 f"end to end: pod ended -> next pod running, {q} (ms), {load}",
-                f"{tuned[key][f'end_to_end_{q}_ms']:.1f}",
-                f"{stock[key][f'end_to_end_{q}_ms']:.1f}",
-                "reported",
+                (key, f"end_to_end_{q}_ms"),
+                None,
             )
-    table.add_row(
-        "API writes per step, Events included",
-        f"{tuned['chains']['writes_per_step']:.2f}",
-        f"{stock['chains']['writes_per_step']:.2f}",
-        verdict("writes_per_step", tuned["chains"]["writes_per_step"]),
+    row(
+        f"API writes per step, Events included, {chains} chains",
+        ("chains", "writes_per_step"),
+        "writes_per_step",
+        "{:.2f}",
     )
-    cpu = tuned["throughput"]["cpu_ms_per_step"]["operator"]
-    table.add_row(
+    row(
         "operator CPU per step (ms), throughput run",
-        f"{cpu:.2f}",
-        f"{stock['throughput']['cpu_ms_per_step']['operator']:.2f}",
-        verdict("operator_cpu_ms_per_step", cpu),
+        ("throughput", "cpu_ms_per_step", "operator"),
+        "operator_cpu_ms_per_step",
+        "{:.2f}",
     )
-    for process in sorted(set(tuned["throughput"]["cpu_ms_per_step"]) - {"operator"}):
-        table.add_row(
-            f"  {process} CPU per step (ms)",
-            f"{tuned['throughput']['cpu_ms_per_step'][process]:.2f}",
-            f"{stock['throughput']['cpu_ms_per_step'].get(process, float('nan')):.2f}",
-            "reported",
+    processes = sorted(
+        {p for v in variants for p in results[v].get("throughput", {}).get("cpu_ms_per_step", {})}
+        - {"operator"}
+    )
+    for process in processes:
+        row(f"  {process} CPU per step (ms)", ("throughput", "cpu_ms_per_step", process), None, "{:.2f}")
+    for resource in ("jobs", "pods"):
+        row(
+            f"  watch events per step, {resource} (what the operator's watch receives)",
+            ("throughput", "watch_events_per_step", resource),
+            None,
+            "{:.2f}",
         )
-    rate = tuned["throughput"]["steps_per_second"]
-    table.add_row(
+    row(
         f"throughput, {flows} workflows x 5 zero-duration steps (steps/s)",
-        f"{rate:.0f}",
-        f"{stock['throughput']['steps_per_second']:.0f}",
-        verdict("steps_per_second", rate),
+        ("throughput", "steps_per_second"),
+        "steps_per_second",
+        "{:.0f}",
     )
-    memory = results["memory"]
-    table.add_row(
-        f"operator peak RSS, {memory['workflows']} workflows / {memory['jobs']} Jobs (MiB)",
-        f"{memory['peak_rss_mib']:.0f}",
-        "-",
-        verdict("peak_rss_mib", memory["peak_rss_mib"]),
-    )
+    memory = next((results[v]["memory"] for v in variants if "memory" in results[v]), None)
+    if memory is not None:
+        row(
+            f"operator peak RSS, {memory['workflows']} workflows / {memory['jobs']} Jobs (MiB)",
+            ("memory", "peak_rss_mib"),
+            "peak_rss_mib",
+            "{:.0f}",
+        )
     console.print(table)
-    requests = Table(
-        title=f"the operator's API requests per step, by verb and resource (tuned, {chains} chains)"
-    )
-    requests.add_column("request")
-    requests.add_column("per step", justify="right")
-    for key, value in tuned["chains"]["requests_per_step"].items():
-        requests.add_row(key, f"{value:.3f}")
-    console.print(requests)
+    if any(results[v].get("throughput", {}).get("profiled") for v in variants):
+        console.print(
+            "[yellow]the tuned throughput run was sampled by py-spy (--profile): its CPU is higher[/yellow]"
+        )
+    for variant in variants:
+        per_step = results[variant].get("chains", {}).get("requests_per_step")
+        if not per_step:
+            continue
+        requests = Table(
+            title=f"API requests per step by verb and resource: {VARIANTS[variant]}, {chains} chains"
+        )
+        requests.add_column("request")
+        requests.add_column("per step", justify="right")
+        for key, value in per_step.items():
+            requests.add_row(key, f"{value:.3f}")
+        console.print(requests)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,9 @@ def free_port() -> int:
 class OperatorProcess:
     """``stepflow operator`` in a subprocess; ``target`` is an emulator or a kubeconfig path."""
 
-    def __init__(self, target: Cluster | Path, log_path: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, target: Cluster | Path, log_path: Path, *args: str, env: dict[str, str] | None = None,
+                 cwd: Path = ROOT):
+        self.cwd = cwd  # another checkout's root (with PYTHONPATH in env): an older release
         self.kubeconfig = target.kubeconfig if isinstance(target, Cluster) else Path(target)
         self.log_path = log_path
         self.args = list(args)
@@ -48,7 +50,7 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stepflow", "operator", *self.args], env=self.env,
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd)
         return self
 
     def kill(self) -> None:

@@ -1,9 +1,11 @@
-"""Events go through a bounded queue: a burst drops the excess, and says so without a flood."""
+"""Events go through a bounded queue: a burst drops the excess, and says so without a flood;
+routine step outcomes are gathered per workflow, and the order of what happened is kept."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from stepflow.operator import events
 from stepflow.operator.events import EventRecorder
@@ -23,7 +25,7 @@ def test_a_full_queue_drops_events_and_logs_once_per_thousand(monkeypatch, caplo
     recorder = EventRecorder(slow_post)
     with caplog.at_level(logging.WARNING, logger="stepflow.operator.events"):
         for i in range(2011):
-            recorder.record(WORKFLOW, "Normal", "StepStarted", f"step {i}")
+            recorder.record(WORKFLOW, "Normal", "StepRetried", f"step {i}")
     release.set()
     recorder.close()
     assert recorder.dropped >= 2000  # 10 queued, one being posted
@@ -31,3 +33,55 @@ def test_a_full_queue_drops_events_and_logs_once_per_thousand(monkeypatch, caplo
     assert 2 <= len(warnings) <= 3
     assert "dropped so far" in warnings[-1].getMessage()
     assert 10 <= len(posted) <= 11
+
+
+def recorder_posting_to(posted: list, linger: float = 0.3) -> EventRecorder:
+    return EventRecorder(posted.append, linger=linger)
+
+
+def test_routine_outcomes_of_a_workflow_are_gathered_into_one_event_within_the_linger():
+    posted: list = []
+    recorder = recorder_posting_to(posted)
+    for name in ("a", "b", "c"):
+        recorder.record_routine(WORKFLOW, "StepSucceeded", f'"{name}"', "succeeded")
+    other = {"metadata": {"name": "other", "namespace": "default", "uid": "v"}}
+    recorder.record_routine(other, "StepSucceeded", '"x"', "succeeded")
+    deadline = time.monotonic() + 5
+    while len(posted) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    recorder.close()
+    by_workflow = {e["involvedObject"]["name"]: e for e in posted}
+    assert len(posted) == 2
+    assert by_workflow["wf"]["message"] == 'steps "a", "b" and "c" succeeded'
+    assert by_workflow["wf"]["count"] == 3 and by_workflow["wf"]["type"] == "Normal"
+    assert by_workflow["other"]["message"] == 'step "x" succeeded'
+
+
+def test_an_event_of_its_own_first_posts_what_its_workflow_gathered_so_the_order_holds():
+    posted: list = []
+    recorder = recorder_posting_to(posted, linger=60)
+    recorder.record_routine(WORKFLOW, "StepSucceeded", '"a"', "succeeded")
+    recorder.record(WORKFLOW, "Warning", "StepFailed", 'step "b" failed: exit code 1')
+    recorder.record_routine(WORKFLOW, "StepSucceeded", '"c"', "succeeded")
+    recorder.record(WORKFLOW, "Normal", "WorkflowFailed", "b failed")
+    recorder.close()
+    assert [(e["reason"], e["message"]) for e in posted] == [
+        ("StepSucceeded", 'step "a" succeeded'),
+        ("StepFailed", 'step "b" failed: exit code 1'),
+        ("StepSucceeded", 'step "c" succeeded'),
+        ("WorkflowFailed", "b failed"),
+    ]
+
+
+def test_a_gathered_event_stays_within_the_message_limit_and_names_every_step():
+    posted: list = []
+    recorder = recorder_posting_to(posted, linger=60)
+    names = [f'"{"s" * 60}-{i:03d}"' for i in range(100)]
+    for name in names:
+        recorder.record_routine(WORKFLOW, "StepSucceeded", name, "succeeded")
+    recorder.close()  # posts what is still gathered
+    assert len(posted) > 1
+    assert all(len(e["message"]) <= 1024 for e in posted)
+    assert sum(e["count"] for e in posted) == 100
+    text = " ".join(e["message"] for e in posted)
+    assert all(name in text for name in names)

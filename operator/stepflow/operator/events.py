@@ -2,6 +2,13 @@
 
 Events are for humans (``kubectl describe``); losing one must never fail or
 slow a reconcile, so they go through a bounded queue drained by one thread.
+
+Each Event is an API write, and DESIGN.md allows three writes per step in all
+(the Job, the status, the Events). So the routine outcome, a step that
+succeeded, is gathered per workflow for up to ``LINGER`` seconds and posted
+as one Event naming every step ("steps "a", "b" and "c" succeeded"). Anything
+else about the same workflow (a failure, the workflow's end) first posts what
+is gathered, so ``kubectl describe`` keeps the order in which things happened.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from stepflow.operator.api import Forbidden, NotLeader
@@ -21,6 +29,8 @@ from stepflow.status import rfc3339
 log = logging.getLogger(__name__)
 COMPONENT = "stepflow-operator"
 QUEUE_SIZE = 5000
+LINGER = 2.0  # seconds a routine step outcome waits for others of its workflow
+BATCH_MESSAGE_LIMIT = 900  # characters of step names in one gathered Event; Events hold 1,024
 
 
 def build_event(workflow: Mapping[str, Any], kind: str, reason: str, message: str,
@@ -47,17 +57,60 @@ def build_event(workflow: Mapping[str, Any], kind: str, reason: str, message: st
     }
 
 
+def gathered_message(labels: list[str], verb: str) -> str:
+    """'step "a" succeeded', 'steps "a" and "b" succeeded', 'steps "a", "b" and "c" succeeded'."""
+    if len(labels) == 1:
+        return f"step {labels[0]} {verb}"
+    return f"steps {', '.join(labels[:-1])} and {labels[-1]} {verb}"
+
+
+WorkflowKey = tuple[str, str, str]  # namespace, name, uid
+
+
+def _workflow_key(workflow: Mapping[str, Any]) -> WorkflowKey:
+    meta = workflow["metadata"]
+    return meta["namespace"], meta["name"], meta.get("uid") or ""
+
+
+@dataclass
+class _Gathering:
+    """Routine step outcomes of one workflow and reason, not posted yet."""
+
+    workflow: Mapping[str, Any]
+    reason: str
+    verb: str
+    first_at: float  # wall clock, for the Event's firstTimestamp
+    due: float  # monotonic
+    last_at: float = 0.0  # wall clock, for its lastTimestamp
+    labels: list[str] = field(default_factory=list)
+
+    def size(self) -> int:
+        return sum(len(label) + 2 for label in self.labels)
+
+
 class EventRecorder:
-    def __init__(self, post: Callable[[Mapping[str, Any]], None]):
+    def __init__(self, post: Callable[[Mapping[str, Any]], None], linger: float = LINGER):
         self._post = post
+        self.linger = linger
         self.dropped = 0
-        self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue(QUEUE_SIZE)
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(QUEUE_SIZE)
+        # Owned by the drain thread alone: what waits to be posted as one Event.
+        self._gathering: dict[tuple[WorkflowKey, str], _Gathering] = {}
         self._thread = threading.Thread(target=self._drain, name="stepflow-events", daemon=True)
         self._thread.start()
 
     def record(self, workflow: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        """An Event of its own, posted as soon as the queue gets to it."""
+        self._put(("event", workflow, build_event(workflow, kind, reason, message, time.time())), reason,
+                  workflow)
+
+    def record_routine(self, workflow: Mapping[str, Any], reason: str, label: str, verb: str) -> None:
+        """A Normal step outcome, gathered with others of the same workflow and reason."""
+        self._put(("routine", workflow, reason, label, verb, time.time()), reason, workflow)
+
+    def _put(self, item: tuple[Any, ...], reason: str, workflow: Mapping[str, Any]) -> None:
         try:
-            self._queue.put_nowait(build_event(workflow, kind, reason, message, time.time()))
+            self._queue.put_nowait(item)
         except queue.Full:
             # Said once per thousand, not once per Event: a burst would flood the log too.
             if self.dropped % 1000 == 0:
@@ -66,18 +119,64 @@ class EventRecorder:
             self.dropped += 1
 
     def close(self) -> None:
+        """Post what is gathered and stop (the operator's shutdown)."""
         self._queue.put(None)
         self._thread.join(timeout=5)
 
     def _drain(self) -> None:
-        while (event := self._queue.get()) is not None:
+        while True:
+            due = min((g.due for g in self._gathering.values()), default=None)
             try:
-                self._post(event)
-            except NotLeader:
-                log.debug("dropped event %s: this replica no longer leads", event.get("reason"))
-            except Forbidden as exc:
-                # A namespace being deleted takes its Workflows along: nobody will read these.
-                level = logging.DEBUG if "being terminated" in str(exc) else logging.WARNING
-                log.log(level, "could not post event %s: %s", event.get("reason"), exc)
-            except Exception as exc:  # an event is never worth crashing for
-                log.warning("could not post event %s: %s", event.get("reason"), str(exc)[:300])
+                item = self._queue.get(timeout=None if due is None else max(due - time.monotonic(), 0.0))
+            except queue.Empty:
+                self._flush(lambda gathering: gathering.due <= time.monotonic())
+                continue
+            if item is None:
+                self._flush(lambda gathering: True)
+                return
+            if item[0] == "event":
+                _, workflow, event = item
+                key = _workflow_key(workflow)
+                self._flush(lambda gathering, key=key: _workflow_key(gathering.workflow) == key)
+                self._send(event)
+            else:
+                self._gather(*item[1:])
+
+    def _gather(self, workflow: Mapping[str, Any], reason: str, label: str, verb: str, at: float) -> None:
+        key = (_workflow_key(workflow), reason)
+        gathering = self._gathering.get(key)
+        if gathering is not None and (gathering.verb != verb
+                                      or gathering.size() + len(label) > BATCH_MESSAGE_LIMIT):
+            self._send(self._event_of(self._gathering.pop(key)))
+            gathering = None
+        if gathering is None:
+            gathering = _Gathering(workflow, reason, verb, at, time.monotonic() + self.linger)
+            self._gathering[key] = gathering
+        gathering.workflow = workflow  # the newest body: the same object, a fresher resourceVersion
+        gathering.labels.append(label)
+        gathering.last_at = at
+
+    def _flush(self, chosen: Callable[[_Gathering], bool]) -> None:
+        for key in [k for k, g in self._gathering.items() if chosen(g)]:
+            self._send(self._event_of(self._gathering.pop(key)))
+
+    @staticmethod
+    def _event_of(gathering: _Gathering) -> dict[str, Any]:
+        event = build_event(gathering.workflow, "Normal", gathering.reason,
+                            gathered_message(gathering.labels, gathering.verb), gathering.first_at)
+        # describe shows "(x3 over 2s)": three outcomes, the first and the last.
+        event["lastTimestamp"] = rfc3339(gathering.last_at)
+        event["count"] = len(gathering.labels)
+        return event
+
+    def _send(self, event: Mapping[str, Any]) -> None:
+        try:
+            self._post(event)
+        except NotLeader:
+            log.debug("dropped event %s: this replica no longer leads", event.get("reason"))
+        except Forbidden as exc:
+            # A namespace being deleted takes its Workflows along: nobody will read these.
+            level = logging.DEBUG if "being terminated" in str(exc) else logging.WARNING
+            log.log(level, "could not post event %s: %s", event.get("reason"), exc)
+        except Exception as exc:  # an event is never worth crashing for
+            log.warning("could not post event %s: %s", event.get("reason"), str(exc)[:300])

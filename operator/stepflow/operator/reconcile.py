@@ -540,16 +540,19 @@ class Reconciler:
             earlier = before.get(step.name, StepState())
             old = earlier.phase
             state = states[step.name]
-            label = f'step "{step.name}"' + (f" ({step.type})" if step.type else "")
+            named = f'"{step.name}"' + (f" ({step.type})" if step.type else "")
+            label = f"step {named}"
             if state.phase == RUNNING and state.reason in POD_TROUBLE and state.reason != earlier.reason:
                 self.events.record(body, "Warning", state.reason, f"{label}: {state.message}")
             if state.phase == old:
                 continue
             if old == PENDING and state.phase in (RUNNING, SUCCEEDED, FAILED) and state.started_at:
-                self.events.record(body, "Normal", "StepStarted", f"{label} started as Job {state.job_name}")
+                # Starts and successes are routine: gathered per workflow, they keep a step
+                # within DESIGN.md's budget of three writes (the Job name is in status).
+                self.events.record_routine(body, "StepStarted", named, "started")
                 self._observe_wait(plan, step.name, states, run_started)
             if state.phase == SUCCEEDED:
-                self.events.record(body, "Normal", "StepSucceeded", f"{label} succeeded")
+                self.events.record_routine(body, "StepSucceeded", named, "succeeded")
             elif state.phase == SKIPPED and state.reason == CONDITION_FALSE:
                 # W1: a decision the user wrote, so describe shows it; D3 skips follow from an
                 # event already recorded (the failure), so they get none.
