@@ -239,13 +239,17 @@ def throughput(session_for, variant: str, workflows: int, profile: Path | None =
 
 
 def start_profiler(session: Any, path: Path) -> subprocess.Popen[bytes]:
-    """py-spy sampling the operator (all threads, native frames off) into a speedscope file."""
+    """py-spy sampling the operator's threads: speedscope JSON for a .json path, else collapsed stacks."""
     spy = Path(sys.executable).with_name("py-spy")
     if not spy.exists():
-        raise SystemExit("--profile needs py-spy: pip install py-spy (or make bench)")
+        raise SystemExit("--profile needs py-spy, a test extra: make .venv/.installed")
     pid = session.operator.process.pid
+    fmt = "speedscope" if path.suffix == ".json" else "raw"
+    # --gil: only the thread running Python at each sample, so the profile shows where the CPU
+    # goes, not who waits; --nonblocking: never pause the operator to sample it.
+    sampling = ["--rate", "250", "--nonblocking", "--gil", "--format", fmt]
     process = subprocess.Popen(
-        [str(spy), "record", "--pid", str(pid), "--rate", "250", "--format", "speedscope", "-o", str(path)],
+        [str(spy), "record", "--pid", str(pid), *sampling, "-o", str(path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

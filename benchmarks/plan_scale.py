@@ -110,8 +110,11 @@ def from_the_file(text: str) -> float:
         file.write(text)
         file.flush()
         start = time.perf_counter()
-        subprocess.run([str(Path(sys.executable).with_name("stepflow")), "plan", file.name, "-o", "json"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [str(Path(sys.executable).with_name("stepflow")), "plan", file.name, "-o", "json"],
+            check=True,
+            capture_output=True,
+        )
         return time.perf_counter() - start
 
 

@@ -26,6 +26,25 @@ def test_the_echo_of_our_own_status_write_is_not_news():
     assert store.put_workflow(workflow("8"))
 
 
+def test_the_cache_keeps_of_a_job_what_a_reconcile_reads_and_drops_its_bulk():
+    store = Store()
+    meta = {"name": "wf-1-a", "namespace": "default", "uid": "u1", "resourceVersion": "3",
+            "labels": {"stepflow.dev/workflow": "wf"}, "ownerReferences": [{"uid": "w1"}],
+            "creationTimestamp": "2026-01-01T00:00:00Z", "deletionTimestamp": "2026-01-01T00:00:09Z",
+            "managedFields": [{"manager": "kube-controller-manager"}] * 20}
+    status = {"active": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    store.put_job(KEY, {"metadata": meta, "spec": {"template": {"spec": {"containers": [{}]}}},
+                        "status": status})
+    cached = store.jobs(KEY)["wf-1-a"]
+    assert cached == {"metadata": {k: v for k, v in meta.items() if k != "managedFields"}, "status": status}
+    body = workflow("9")
+    body["metadata"]["managedFields"] = [{"manager": "stepflow"}]
+    body["spec"] = {"steps": [{"name": "a"}]}
+    store.put_workflow(body)
+    assert "managedFields" not in store.workflow(KEY)["metadata"]
+    assert store.workflow(KEY)["spec"] == body["spec"] and "managedFields" in body["metadata"]
+
+
 def test_only_job_changes_the_engine_reads_trigger_a_reconcile():
     store = Store()
     assert store.put_job(KEY, job("1"))  # first sighting: adopt it

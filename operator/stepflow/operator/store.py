@@ -46,6 +46,26 @@ def _job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
     return conditions, status.get("failed"), status.get("succeeded"), deleting
 
 
+# What a reconcile reads of a cached Job; the rest (its spec, the pod template with the step's
+# script, managedFields) is most of its size, and 5,000 cached Jobs must fit DESIGN.md's memory.
+JOB_METADATA_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences",
+                     "creationTimestamp", "deletionTimestamp")
+
+
+def trimmed_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    meta = job.get("metadata") or {}
+    kept = {k: meta[k] for k in JOB_METADATA_KEPT if k in meta}
+    return {"metadata": kept, "status": job.get("status") or {}}
+
+
+def trimmed_workflow(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Without managedFields, which grow with every status patch and nothing here reads."""
+    meta = body.get("metadata") or {}
+    if "managedFields" not in meta:
+        return dict(body)
+    return {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
 class Store:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
@@ -65,7 +85,7 @@ class Store:
         with self._lock:
             if not _newer(body, self._workflows.get(key)):
                 return False
-            self._workflows[key] = dict(body)
+            self._workflows[key] = trimmed_workflow(body)
             return True
 
     def drop_workflow(self, key: Key, uid: str = "") -> None:
@@ -105,7 +125,7 @@ class Store:
             old = self._jobs[key].get(name)
             if not _newer(job, old):
                 return False
-            self._jobs[key][name] = dict(job)
+            self._jobs[key][name] = trimmed_job(job)
             return old is None or _job_signature(old) != _job_signature(job)
 
     def drop_job(self, key: Key, name: str, uid: str = "") -> None:
