@@ -27,6 +27,14 @@ def _true(obj: dict[str, Any], *kinds: str) -> bool:
     )
 
 
+def memory_mib(pid: int, field: str) -> float:
+    """A process's memory from /proc: VmHWM is the peak resident set, VmRSS the current one."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -174,10 +182,11 @@ class KubeSession:
 
     def peak_rss_mib(self) -> float:
         assert self.operator is not None and self.operator.process is not None
-        for line in Path(f"/proc/{self.operator.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return memory_mib(self.operator.process.pid, "VmHWM")
+
+    def rss_mib(self) -> float:
+        assert self.operator is not None and self.operator.process is not None
+        return memory_mib(self.operator.process.pid, "VmRSS")
 
     def requests(self) -> dict[str, int]:
         """The operator's requests in this namespace, by verb and resource, from the audit log."""

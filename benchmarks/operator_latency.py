@@ -45,7 +45,7 @@ from rich.table import Table  # noqa: E402
 from cluster.cluster import Cluster, wait_for  # noqa: E402
 from cluster.crds import workflow_crd  # noqa: E402
 from cluster.jobs import Outcome  # noqa: E402
-from kube_session import cpu_seconds  # noqa: E402
+from kube_session import cpu_seconds, memory_mib  # noqa: E402
 from operator_harness import OperatorProcess, workflow  # noqa: E402
 from stepflow.status import parse_time  # noqa: E402
 
@@ -130,7 +130,11 @@ class EmulatorSession:
 
     def peak_rss_mib(self) -> float:
         assert self.operator is not None and self.operator.process is not None
-        return peak_rss_mib(self.operator.process.pid)
+        return memory_mib(self.operator.process.pid, "VmHWM")
+
+    def rss_mib(self) -> float:
+        assert self.operator is not None and self.operator.process is not None
+        return memory_mib(self.operator.process.pid, "VmRSS")
 
     def requests(self) -> dict[str, int]:
         time.sleep(0.5)  # let the last events land before counting
@@ -154,13 +158,6 @@ class EmulatorSession:
                 before, after = runs[f"s{i - 1:03d}"], runs[f"s{i:03d}"]
                 reaction.append((after.started - before.finished) * 1000)
         return reaction, []  # the emulator has no pods worth timing
-
-
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def step(name: str, seconds: float) -> dict[str, Any]:
@@ -263,7 +260,12 @@ def memory(session_for, variant: str, workflows: int) -> dict[str, Any]:
         for name in names:
             session.create(five_steps(name))
         session.wait_all(names, timeout=1800)
-        return {"workflows": workflows, "jobs": workflows * 5, "peak_rss_mib": session.peak_rss_mib()}
+        return {
+            "workflows": workflows,
+            "jobs": workflows * 5,
+            "peak_rss_mib": session.peak_rss_mib(),
+            "rss_after_mib": session.rss_mib(),  # all finished: what stays cached
+        }
 
 
 def verdict(key: str, value: float) -> str:
@@ -506,6 +508,7 @@ def print_tables(console: Console, results: dict[str, Any], chains: int, flows: 
             "peak_rss_mib",
             "{:.0f}",
         )
+        row("  operator RSS once all have finished (MiB)", ("memory", "rss_after_mib"), None, "{:.0f}")
     console.print(table)
     if any(results[v].get("throughput", {}).get("profiled") for v in variants):
         console.print(

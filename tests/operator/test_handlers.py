@@ -25,3 +25,13 @@ def test_jobs_and_pods_are_filtered_by_the_api_server_not_after_the_fact():
     workflows = references.Resource(group="stepflow.dev", version="v1alpha1", plural="workflows",
                                     kind="Workflow", singular="workflow", namespaced=True)
     assert list(settings.watching.label_selectors.collect(workflows)) == []
+
+
+def test_the_pod_watch_shows_only_pods_that_have_ended():
+    """A pending or running pod is three watch events per step that tell nothing a Job does
+    not; a Job that waits for its pod is swept and looked into instead (Store.waiting_jobs)."""
+    settings = kopf.OperatorSettings()
+    tune(settings)
+    assert list(settings.watching.field_selectors.collect(resource("", "pods", "Pod"))) == [
+        "status.phase!=Pending,status.phase!=Running"]
+    assert list(settings.watching.field_selectors.collect(resource("batch", "jobs", "Job"))) == []

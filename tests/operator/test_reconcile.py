@@ -194,7 +194,7 @@ def test_a_job_that_cannot_create_its_pod_shows_the_job_controllers_event_and_ke
     job["status"] = {}  # no pod: nothing active, nothing ended
     api.jobs[job["metadata"]["name"]] = job
     store.put_job(KEY, job)
-    assert store.pod_less_jobs(NOW) == {KEY}  # the sweep reconciles it: the Job never changes
+    assert store.waiting_jobs(NOW) == {KEY}  # the sweep reconciles it: the Job never changes
     message = 'Error creating: pods "wf-1-a-" is forbidden: error looking up service account default/ci'
     api.events.append({"reason": "FailedCreate", "message": message,
                        "involvedObject": {"kind": "Job", "name": job["metadata"]["name"],
@@ -223,6 +223,37 @@ def test_an_unschedulable_pod_shows_the_schedulers_reason():
     entry = api.workflow["status"]["steps"]["a"]
     assert (entry["phase"], entry["reason"], entry["message"]) == ("Running", "Unschedulable", message)
     assert api.event_reads == 0
+
+
+def test_a_pending_pod_the_watch_does_not_show_is_read_and_its_reason_goes_once_it_is_ready():
+    """Tuned, the pod watch sees only pods that have ended (handlers.POD_PHASES_WATCHED): a Job
+    with no ready pod for a while is swept, and the reconcile lists its pods, backing off."""
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    job = existing_job(api.workflow, "a", owner_uid="uid-new", started=NOW - 10)
+    job["status"]["active"] = 1  # a pod exists; it is not ready
+    api.jobs[job["metadata"]["name"]] = job
+    store.put_job(KEY, job)
+    message = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+    pending = _step_pod(job, {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]})
+    lists = []
+    api.job_pods = lambda namespace, name: lists.append(name) or [pending]
+    assert store.waiting_jobs(NOW) == {KEY}
+    requeue = reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["reason"], entry["message"]) == ("Running", "Unschedulable", message)
+    assert requeue is not None and requeue <= 5.0  # the reason must not outlive the trouble
+    reconciler.reconcile(KEY)
+    assert lists == [job["metadata"]["name"]] and api.event_reads == 0  # backing off; not pod-less
+
+    ready = copy.deepcopy(job)
+    ready["status"]["ready"] = 1
+    ready["metadata"]["resourceVersion"] = "9"
+    store.put_job(KEY, ready)
+    assert store.waiting_jobs(NOW) == set()
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"].get("reason", "") == ""
+    assert len(lists) == 1
 
 
 def test_a_timed_out_steps_exit_code_comes_from_its_deleted_pod():

@@ -77,6 +77,12 @@ class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
         return None
 
 
+# Pods are watched once they have ended: their exit code and termination message (the step's
+# outputs) are what a Job does not tell. A pending or running pod would cost three watch events
+# per step, each a pass through kopf; a Job that waits for its pod is looked into on the sweep.
+POD_PHASES_WATCHED = "status.phase!=Pending,status.phase!=Running"
+
+
 def tune(settings: kopf.OperatorSettings) -> None:
     """kopf's defaults cost API writes and reaction time that stepflow's targets cannot afford."""
     # We post our own step and workflow Events; kopf's would add one write per log line.
@@ -85,6 +91,7 @@ def tune(settings: kopf.OperatorSettings) -> None:
     # (kopf reads "batch/jobs" as a group and a version: the keys must be spelled out.)
     for resource in (("batch", "v1", "jobs"), ("v1", "pods")):
         settings.watching.label_selectors[resource] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
+    settings.watching.field_selectors[("v1", "pods")] = POD_PHASES_WATCHED
     # Reconnect a dropped or silent watch quickly; resume from the last resourceVersion.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -135,7 +142,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
                          name="stepflow-lease-watch", daemon=True).start()
     else:
         metrics.LEADER.set(1)
-    runtime.sweeper = asyncio.create_task(sweep_pod_less_jobs(store, queue), name="stepflow-sweeper")
+    runtime.sweeper = asyncio.create_task(sweep_waiting_jobs(store, queue), name="stepflow-sweeper")
     await asyncio.sleep(0)  # let the queue bind to this loop before the first event arrives
     memo.stepflow = runtime
     metrics.RUNNING_LIMIT.set(-1 if limit is None else limit)
@@ -349,7 +356,7 @@ async def job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event("", "v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
 async def pod_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     """Step pods say what their Jobs do not: an exit code (kept after a deadline deletes the
-    pod), why a pod cannot be scheduled. Most pod events change nothing a reconcile reads."""
+    pod) and the termination message. Tuned, the watch shows only pods that have ended."""
     runtime: Runtime = memo.stepflow
     obj = event["object"]
     workflow = (obj["metadata"].get("labels") or {}).get(WORKFLOW_LABEL)
@@ -360,13 +367,13 @@ async def pod_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
 SWEEP_INTERVAL = 5.0
 
 
-async def sweep_pod_less_jobs(store: Store, queue: WorkQueue) -> None:
-    """A Job whose pod cannot be created (no such ServiceAccount, PodSecurity, a quota) changes
-    nothing on the Job: only Events say so. Such workflows are reconciled every few seconds,
-    and the reconcile reads those Events (backing off per Job). Pod reports of Jobs gone are
-    pruned on the way."""
+async def sweep_waiting_jobs(store: Store, queue: WorkQueue) -> None:
+    """A Job whose pod cannot be created (no such ServiceAccount, PodSecurity, a quota) or
+    cannot be scheduled changes nothing on the Job, and the pod watch shows no pod until it
+    ends. Such workflows are reconciled every few seconds, and the reconcile reads the Job's
+    Events or pods (backing off per Job). Pod reports of Jobs gone are pruned on the way."""
     while True:
         await asyncio.sleep(SWEEP_INTERVAL)
         store.prune_pods()
-        for key in store.pod_less_jobs(store.clock()):
+        for key in store.waiting_jobs(store.clock()):
             queue.add(key)

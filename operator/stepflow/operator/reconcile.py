@@ -57,7 +57,7 @@ from stepflow.operator.jobs import (
     spec_hash,
     success_message,
 )
-from stepflow.operator.store import POD_LESS_GRACE, Key, Store, pod_less
+from stepflow.operator.store import POD_LESS_GRACE, Key, Store, pod_less, waits_for_pod
 from stepflow.outputs import output_env, with_outputs
 from stepflow.plan import Plan, compile_workflow
 from stepflow.spec import RERUN_FAILED_ANNOTATION, SpecError
@@ -66,7 +66,7 @@ from stepflow.status import build_status, invalid_status, parse_time, states_fro
 log = logging.getLogger(__name__)
 FINISHED = (SUCCEEDED, FAILED)
 NAME_TAKEN_RETRY = 2.0  # seconds between checks for an earlier Workflow's Job to be gone
-CREATE_CHECK_INTERVAL = 5.0  # seconds before a pod-less Job's FailedCreate Events are read again
+CREATE_CHECK_INTERVAL = 5.0  # seconds before a waiting Job's Events or pods are read again
 MAX_CREATE_CHECK_INTERVAL = 60.0
 POD_TROUBLE = ("PodCreateFailed", "Unschedulable")
 
@@ -173,8 +173,8 @@ class Reconciler:
         self._running: dict[Key, int] = {}
         self._slots_lock = threading.Lock()  # SlotQueue is plain bookkeeping; workers share it
         self._plans: dict[Key, tuple[tuple[str, int], Plan]] = {}  # a spec is planned once
-        # Job uid -> (next read, what the last read found, the interval that led to it)
-        self._create_checks: dict[str, tuple[float, tuple[str, str], float]] = {}
+        # (Job uid, what is read) -> (next read, what the last read found, the interval that led to it)
+        self._pod_checks: dict[tuple[str, str], tuple[float, tuple[str, str], float]] = {}
 
     def __call__(self, key: Key) -> float | None:
         started = time.perf_counter()
@@ -247,6 +247,10 @@ class Reconciler:
         before = carried_over(body, run) if run.is_new else states_from_status(old_status)
         states, adopted = self._observe(key, body, plan, before, run, now)
         decision, states, requeue = self._act(key, plan, body, run, states, now, adopted)
+        if any(s.phase == RUNNING and s.reason in POD_TROUBLE for s in states.values()):
+            # A pod that gets scheduled or created changes nothing the Job watch reports on:
+            # look again, so the reason goes once the trouble has.
+            requeue = soonest(requeue, CREATE_CHECK_INTERVAL)
         if run.is_new and adopted:
             run = started_with_adopted(run, states, adopted)
         new_status = build_status(
@@ -347,35 +351,57 @@ class Reconciler:
 
     def _pod_trouble(self, key: Key, job: Mapping[str, Any], state: StepState, now: float) -> StepState:
         """A running step whose pod cannot run says why: the scheduler's reason, or the Job
-        controller's FailedCreate Event. It keeps waiting, within its timeoutSeconds."""
+        controller's FailedCreate Event. It keeps waiting, within its timeoutSeconds.
+
+        The pod watch shows pods once they have ended, so a Job that has had no ready pod for
+        a while (the sweep brings it here) is looked into with a read of its Events or pods."""
         if state.reason:  # FailureTarget: the pod is stopping, which says more
             return state
         meta = job["metadata"]
         reports = self.store.pod_reports(key, meta["name"], meta.get("uid", ""))
         reason, message = pod_problem(reports)
-        if not reason and not reports and pod_less(job):
-            created = parse_time(meta.get("creationTimestamp"))
-            if created is not None and now - created > POD_LESS_GRACE:
-                reason, message = self._create_failure(key, job, now)
+        newest = max(reports, key=lambda r: r.created, default=None)
+        created = parse_time(meta.get("creationTimestamp"))
+        unseen = newest is None or newest.terminated  # the pod that waits is not in the watch
+        waited = created is not None and now - created > POD_LESS_GRACE
+        if not reason and unseen and waited and waits_for_pod(job):
+            uid = meta.get("uid", "")
+            if pod_less(job):
+                reason, message = self._read_backing_off(
+                    (uid, "events"), now, lambda: self._create_failure(key, job))
+            elif (job.get("status") or {}).get("active"):
+                reason, message = self._read_backing_off(
+                    (uid, "pods"), now, lambda: self._pending_pod_problem(key, job))
         return replace(state, reason=reason, message=message) if reason else state
 
-    def _create_failure(self, key: Key, job: Mapping[str, Any], now: float) -> tuple[str, str]:
-        """The newest FailedCreate Event of the Job. Read again after 5 s, then 10 s, 20 s, ...
-        (at most a minute): a quota that stays full must not turn into a stream of lists."""
+    def _create_failure(self, key: Key, job: Mapping[str, Any]) -> tuple[str, str]:
+        """The newest FailedCreate Event of the Job."""
         uid = job["metadata"].get("uid", "")
-        checked = self._create_checks.get(uid)
-        if checked is not None and now < checked[0]:
-            return checked[1]
         events = [e for e in self.api.job_events(key[0], job["metadata"]["name"], "FailedCreate")
                   if (e.get("involvedObject") or {}).get("uid") in ("", None, uid)]
-        found = ("", "")
-        if events:
-            newest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-            found = ("PodCreateFailed", (newest.get("message") or "")[:1024])
+        if not events:
+            return "", ""
+        newest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return "PodCreateFailed", (newest.get("message") or "")[:1024]
+
+    def _pending_pod_problem(self, key: Key, job: Mapping[str, Any]) -> tuple[str, str]:
+        """Why the Job's pending pod cannot run (Unschedulable), from a list of its pods."""
+        pods = map(pod_report, self.api.job_pods(key[0], job["metadata"]["name"]))
+        return pod_problem(of_job(pods, job["metadata"].get("uid", "")))
+
+    def _read_backing_off(self, check: tuple[str, str], now: float,
+                          read: Callable[[], tuple[str, str]]) -> tuple[str, str]:
+        """A read about one Job, done again after 5 s, then 10 s, 20 s, ... (at most a minute):
+        a quota that stays full or a pod that stays unschedulable must not turn into a stream
+        of lists. Between reads, the last finding stands."""
+        checked = self._pod_checks.get(check)
+        if checked is not None and now < checked[0]:
+            return checked[1]
+        found = read()
         interval = min(checked[2] * 2, MAX_CREATE_CHECK_INTERVAL) if checked else CREATE_CHECK_INTERVAL
-        if len(self._create_checks) > 10_000:
-            self._create_checks.clear()  # a bound: it is a cache of Event reads, nothing more
-        self._create_checks[uid] = (now + interval, found, interval)
+        if len(self._pod_checks) > 10_000:
+            self._pod_checks.clear()  # a bound: it is a cache of reads, nothing more
+        self._pod_checks[check] = (now + interval, found, interval)
         return found
 
     def _own_jobs(self, key: Key, uid: str) -> dict[str, dict[str, Any]]:

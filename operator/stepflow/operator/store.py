@@ -214,16 +214,19 @@ class Store:
             self._orphans = orphans - gone
             return len(gone)
 
-    def pod_less_jobs(self, now: float, grace: float = POD_LESS_GRACE) -> set[Key]:
-        """Workflows with an unfinished Job older than ``grace`` of which no pod was ever seen:
-        the Job controller may be failing to create it, which changes nothing on the Job."""
+    def waiting_jobs(self, now: float, grace: float = POD_LESS_GRACE) -> set[Key]:
+        """Workflows with an unfinished Job older than ``grace`` that has no ready pod.
+
+        Such a Job may never change again: the Job controller fails to create its pod (only an
+        Event says so), or the pod cannot be scheduled. The pod watch does not show it either:
+        it sees pods only once they have ended (handlers.POD_PHASES_WATCHED). So these
+        workflows are reconciled every few seconds, and the reconcile reads the Job's Events or
+        pods, backing off per Job."""
         found = set()
         with self._lock:
             for key, jobs in self._jobs.items():
-                pods = self._pods.get(key, {})
-                for name, job in jobs.items():
-                    uid = job["metadata"].get("uid", "")
-                    if of_job(pods.get(name, {}).values(), uid) or not pod_less(job):
+                for job in jobs.values():
+                    if not waits_for_pod(job):
                         continue
                     created = parse_time(job["metadata"].get("creationTimestamp"))
                     if created is not None and now - created > grace:
@@ -232,11 +235,22 @@ class Store:
         return found
 
 
+def _finished_or_deleting(job: Mapping[str, Any]) -> bool:
+    status = job.get("status") or {}
+    return bool((job.get("metadata") or {}).get("deletionTimestamp")) or any(
+        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+        for c in status.get("conditions") or ())
+
+
+def waits_for_pod(job: Mapping[str, Any]) -> bool:
+    """The Job is unfinished and no pod of it is ready: none created yet, or one pending."""
+    status = job.get("status") or {}
+    return not _finished_or_deleting(job) and not status.get("ready") and not status.get("terminating")
+
+
 def pod_less(job: Mapping[str, Any]) -> bool:
     """The Job is unfinished and has no pod: none active, none ended, none terminating."""
     status = job.get("status") or {}
-    if (job.get("metadata") or {}).get("deletionTimestamp") or any(
-            status.get(field) for field in ("active", "failed", "succeeded", "terminating")):
+    if any(status.get(field) for field in ("active", "failed", "succeeded", "terminating")):
         return False
-    return not any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-                   for c in status.get("conditions") or ())
+    return not _finished_or_deleting(job)
