@@ -17,6 +17,7 @@ from typing import Any
 from kube.controlplane import ControlPlane
 from kube.realcluster import Kube, wait_for, watch_events
 from operator_harness import OperatorProcess
+from stepflow.operator.handlers import POD_PHASES_WATCHED
 from stepflow.status import parse_time
 
 
@@ -43,8 +44,8 @@ def cpu_seconds(pid: int) -> float:
 class Watcher:
     """First arrival time of each moment the benchmark cares about, per Job."""
 
-    def __init__(self, kube: Kube, resource: str):
-        self.kube, self.resource = kube, resource
+    def __init__(self, kube: Kube, resource: str, field_selector: str = ""):
+        self.kube, self.resource, self.field_selector = kube, resource, field_selector
         self.seen: dict[tuple[str, str], float] = {}
         self.count = 0  # watch events received: what the operator's own watch receives too
         self._stop = threading.Event()
@@ -59,8 +60,10 @@ class Watcher:
         self.seen.setdefault(key, time.monotonic())
 
     def _run(self) -> None:
-        for event in watch_events(self.kube, self.resource, self._stop):
+        for event in watch_events(self.kube, self.resource, self._stop, self.field_selector):
             self.count += 1
+            if self.field_selector:
+                continue  # counted only: what an operator's filtered watch receives
             obj = event["object"]
             if self.resource == "jobs":
                 name = obj["metadata"]["name"]
@@ -109,7 +112,11 @@ class KubeSession:
     def __enter__(self) -> KubeSession:
         self.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.kube.namespace}})
         wait_for(lambda: self.kube.get("serviceaccounts", "default"), timeout=30)
-        self.watchers = [Watcher(self.kube, "jobs"), Watcher(self.kube, "pods")]
+        self.watchers = [
+            Watcher(self.kube, "jobs"),
+            Watcher(self.kube, "pods"),
+            Watcher(self.kube, "pods", POD_PHASES_WATCHED),
+        ]
         log = self.plane.workdir / f"operator-{self.kube.namespace}.log"
         self.operator = OperatorProcess(
             self.credentials,
@@ -170,7 +177,10 @@ class KubeSession:
 
     def watch_counts(self) -> dict[str, int]:
         """Watch events so far, per resource, in this scenario's namespace."""
-        return {watcher.resource: watcher.count for watcher in self.watchers}
+        return {
+            watcher.resource + (", ended only" if watcher.field_selector else ""): watcher.count
+            for watcher in self.watchers
+        }
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds used so far by the operator and by each control plane process."""

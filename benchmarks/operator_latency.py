@@ -487,9 +487,13 @@ def print_tables(console: Console, results: dict[str, Any], chains: int, flows: 
     )
     for process in processes:
         row(f"  {process} CPU per step (ms)", ("throughput", "cpu_ms_per_step", process), None, "{:.2f}")
-    for resource in ("jobs", "pods"):
+    for resource, whose in (
+        ("jobs", "every variant's watch"),
+        ("pods", "kopf stock settings and the previous release"),
+        ("pods, ended only", "stepflow's phase-filtered watch"),
+    ):
         row(
-            f"  watch events per step, {resource} (what the operator's watch receives)",
+            f"  watch events per step, {resource} ({whose})",
             ("throughput", "watch_events_per_step", resource),
             None,
             "{:.2f}",

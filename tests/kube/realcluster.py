@@ -251,16 +251,19 @@ class StatusRecorder:
             self.problems.extend(f"{name} rv {rv}: {p}" for p in self.check(obj))
 
 
-def watch_events(kube: Kube, resource: str, stop: threading.Event) -> Iterator[dict[str, Any]]:
-    """Every watch event of a resource in the namespace, the watch reopened from the last
-    resourceVersion whenever it ends or breaks, until ``stop`` is set."""
+def watch_events(kube: Kube, resource: str, stop: threading.Event,
+                 field_selector: str = "") -> Iterator[dict[str, Any]]:
+    """Every watch event of a resource in the namespace (or of those the field selector
+    matches), the watch reopened from the last resourceVersion whenever it ends or breaks,
+    until ``stop`` is set."""
     version = "0"
     while not stop.is_set():
         try:
             response = kube.api._open(
                 "GET",
                 kube.path(resource),
-                {"watch": "true", "resourceVersion": version, "timeoutSeconds": 2},
+                {"watch": "true", "resourceVersion": version, "timeoutSeconds": 2,
+                 **({"fieldSelector": field_selector} if field_selector else {})},
                 None,
                 "application/json",
                 (5, 15),
