@@ -4,9 +4,12 @@ Events are for humans (``kubectl describe``); losing one must never fail or
 slow a reconcile, so they go through a bounded queue drained by one thread.
 
 Each Event is an API write, and DESIGN.md allows three writes per step in all
-(the Job, the status, the Events). So the routine outcome, a step that
-succeeded, is gathered per workflow for up to ``LINGER`` seconds and posted
-as one Event naming every step ("steps "a", "b" and "c" succeeded"). Anything
+(the Job, the status, the Events). So the routine news, a step that started
+or succeeded, is gathered per workflow and reason for up to ``LINGER``
+seconds and posted as one Event naming every step ("steps "a", "b" and "c"
+succeeded"). On the real control plane a step takes about a second at best
+(the Job controller batches pod updates for one), so five seconds gather a
+few steps of a chain; a step longer than that gets Events of its own. Anything
 else about the same workflow (a failure, the workflow's end) first posts what
 is gathered, so ``kubectl describe`` keeps the order in which things happened.
 """
@@ -29,7 +32,7 @@ from stepflow.status import rfc3339
 log = logging.getLogger(__name__)
 COMPONENT = "stepflow-operator"
 QUEUE_SIZE = 5000
-LINGER = 2.0  # seconds a routine step outcome waits for others of its workflow
+LINGER = 5.0  # seconds a routine step Event waits for others of its workflow
 BATCH_MESSAGE_LIMIT = 900  # characters of step names in one gathered Event; Events hold 1,024
 
 
