@@ -194,9 +194,16 @@ def replicas(kube: Kube, operator_kubeconfig: Path, tmp_path: Path, control_plan
 
 
 def start_scenario(kube: Kube) -> None:
+    """Create the workflows and wait until every first step has its Job, before the fault.
+
+    A fault that fell between the Jobs of ``boom`` and ``slow`` would make another outcome
+    right: a new leader that finds ``boom`` failed and ``slow`` not started skips it (F2: nothing
+    else starts) instead of cancelling it. Waiting here keeps the expected phases one set.
+    """
     for doc in scenario():
         kube.create(doc)
-    wait_for(lambda: kube.step_phase("groups", "a") == kube.step_phase("capped", "p0") == "Running",
+    wait_for(lambda: kube.step_phase("groups", "a") == kube.step_phase("capped", "p0") == "Running"
+             and kube.step_phase("failfast", "slow") in ("Running", "Cancelled"),
              timeout=30, message="the scenario never started")
 
 
