@@ -15,7 +15,7 @@ import pytest
 
 from builders import plan_of, step
 from simulate import max_overlap
-from stepflow.local import LocalRun
+from stepflow.local import LocalRun, unsupported_fields
 from stepflow.status import parse_time
 
 
@@ -80,6 +80,18 @@ def test_max_concurrency_override(tmp_path):
     steps = [step(f"s{i}", parallel=True, script="sleep 0.3") for i in range(4)]
     _, report = run_local(tmp_path, steps, max_concurrency=1)
     assert max_overlap([interval(report, f"s{i}") for i in range(4)]) == 1
+
+
+def test_max_resources_budgets_real_processes(tmp_path):
+    """R1 locally: the processes are not limited, but which steps run at once follows the budget."""
+    steps = [step(f"s{i}", parallel=True, script="sleep 0.3", resources={"requests": {"cpu": c}})
+             for i, c in enumerate(["1500m", "500m", "1", "1"])]
+    run, report = run_local(tmp_path, steps, maxResources={"cpu": "2"})
+    assert report["phase"] == "Succeeded"
+    spans = [interval(report, f"s{i}") for i in range(4)]
+    assert max_overlap(spans[:2]) == 2 and max_overlap(spans[2:]) == 2  # 2 CPUs each pair
+    assert min(spans[2][0], spans[3][0]) >= max(spans[0][1], spans[1][1]) - 0.05
+    assert any("maxResources" in note for note in unsupported_fields(run.plan))
 
 
 def test_depends_on_starts_without_waiting_for_the_group(tmp_path):

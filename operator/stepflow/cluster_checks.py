@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from stepflow.capacity import QuantityError, parse_quantity
 from stepflow.plan import Plan
 from stepflow.spec import FieldError
 
@@ -48,14 +49,11 @@ def cluster_errors(plan: Plan) -> list[FieldError]:
 
 
 def _quantity_errors(path: str, resources: Mapping[str, Any]) -> list[FieldError]:
-    from kubernetes.utils import parse_quantity  # the official client's parser, as R1 asks
-
     errors = []
     for kind in ("requests", "limits"):
         for resource, value in (resources.get(kind) or {}).items():
             try:
                 parse_quantity(value)
-            except (ValueError, TypeError, ArithmeticError):
-                message = f"{str(value)[:40]!r} is not a Kubernetes quantity (e.g. 500m, 2, 1Gi)"
-                errors.append(FieldError(f"{path}.{kind}.{resource}", message))
+            except QuantityError as exc:
+                errors.append(FieldError(f"{path}.{kind}.{resource}", str(exc)))
     return errors

@@ -9,7 +9,7 @@ restarted operator or a replayed event gets the same answer again
 
 Rules implemented here (see DESIGN.md): G5 barriers, D1 dependsOn, D3 skip
 propagation, C1 per-workflow cap, C2 operator-wide first-come-first-served
-cap (:class:`SlotQueue`), F1-F5 failure policies, and suspend.
+cap (:class:`SlotQueue`), R1 resource budgets, F1-F5 failure policies, and suspend.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
+from stepflow import capacity
 from stepflow.conditions import ConditionEvaluationError
 from stepflow.plan import Plan
 
@@ -32,6 +34,7 @@ SUSPENDED = "Suspended"  # a workflow phase only
 
 # Step reasons the engine gives.
 WAITING_FOR_SLOT = "WaitingForSlot"
+WAITING_FOR_RESOURCES = "WaitingForResources"  # R1: it does not fit in spec.maxResources yet
 WAITING_FOR_PREREQUISITES = "WaitingForPrerequisites"
 PREREQUISITE_FAILED = "PrerequisiteFailed"
 PREREQUISITE_SKIPPED = "PrerequisiteSkipped"
@@ -315,7 +318,7 @@ def _combine(main: _PartDecision, final: _PartDecision) -> _PartDecision:
 def _decide_part(plan: Plan, observed: _Index, everything: Mapping[str, StepState], *, now: float,
                  started_at: float | None, cap: int, suspended: bool, global_slots: int | None,
                  stop: Verdict | None, earlier_failed: list[str]) -> _PartDecision:
-    """The rules for one list of steps: G5, D1, D3, W1-W3, C1, C2, F1-F5 and suspend."""
+    """The rules for one list of steps: G5, D1, D3, W1-W3, C1, C2, R1, F1-F5 and suspend."""
     spec = plan.spec
     failed = sorted((n for n in observed.with_phase(FAILED) if not plan.step_by_name[n].continue_on_error),
                     key=plan.index_of)
@@ -328,15 +331,20 @@ def _decide_part(plan: Plan, observed: _Index, everything: Mapping[str, StepStat
     outcome.run()
     running = observed.count(RUNNING)
     start, waiting = [], dict(outcome.waiting)
+    budget = _Budget(plan, observed) if plan.budget is not None else None
     for name in outcome.ready:  # ready is in document order (C1)
         if suspended:
             waiting[name] = Verdict(SUSPENDED, "workflow is suspended")
         elif running + len(start) >= cap:
             waiting[name] = Verdict(WAITING_FOR_SLOT, f"waiting for a slot (maxConcurrency {cap})")
+        elif budget is not None and (verdict := budget.wait(name)) is not None:
+            waiting[name] = verdict
         elif global_slots is not None and len(start) >= global_slots:
             waiting[name] = Verdict(WAITING_FOR_SLOT, "waiting for a slot (operator-wide limit)")
         else:
             start.append(name)
+            if budget is not None:
+                budget.take(name)
     cancel = {n: abort for n in sorted(observed.with_phase(RUNNING), key=plan.index_of)} if abort else {}
     phase = _workflow_phase(plan, observed, outcome, start, waiting, failed, abort, suspended)
     decided = len(outcome.skip) + len(outcome.fail)
@@ -347,6 +355,45 @@ def _decide_part(plan: Plan, observed: _Index, everything: Mapping[str, StepStat
         unfinished=len(observed) - observed.count(*TERMINAL) - decided, failed=failed,
         wake_at=deadline if deadline is not None and not timed_out and phase[0] not in TERMINAL else None,
     )
+
+
+class _Budget:
+    """R1 within one decision: the requests of the running steps and of those started so far.
+
+    A ready step that does not fit holds back the later ready steps that ask for a resource it
+    is short of, so a large step is not overtaken again and again by smaller ones; a step that
+    asks for none of those still starts.
+    """
+
+    def __init__(self, plan: Plan, observed: _Index):
+        self.plan = plan
+        self.limit: Mapping[str, Decimal] = plan.budget or {}
+        self.used: dict[str, Decimal] = {}
+        for name in observed.with_phase(RUNNING):
+            capacity.add(self.used, self._need(name))
+        self.short: dict[str, str] = {}  # resource -> the first step waiting for it
+
+    def _need(self, name: str) -> Mapping[str, Decimal]:
+        return {r: q for r, q in self.plan.requests.get(name, {}).items() if r in self.limit}
+
+    def wait(self, name: str) -> Verdict | None:
+        need = self._need(name)
+        blocker = next((self.short[r] for r in need if r in self.short and need[r] > 0), None)
+        if blocker is not None:
+            return Verdict(WAITING_FOR_RESOURCES, f'waiting behind "{blocker}" for {capacity.describe(need)} '
+                                                  "(maxResources)")
+        if capacity.fits(need, self.used, self.limit):
+            return None
+        lacking = [r for r, q in need.items() if self.used.get(r, 0) + q > self.limit[r]]
+        for resource in lacking:
+            self.short.setdefault(resource, name)
+        free = capacity.free(self.used, self.limit)
+        return Verdict(WAITING_FOR_RESOURCES, f"needs {capacity.describe(need, lacking)}; free "
+                                              f"{capacity.describe(free, lacking)} of maxResources "
+                                              f"{capacity.describe(self.limit, lacking)}")
+
+    def take(self, name: str) -> None:
+        capacity.add(self.used, self._need(name))
 
 
 class _Chain(Mapping[str, Verdict]):

@@ -336,8 +336,11 @@ def unsupported_fields(plan: Plan) -> list[str]:
     if any("valueFrom" in v and step_output_source(v) is None for s in plan.steps for v in s.env) or any(
             "valueFrom" in v for v in plan.spec.defaults.env):
         notes.append("env valueFrom is ignored locally (only literal values are set)")
-    if any(s.resources for s in plan.steps) or plan.spec.defaults.resources:
+    if (any(s.resources for s in plan.steps) or plan.spec.defaults.resources) and plan.budget is None:
         notes.append("resources are ignored locally")
+    elif plan.budget is not None:
+        notes.append("resources are not enforced on the processes; spec.maxResources still budgets "
+                     "which steps run at once")
     if any(s.pod != PodSettings() for s in plan.steps) or plan.spec.defaults.pod != PodSettings():
         notes.append("securityContext, podSecurityContext, tolerations and nodeSelector are ignored "
                      "locally (there is no pod)")

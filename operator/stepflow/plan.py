@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from stepflow.capacity import Quantities, QuantityError, container_requests, format_quantity, parse_quantity
 from stepflow.conditions import Condition, ConditionSyntaxError, compile_condition
 from stepflow.spec import (
     FieldError,
@@ -42,6 +44,8 @@ class Plan:
     group_of: Mapping[str, int]
     conditions: Mapping[str, Condition] = field(default_factory=dict)  # step -> compiled ``when``
     main_group_count: int | None = None  # None: every group is a main group
+    budget: Quantities | None = None  # R1: spec.maxResources, parsed; None: no budget
+    requests: Mapping[str, Quantities] = field(default_factory=dict)  # R1: per step, with a budget
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -61,8 +65,7 @@ class Plan:
         main_spec = replace(self.spec, finally_steps=())
         final_spec = replace(self.spec, steps=self.spec.finally_steps, finally_steps=(),
                              failure_policy="Continue", timeout_seconds=None)
-        return (_part(main_spec, self.groups[:split], self.conditions),
-                _part(final_spec, self.groups[split:], self.conditions))
+        return (_part(self, main_spec, self.groups[:split]), _part(self, final_spec, self.groups[split:]))
 
     def waits_for_main(self, name: str) -> bool:
         """A finally step with no finally prerequisite: it waits for every main step (X1)."""
@@ -170,10 +173,10 @@ class Plan:
                 "mainGroups": main_groups, "steps": steps}
 
 
-def _part(spec: WorkflowSpec, groups: tuple[tuple[str, ...], ...],
-          conditions: Mapping[str, Condition]) -> Plan:
+def _part(whole: Plan, spec: WorkflowSpec, groups: tuple[tuple[str, ...], ...]) -> Plan:
     group_of = {name: g for g, members in enumerate(groups) for name in members}
-    return Plan(spec=spec, groups=groups, group_of=group_of, conditions=conditions)
+    return Plan(spec=spec, groups=groups, group_of=group_of, conditions=whole.conditions,
+                budget=whole.budget, requests=whole.requests)
 
 
 # --- groups (G1-G4) and their errors (G6) ----------------------------------------------------
@@ -410,8 +413,10 @@ def _skeleton(spec: WorkflowSpec) -> Plan:
     main_groups = group_steps(spec.steps)
     groups = main_groups + group_steps(spec.finally_steps)
     group_of = {name: g for g, members in enumerate(groups) for name in members}
+    budget, requests, _ = resource_budget(spec)
     return Plan(spec=spec, groups=groups, group_of=group_of,
-                main_group_count=len(main_groups) if spec.finally_steps else None)
+                main_group_count=len(main_groups) if spec.finally_steps else None,
+                budget=budget, requests=requests)
 
 
 def build_plan(spec: WorkflowSpec) -> Plan:
@@ -422,6 +427,41 @@ def build_plan(spec: WorkflowSpec) -> Plan:
     if errors:
         raise SpecError(errors)
     return replace(plan, conditions=conditions) if conditions else plan
+
+
+# --- resources (R1) ---------------------------------------------------------------------------
+
+def resource_budget(spec: WorkflowSpec) -> tuple[dict[str, Decimal] | None, dict[str, Quantities],
+                                                 list[FieldError]]:
+    """R1: spec.maxResources parsed, each step's requests, and the errors: a quantity that does
+    not parse, and a step that asks for more than the whole budget, since it could never start.
+    Without a budget, resources are the cluster's business (:mod:`stepflow.cluster_checks`)."""
+    if spec.max_resources is None:
+        return None, {}, []
+    errors: dict[str, FieldError] = {}  # by path: a bad default is reported once, not per step
+    budget = {}
+    for name, value in spec.max_resources.items():
+        try:
+            budget[name] = parse_quantity(value)
+        except QuantityError as exc:
+            errors.setdefault(f"spec.maxResources.{name}", FieldError(f"spec.maxResources.{name}", str(exc)))
+    requests: dict[str, Quantities] = {}
+    for step in spec.all_steps:
+        path = f"{step.path}.resources" if step.resources else "spec.defaults.resources"
+        try:
+            need = container_requests(step.resources or spec.defaults.resources)
+        except QuantityError as exc:
+            where = f"{path}.{exc.field}"
+            errors.setdefault(where, FieldError(where, str(exc)))
+            continue
+        requests[step.name] = need
+        for resource, amount in need.items():
+            if resource in budget and amount > budget[resource]:
+                errors.setdefault(path, FieldError(path, (
+                    f'step "{step.name}" requests {resource} {format_quantity(amount)}, more than '
+                    f"spec.maxResources allows ({format_quantity(budget[resource])}), so it could "
+                    "never start")))
+    return budget, requests, list(errors.values())
 
 
 # --- outputs (O4) and conditions (W2) --------------------------------------------------------
@@ -527,7 +567,7 @@ def compile_workflow(doc: Any) -> Plan:
     if spec is None or not spec.steps:
         raise SpecError(errors)
     structural = plan_errors(spec, with_data=False)
-    errors = errors + structural
+    errors = errors + structural + resource_budget(spec)[2]
     plan = _skeleton(spec)
     conditions: dict[str, Condition] = {}
     if not structural:

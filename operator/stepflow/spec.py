@@ -36,7 +36,7 @@ DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 SPEC_FIELDS = (
     "maxConcurrency", "failurePolicy", "timeoutSeconds", "suspend",
-    "serviceAccountName", "defaults", "steps", "runToken", "finally",
+    "serviceAccountName", "defaults", "steps", "runToken", "finally", "maxResources",
 )
 POD_FIELDS = ("securityContext", "podSecurityContext", "tolerations", "nodeSelector")
 DEFAULTS_FIELDS = ("image", "env", "resources", "podMetadata", *POD_FIELDS)
@@ -179,6 +179,7 @@ class WorkflowSpec:
     defaults: Defaults = field(default_factory=Defaults)
     run_token: str | None = None  # changing it starts a new run of an unchanged workflow
     finally_steps: tuple[Step, ...] = ()  # spec.finally: run once the main steps are over (X1)
+    max_resources: Mapping[str, Any] | None = None  # R1, as written; the plan parses it
 
     @property
     def all_steps(self) -> tuple[Step, ...]:
@@ -416,6 +417,7 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
         defaults=_parse_defaults(spec.get("defaults"), c),
         run_token=c.typed(spec, "runToken", "spec", str),
         finally_steps=finally_steps,
+        max_resources=_max_resources(spec, c),
     )
     if not workflow.name:
         c.error("metadata.name", "is required")
@@ -436,6 +438,20 @@ def parse_workflow(doc: Any) -> WorkflowSpec:
     if errors or workflow is None:
         raise SpecError(errors)
     return workflow
+
+
+def _max_resources(spec: Mapping[str, Any], c: _Collector) -> Mapping[str, Any] | None:
+    """R1's budget: resource names as Kubernetes spells them; the plan parses the quantities."""
+    if spec.get("maxResources") is None:
+        return None
+    budget = {}
+    for name, value in c.mapping(spec.get("maxResources"), "spec.maxResources").items():
+        if not isinstance(name, str) or len(name) > 316 or not QUALIFIED_NAME.fullmatch(name):
+            c.error(f"spec.maxResources[{_excerpt(name)}]", "is not a resource name (such as cpu, memory "
+                                                           "or nvidia.com/gpu)")
+        else:
+            budget[name] = value
+    return budget
 
 
 def _check_header(doc: Mapping[str, Any], c: _Collector) -> None:
