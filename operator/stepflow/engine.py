@@ -9,7 +9,8 @@ restarted operator or a replayed event gets the same answer again
 
 Rules implemented here (see DESIGN.md): G5 barriers, D1 dependsOn, D3 skip
 propagation, C1 per-workflow cap, C2 operator-wide first-come-first-served
-cap (:class:`SlotQueue`), R1 resource budgets, F1-F5 failure policies, and suspend.
+cap (:class:`SlotQueue`), R1 resource budgets, R2 StepPools (:class:`PoolQueue`), F1-F5
+failure policies, and suspend.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from itertools import islice
 from types import MappingProxyType
 from typing import Any
 
@@ -35,6 +37,8 @@ SUSPENDED = "Suspended"  # a workflow phase only
 # Step reasons the engine gives.
 WAITING_FOR_SLOT = "WaitingForSlot"
 WAITING_FOR_RESOURCES = "WaitingForResources"  # R1: it does not fit in spec.maxResources yet
+WAITING_FOR_POOL = "WaitingForPool"  # R2: every slot of its StepPool is held
+POOL_NOT_FOUND = "PoolNotFound"  # R2: its StepPool does not exist (yet)
 WAITING_FOR_PREREQUISITES = "WaitingForPrerequisites"
 PREREQUISITE_FAILED = "PrerequisiteFailed"
 PREREQUISITE_SKIPPED = "PrerequisiteSkipped"
@@ -250,11 +254,14 @@ def decide(
     global_slots: int | None = None,
     stop: Verdict | None = None,
     stop_finally: Verdict | None = None,
+    pool_slots: Mapping[str, int | None] | None = None,
 ) -> Decision:
     """Decide the next actions from the observed ``states`` (missing steps count as Pending).
 
     ``global_slots`` is how many steps the operator-wide cap lets this workflow
-    start now (from :class:`SlotQueue`); None means unlimited. ``stop`` is an
+    start now (from :class:`SlotQueue`); None means unlimited. ``pool_slots`` says the same
+    per StepPool (R2, from :class:`PoolQueue`): a pool missing from it does not exist, a value
+    of None is unlimited, and None for the whole mapping leaves pools unenforced. ``stop`` is an
     outside request to end the run (Ctrl-C): the main steps are handled like FailFast, and
     the finally steps still run (X1) unless ``stop_finally`` stops them too.
     Pass an :class:`Observations` kept across calls to pay only for what changed.
@@ -264,7 +271,8 @@ def decide(
     observed = _indexed(plan, states)
     main_plan, final_plan = plan.parts
     main = _decide_part(main_plan, observed.parts[0], observed, now=now, started_at=started_at, cap=cap,
-                        suspended=suspended, global_slots=global_slots, stop=stop, earlier_failed=[])
+                        suspended=suspended, global_slots=global_slots, stop=stop, earlier_failed=[],
+                        pool_slots=pool_slots)
     if final_plan is None:
         return _decision(main, main, len(observed))
     if main.unfinished or main.skip or main.fail:
@@ -277,7 +285,7 @@ def decide(
         return _decision(combined, main, len(observed))
     final = _decide_part(final_plan, observed.parts[1], observed, now=now, started_at=None, cap=cap,
                          suspended=suspended, global_slots=global_slots, stop=stop_finally,
-                         earlier_failed=main.failed)
+                         earlier_failed=main.failed, pool_slots=pool_slots)
     return _decision(_combine(main, final), final, len(observed))
 
 
@@ -317,8 +325,9 @@ def _combine(main: _PartDecision, final: _PartDecision) -> _PartDecision:
 
 def _decide_part(plan: Plan, observed: _Index, everything: Mapping[str, StepState], *, now: float,
                  started_at: float | None, cap: int, suspended: bool, global_slots: int | None,
-                 stop: Verdict | None, earlier_failed: list[str]) -> _PartDecision:
-    """The rules for one list of steps: G5, D1, D3, W1-W3, C1, C2, R1, F1-F5 and suspend."""
+                 stop: Verdict | None, earlier_failed: list[str],
+                 pool_slots: Mapping[str, int | None] | None) -> _PartDecision:
+    """The rules for one list of steps: G5, D1, D3, W1-W3, C1, C2, R1, R2, F1-F5 and suspend."""
     spec = plan.spec
     failed = sorted((n for n in observed.with_phase(FAILED) if not plan.step_by_name[n].continue_on_error),
                     key=plan.index_of)
@@ -332,12 +341,14 @@ def _decide_part(plan: Plan, observed: _Index, everything: Mapping[str, StepStat
     running = observed.count(RUNNING)
     start, waiting = [], dict(outcome.waiting)
     budget = _Budget(plan, observed) if plan.budget is not None else None
+    pools = dict(pool_slots) if pool_slots is not None else None
     for name in outcome.ready:  # ready is in document order (C1)
+        pool = plan.step_by_name[name].pool
         if suspended:
             waiting[name] = Verdict(SUSPENDED, "workflow is suspended")
         elif running + len(start) >= cap:
             waiting[name] = Verdict(WAITING_FOR_SLOT, f"waiting for a slot (maxConcurrency {cap})")
-        elif budget is not None and (verdict := budget.wait(name)) is not None:
+        elif (verdict := _capacity_wait(name, pool, budget, pools)) is not None:
             waiting[name] = verdict
         elif global_slots is not None and len(start) >= global_slots:
             waiting[name] = Verdict(WAITING_FOR_SLOT, "waiting for a slot (operator-wide limit)")
@@ -345,6 +356,8 @@ def _decide_part(plan: Plan, observed: _Index, everything: Mapping[str, StepStat
             start.append(name)
             if budget is not None:
                 budget.take(name)
+            if pool is not None and pools is not None and pools[pool] is not None:
+                pools[pool] -= 1
     cancel = {n: abort for n in sorted(observed.with_phase(RUNNING), key=plan.index_of)} if abort else {}
     phase = _workflow_phase(plan, observed, outcome, start, waiting, failed, abort, suspended)
     decided = len(outcome.skip) + len(outcome.fail)
@@ -355,6 +368,26 @@ def _decide_part(plan: Plan, observed: _Index, everything: Mapping[str, StepStat
         unfinished=len(observed) - observed.count(*TERMINAL) - decided, failed=failed,
         wake_at=deadline if deadline is not None and not timed_out and phase[0] not in TERMINAL else None,
     )
+
+
+def _capacity_wait(name: str, pool: str | None, budget: _Budget | None,
+                   pools: Mapping[str, int | None] | None) -> Verdict | None:
+    """R1, then R2: why the step may not start now, if it may not."""
+    if budget is not None and (verdict := budget.wait(name)) is not None:
+        return verdict
+    if pool is None or pools is None:
+        return None
+    return _pool_wait(pool, pools)
+
+
+def _pool_wait(pool: str, slots: Mapping[str, int | None]) -> Verdict | None:
+    """R2: why a step may not take a slot of ``pool`` now, if it may not."""
+    if pool not in slots:
+        return Verdict(POOL_NOT_FOUND, f'StepPool "{pool}" does not exist; the step starts once it does')
+    left = slots[pool]
+    if left is None or left > 0:
+        return None
+    return Verdict(WAITING_FOR_POOL, f'waiting for a slot of StepPool "{pool}"')
 
 
 class _Budget:
@@ -775,3 +808,99 @@ class SlotQueue:
             return list(dict.fromkeys(w for w, _ in self._queue))
         free = max(self.limit - self.running, 0)
         return list(dict.fromkeys(w for w, _ in list(self._queue)[:free]))
+
+
+class PoolQueue:
+    """R2: the slots of StepPools, shared across workflows first come, first served, in turns.
+
+    Workflows queue per pool in the order they first asked for a slot; a free slot goes to the
+    workflow at the head, which then goes to the back if it wants more. So a workflow of 100
+    steps that came first does not keep a later 1-step workflow waiting for 98 releases: it
+    waits for at most as many releases as workflows are ahead of it. Each reconcile tells, per
+    pool, which of its steps hold a slot (they run) and which want one, in document order.
+    A grant costs O(the steps given + the pool's free slots), whatever the number of workflows.
+    Pure bookkeeping, keyed by whatever the executor uses for pools and workflows; the
+    operator calls it under a lock.
+    """
+
+    def __init__(self, limits: Mapping[Any, int] | None = None):
+        self.limits: dict[Any, int] = dict(limits or {})  # pools that exist
+        self._held: dict[Any, dict[Any, frozenset[str]]] = {}  # pool -> workflow -> steps
+        self._in_use: dict[Any, int] = {}
+        self._queue: dict[Any, OrderedDict[Any, tuple[str, ...]]] = {}  # pool -> workflow -> wanted
+
+    def set_limit(self, pool: Any, limit: int | None) -> None:
+        """A pool created, changed (None: deleted)."""
+        if limit is None:
+            self.limits.pop(pool, None)
+        else:
+            self.limits[pool] = limit
+
+    def in_use(self, pool: Any) -> int:
+        return self._in_use.get(pool, 0)
+
+    def free(self, pool: Any) -> int:
+        return max(self.limits.get(pool, 0) - self.in_use(pool), 0)
+
+    def grant(self, pool: Any, workflow: Any, wanted: Iterable[str], holding: Iterable[str]) -> int:
+        """Record what ``workflow`` holds of and wants from ``pool``; how many it may start now."""
+        self._hold(pool, workflow, frozenset(holding))
+        wanted = tuple(wanted)
+        queue = self._queue.setdefault(pool, OrderedDict())
+        if not wanted:
+            queue.pop(workflow, None)
+            return 0
+        queue[workflow] = wanted  # a newcomer joins at the back; the others keep their turn
+        return self._share(pool, workflow) if pool in self.limits else 0
+
+    def _share(self, pool: Any, workflow: Any) -> int:
+        """The free slots dealt one at a time to the queue's workflows in turn: ``workflow``'s part."""
+        free, mine = self.free(pool), 0
+        turns = [(owner, len(wanted)) for owner, wanted in islice(self._queue[pool].items(), free)]
+        while free > 0 and turns:
+            still = []
+            for owner, want in turns:
+                if free == 0:
+                    break
+                free -= 1
+                if owner == workflow:
+                    mine += 1
+                if want > 1:
+                    still.append((owner, want - 1))
+            turns = still
+        return mine
+
+    def started(self, pool: Any, workflow: Any, names: Iterable[str]) -> None:
+        """Steps took slots: they hold them, and the workflow's turn goes to the back."""
+        names = frozenset(names)
+        if not names:
+            return
+        queue = self._queue.setdefault(pool, OrderedDict())
+        left = tuple(n for n in queue.pop(workflow, ()) if n not in names)
+        if left:
+            queue[workflow] = left
+        self._hold(pool, workflow, self._held.get(pool, {}).get(workflow, frozenset()) | names)
+
+    def forget(self, workflow: Any, pools: Iterable[Any]) -> None:
+        """A finished or deleted workflow holds and wants nothing any more."""
+        for pool in pools:
+            self.grant(pool, workflow, (), ())
+
+    def next_in_line(self, pool: Any) -> list[Any]:
+        """Workflows whose turn comes with the pool's free slots: the executor wakes them."""
+        return list(islice(self._queue.get(pool, {}), self.free(pool)))
+
+    def holders(self, pool: Any) -> list[tuple[Any, str]]:
+        return sorted((w, n) for w, names in self._held.get(pool, {}).items() for n in names)
+
+    def waiting(self, pool: Any) -> list[tuple[Any, str]]:
+        """Waiting steps, the workflows in their turn's order."""
+        return [(w, n) for w, wanted in self._queue.get(pool, {}).items() for n in wanted]
+
+    def _hold(self, pool: Any, workflow: Any, names: frozenset[str]) -> None:
+        held = self._held.setdefault(pool, {})
+        self._in_use[pool] = self.in_use(pool) - len(held.get(workflow, ())) + len(names)
+        if names:
+            held[workflow] = names
+        else:
+            held.pop(workflow, None)

@@ -67,12 +67,14 @@ class LocalRun:
         *,
         log_dir: Path,
         max_concurrency: int | None = None,
+        pools: Mapping[str, int] | None = None,
         clock: Callable[[], float] = time.time,
         listener: Listener | None = None,
     ):
         self.plan = plan
         self.log_dir = log_dir
         self.max_concurrency = max_concurrency
+        self.pool_limits = dict(pools or {})  # R2: --pool NAME=LIMIT; other pools are unlimited
         self.clock = clock
         self.listener = listener or (lambda run, event, step: None)
         # Kept indexed across decisions, so each one costs what changed, not the whole plan.
@@ -118,7 +120,8 @@ class LocalRun:
         """The status document, the same shape the operator writes to the Workflow."""
         decision = self.decision or decide(self.plan, self.states, now=self.clock(),
                                            started_at=self.started_at,
-                                           max_concurrency=self.max_concurrency)
+                                           max_concurrency=self.max_concurrency,
+                                           pool_slots=self._pool_slots())
         return build_status(self.plan, self.states, decision, now=self.clock(),
                             started_at=self.started_at, finished_at=self.finished_at)
 
@@ -135,7 +138,7 @@ class LocalRun:
         now = self.clock()
         decision = decide(self.plan, self.states, now=now, started_at=self.started_at,
                           max_concurrency=self.max_concurrency, stop=self._stop,
-                          stop_finally=self._stop_finally)
+                          stop_finally=self._stop_finally, pool_slots=self._pool_slots())
         self.decision = decision
         for name, verdict in decision.skip.items():
             self.states[name] = skipped(self.states[name], verdict, now)
@@ -151,6 +154,19 @@ class LocalRun:
         for name in decision.start:
             self._start(self.plan.step_by_name[name], now)
         return decision
+
+    def _pool_slots(self) -> dict[str, int | None] | None:
+        """R2 for one workflow: a pool's free slots are its limit less its running steps; a
+        pool given no limit is unlimited (the CLI says so)."""
+        if not self.plan.pools:
+            return None
+        slots: dict[str, int | None] = dict.fromkeys(self.plan.pools)
+        running = set().union(*(part.with_phase(RUNNING) for part in self.states.parts))
+        for pool, limit in self.pool_limits.items():
+            if pool in slots:
+                held = sum(1 for n in running if self.plan.step_by_name[n].pool == pool)
+                slots[pool] = max(limit - held, 0)
+        return slots
 
     async def _wait(self, wake_at: float | None) -> None:
         timeout = None if wake_at is None else max(wake_at - self.clock(), 0.0)

@@ -56,6 +56,19 @@ class Plan:
         return {s.name: s for s in self.steps}
 
     @cached_property
+    def pool_steps(self) -> dict[str, tuple[str, ...]]:
+        """The StepPools its steps take slots of (R2), in document order, with their steps."""
+        found: dict[str, list[str]] = {}
+        for step in self.steps:
+            if step.pool:
+                found.setdefault(step.pool, []).append(step.name)
+        return {pool: tuple(names) for pool, names in found.items()}
+
+    @property
+    def pools(self) -> tuple[str, ...]:
+        return tuple(self.pool_steps)
+
+    @cached_property
     def parts(self) -> tuple[Plan, Plan | None]:
         """(main steps, finally steps): the finally part runs under Continue, without the
         workflow's timeout (X3), once the main part is over."""

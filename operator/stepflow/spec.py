@@ -43,7 +43,7 @@ DEFAULTS_FIELDS = ("image", "env", "resources", "podMetadata", *POD_FIELDS)
 STEP_FIELDS = (
     "name", "type", "parallel", "parallelGroup", "dependsOn", "image", "command", "args",
     "script", "workingDir", "env", "resources", "timeoutSeconds", "retries",
-    "continueOnError", "estimatedSeconds", "podMetadata", "outputs", "when", *POD_FIELDS,
+    "continueOnError", "estimatedSeconds", "podMetadata", "outputs", "when", "pool", *POD_FIELDS,
 )
 OUTPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # used with fullmatch (O1)
 MAX_OUTPUT_NAME = 63
@@ -134,6 +134,7 @@ class Step:
     pod: PodSettings = field(default_factory=PodSettings)
     outputs: tuple[str, ...] = ()
     when: str | None = None
+    pool: str | None = None  # R2: the StepPool it takes a slot of while it runs
     final: bool = False  # a step of spec.finally (X1)
     position: int = -1  # its index in its own list; ``index`` orders both lists, main first
 
@@ -514,6 +515,7 @@ def _parse_step(item: Any, position: int, c: _Collector, offset: int = 0, final:
         final=final,
         outputs=c.outputs(obj, path),
         when=c.typed(obj, "when", path, str),
+        pool=_pool_name(obj, path, c),
         type=c.typed(obj, "type", path, str, ""),
         parallel=c.typed(obj, "parallel", path, bool, None),
         parallel_group=c.integer(obj, "parallelGroup", path, 0, None, MAX_PARALLEL_GROUP),
@@ -534,6 +536,17 @@ def _parse_step(item: Any, position: int, c: _Collector, offset: int = 0, final:
     )
     _name_the_step(c, errors_before, name)
     return step
+
+
+def _pool_name(obj: Mapping[str, Any], path: str, c: _Collector) -> str | None:
+    """R2: a StepPool's name: a DNS-1123 subdomain, like every object's, and a label value."""
+    name = c.typed(obj, "pool", path, str)
+    if name is not None and (len(name) > 63 or not DNS1123_SUBDOMAIN.fullmatch(name)):
+        c.error(f"{path}.pool", f"{_excerpt(name)} is not a StepPool name (lower-case letters, digits, '-' "
+                                "and '.', starting and ending alphanumeric, at most 63 characters: it "
+                                "labels the step's Jobs)")
+        return None
+    return name
 
 
 def _name_the_step(c: _Collector, first: int, name: str) -> None:

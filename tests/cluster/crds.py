@@ -14,6 +14,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW_CRD_FILE = REPO / "deploy" / "crds" / "workflows.stepflow.dev.yaml"
+STEPPOOL_CRD_FILE = REPO / "deploy" / "crds" / "steppools.stepflow.dev.yaml"
 
 _OPEN_OBJECT = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 
@@ -58,3 +59,15 @@ def workflow_crd(prefer_file: bool = True) -> dict[str, Any]:
         if document is not None:
             return document
     return MINIMAL_WORKFLOW_CRD
+
+
+def steppool_crd() -> dict[str, Any]:
+    """The repository's StepPool CRD (R2), which the operator watches."""
+    document = _parse(STEPPOOL_CRD_FILE, STEPPOOL_CRD_FILE.stat().st_mtime)
+    assert document is not None, STEPPOOL_CRD_FILE
+    return document
+
+
+def stepflow_crds() -> list[dict[str, Any]]:
+    """What deploy/ installs: the Workflow and StepPool CRDs."""
+    return [workflow_crd(), steppool_crd()]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from .cluster import Cluster
-from .crds import workflow_crd
+from .crds import stepflow_crds
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,7 +28,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
     teardown if the emulator itself crashed on a request (see `cluster.failures`)."""
     marker = request.node.get_closest_marker("cluster")
     options = dict(marker.kwargs) if marker else {}
-    options.setdefault("crds", [workflow_crd()])
+    options.setdefault("crds", stepflow_crds())
     with Cluster(kubeconfig=tmp_path / "kubeconfig", **options) as emulator:
         yield emulator
     assert not emulator.failures, "emulator failures:\n" + "\n".join(emulator.failures)

@@ -32,6 +32,7 @@ ANNOTATION = "test.stepflow.dev/"
 # resource -> (API prefix, namespaced)
 RESOURCES = {
     "workflows": ("/apis/stepflow.dev/v1alpha1", True),
+    "steppools": ("/apis/stepflow.dev/v1alpha1", True),
     "jobs": ("/apis/batch/v1", True),
     "pods": ("/api/v1", True),
     "events": ("/api/v1", True),

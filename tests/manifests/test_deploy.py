@@ -15,6 +15,8 @@ LIVENESS = "--liveness=http://0.0.0.0:8080/healthz"
 OPERATOR_RULES = {
     ("stepflow.dev", "workflows"): {"list", "watch"},
     ("stepflow.dev", "workflows/status"): {"patch"},
+    ("stepflow.dev", "steppools"): {"list", "watch"},
+    ("stepflow.dev", "steppools/status"): {"patch"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "events"): {"create", "list"},
@@ -48,10 +50,12 @@ def test_small_renderer_matches_kubectl(name):
 def test_cluster_install_contents():
     objects = render.render(DEPLOY)
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == sorted(["CustomResourceDefinition", "Namespace", "ClusterRole",
-                            "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service",
+    assert kinds == sorted(["CustomResourceDefinition", "CustomResourceDefinition", "Namespace",
+                            "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service",
                             "Role", "RoleBinding", "PodDisruptionBudget"])
     assert by_kind(objects, "Namespace")[0]["metadata"]["name"] == "stepflow-system"
+    assert {c["metadata"]["name"] for c in by_kind(objects, "CustomResourceDefinition")} == {
+        "workflows.stepflow.dev", "steppools.stepflow.dev"}
     for obj in objects:
         if obj["kind"] in ("ServiceAccount", "Deployment", "Service", "Role", "RoleBinding",
                            "PodDisruptionBudget"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.crds import workflow_crd
+from cluster.crds import steppool_crd, workflow_crd
 from cluster.jobs import Outcome
 from operator_harness import status_of, wait_phase, workflow
 
@@ -27,7 +27,7 @@ def crd_without_cel(node=None):
     return node
 
 
-@pytest.mark.cluster(time_scale=0.5, crds=[crd_without_cel()])
+@pytest.mark.cluster(time_scale=0.5, crds=[crd_without_cel(), steppool_crd()])
 def test_a_spec_change_that_slips_past_the_crd_mid_run_replaces_the_run(cluster, operator):
     cluster.jobs.when(Outcome(duration=30), step="old")
     cluster.create(workflow("swap", [step("old")]))

@@ -47,6 +47,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--name", help="the Workflow to run, in a file that holds several")
     run.add_argument("--max-concurrency", type=_positive_int, metavar="N",
                      help="override spec.maxConcurrency")
+    run.add_argument("--pool", action="append", type=_pool_limit, default=[], metavar="NAME=LIMIT",
+                     help="the limit of a StepPool the steps name (repeatable); other pools are unlimited")
     run.add_argument("--report", metavar="PATH", help="write the final status document as JSON")
     run.add_argument("--logs", metavar="DIR", help="per-step logs (default stepflow-logs/NAME)")
     run.add_argument("--timeline", action="store_true", help="print a Gantt chart at the end")
@@ -58,6 +60,16 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be >= 1")
     return value
+
+
+def _pool_limit(text: str) -> tuple[str, int]:
+    name, equals, limit = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=LIMIT, such as prod-deploys=1")
+    try:
+        return name, _positive_int(limit)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"{text!r}: the limit must be a whole number >= 1") from None
 
 
 def _print_errors(source: str, error: SpecError) -> None:
@@ -210,7 +222,8 @@ def cmd_run(args: argparse.Namespace) -> int:
               "set it to false to run it locally", file=sys.stderr)
         return EXIT_FAILED
     console = Console(stderr=False)
-    for note in unsupported_fields(plan):
+    pools = dict(args.pool)
+    for note in unsupported_fields(plan) + _pool_notes(plan, pools):
         console.print(f"[yellow]note:[/yellow] {note}")
     log_dir = Path(args.logs or Path("stepflow-logs") / plan.spec.name)
     problem = _unwritable(log_dir, args.report)
@@ -227,6 +240,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if status["phase"] == SUCCEEDED else EXIT_FAILED
+
+
+def _pool_notes(plan: Plan, limits: dict[str, int]) -> list[str]:
+    """R2 locally: a pool without --pool is unlimited, said once; a --pool no step uses is a typo."""
+    notes = []
+    unlimited = [p for p in plan.pools if p not in limits]
+    if unlimited:
+        names = ", ".join(f'"{p}"' for p in unlimited)
+        notes.append(f"StepPool {names} has no limit in a local run (give one with --pool NAME=LIMIT)")
+    unused = [p for p in limits if p not in plan.pools]
+    if unused:
+        notes.append(f"--pool {', '.join(unused)}: no step of this workflow uses that pool")
+    return notes
 
 
 def _print_outcome(console: Console, status: dict[str, Any], args: argparse.Namespace, log_dir: Path) -> None:
@@ -251,7 +277,7 @@ def _hang_up_with_parent() -> None:
 
 async def _drive(plan: Plan, args: argparse.Namespace, log_dir: Path, console: Console):
     live_view = console.is_terminal
-    run = LocalRun(plan, log_dir=log_dir, max_concurrency=args.max_concurrency,
+    run = LocalRun(plan, log_dir=log_dir, max_concurrency=args.max_concurrency, pools=dict(args.pool),
                    listener=None if live_view else _event_printer(console))
     interrupted = False
 

@@ -200,5 +200,11 @@ class Api:
             "PATCH", f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/workflows/{name}/status",
             body={"status": patch}, content_type="application/merge-patch+json")
 
+    def patch_pool_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """R2: a StepPool's holders and waiting steps (a merge patch of its status)."""
+        self.request(
+            "PATCH", f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/steppools/{name}/status",
+            body={"status": status}, content_type="application/merge-patch+json")
+
     def post_event(self, event: Mapping[str, Any]) -> None:
         self.request("POST", f"/api/v1/namespaces/{event['metadata']['namespace']}/events", body=event)

@@ -52,6 +52,7 @@ class Runtime:
     elector: LeaderElector | None = None
     elector_task: asyncio.Task[None] | None = None
     warm_task: asyncio.Task[None] | None = None
+    pool_writer: asyncio.Task[None] | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
     listing_timers: dict[str, asyncio.TimerHandle] = field(default_factory=dict)
     last_listed: float = field(default_factory=time.monotonic)  # when kopf last listed an object
@@ -143,6 +144,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     else:
         metrics.LEADER.set(1)
     runtime.sweeper = asyncio.create_task(sweep_waiting_jobs(store, queue), name="stepflow-sweeper")
+    runtime.pool_writer = asyncio.create_task(write_pool_statuses(runtime, api), name="stepflow-pools")
     await asyncio.sleep(0)  # let the queue bind to this loop before the first event arrives
     memo.stepflow = runtime
     metrics.RUNNING_LIMIT.set(-1 if limit is None else limit)
@@ -270,7 +272,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     runtime.stopping.set()
     if runtime.elector is not None:
         runtime.elector.fence_for_release()
-    for task in (runtime.task, runtime.sweeper, runtime.elector_task, runtime.warm_task):
+    for task in (runtime.task, runtime.sweeper, runtime.elector_task, runtime.warm_task, runtime.pool_writer):
         if task is not None:
             task.cancel()
     for timer in runtime.listing_timers.values():
@@ -362,6 +364,42 @@ async def pod_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     workflow = (obj["metadata"].get("labels") or {}).get(WORKFLOW_LABEL)
     if workflow and runtime.store.put_pod(_key(obj, workflow), obj, deleted=event["type"] == "DELETED"):
         runtime.queue.add(_key(obj, workflow))
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "steppools")
+async def pool_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    """R2: a pool's limit; the workflows that name it are reconciled when it appears or changes."""
+    runtime: Runtime = memo.stepflow
+    obj = event["object"]
+    limit = (obj.get("spec") or {}).get("limit")
+    if event["type"] == "DELETED" or not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        limit = None  # the CRD refuses a bad limit; a pool without one grants nothing
+    for key in runtime.reconciler.pools.set_limit(_key(obj), limit):
+        runtime.queue.add(key)
+
+
+POOL_STATUS_INTERVAL = 1.0
+
+
+async def write_pool_statuses(runtime: Runtime, api: Api) -> None:
+    """Each StepPool's status, when it changed, at most once a second: the leader's books are
+    the truth, so a standby writes none."""
+    pools = runtime.reconciler.pools
+    while True:
+        await asyncio.sleep(POOL_STATUS_INTERVAL)
+        if runtime.elector is not None and not runtime.elector.may_write():
+            continue
+        for pool, status in pools.changed_statuses():
+            try:
+                await asyncio.to_thread(api.patch_pool_status, pool[0], pool[1], status)
+            except NotFound:
+                pools.written(pool, status)  # deleted meanwhile; its DELETED event follows
+            except (*TRANSIENT_ERRORS, Forbidden) as error:
+                pools.written(pool, None)
+                log.warning("could not write the status of StepPool %s/%s: %s", pool[0], pool[1],
+                            " ".join(str(error).split())[:300])
+            else:
+                pools.written(pool, status)
 
 
 SWEEP_INTERVAL = 5.0

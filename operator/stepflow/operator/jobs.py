@@ -21,6 +21,7 @@ from stepflow.status import parse_time
 WORKFLOW_LABEL = "stepflow.dev/workflow"
 STEP_LABEL = "stepflow.dev/step"
 RUN_LABEL = "stepflow.dev/run"
+POOL_LABEL = "stepflow.dev/pool"  # R2: a new leader counts the pools' holders from the Jobs
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "stepflow"
 JOB_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -99,6 +100,8 @@ def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generat
         RUN_LABEL: str(generation),
         MANAGED_BY_LABEL: MANAGED_BY,
     }
+    if step.pool:
+        labels[POOL_LABEL] = step.pool
     pod_metadata = spec.defaults.pod_metadata.merged(step.pod_metadata)
     template_metadata: dict[str, Any] = {"labels": {**pod_metadata.labels, **labels}}
     if pod_metadata.annotations:

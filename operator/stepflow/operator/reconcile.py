@@ -28,6 +28,7 @@ from stepflow.engine import (
     CONDITION_FALSE,
     FAILED,
     PENDING,
+    POOL_NOT_FOUND,
     RUNNING,
     SKIPPED,
     SUCCEEDED,
@@ -57,6 +58,7 @@ from stepflow.operator.jobs import (
     spec_hash,
     success_message,
 )
+from stepflow.operator.pools import Pools
 from stepflow.operator.store import POD_LESS_GRACE, Key, Store, pod_less, waits_for_pod
 from stepflow.outputs import output_env, with_outputs
 from stepflow.plan import Plan, compile_workflow
@@ -69,6 +71,17 @@ NAME_TAKEN_RETRY = 2.0  # seconds between checks for an earlier Workflow's Job t
 CREATE_CHECK_INTERVAL = 5.0  # seconds before a waiting Job's Events or pods are read again
 MAX_CREATE_CHECK_INTERVAL = 60.0
 POD_TROUBLE = ("PodCreateFailed", "Unschedulable")
+
+
+def slots_left(plan: Plan, slots: Mapping[str, int | None],
+               started: Collection[str]) -> dict[str, int | None]:
+    """Pool slots after ``started`` took theirs: the last decision must not offer them again."""
+    left = dict(slots)
+    for name in started:
+        pool = plan.step_by_name[name].pool
+        if pool is not None and left.get(pool) is not None:
+            left[pool] -= 1
+    return left
 
 
 def soonest(*delays: float | None) -> float | None:
@@ -163,11 +176,13 @@ class Reconciler:
     """Callable by the work queue: ``reconciler(key)`` returns seconds until it wants to run again."""
 
     def __init__(self, api: Api, store: Store, events: EventRecorder, slots: SlotQueue,
-                 wake: Callable[[Key], None], clock: Callable[[], float] = time.time):
+                 wake: Callable[[Key], None], clock: Callable[[], float] = time.time,
+                 pools: Pools | None = None):
         self.api = api
         self.store = store
         self.events = events
         self.slots = slots
+        self.pools = pools or Pools()
         self.wake = wake
         self.clock = clock
         self._running: dict[Key, int] = {}
@@ -198,7 +213,7 @@ class Reconciler:
         self._running.pop(key, None)
         self._plans.pop(key, None)
         metrics.RUNNING_STEPS.set(sum(self._running.values()))
-        for other in next_in_line:
+        for other in [*next_in_line, *self.pools.forget(key)]:
             self.wake(other)
 
     def prime_slots(self) -> None:
@@ -209,6 +224,7 @@ class Reconciler:
                 if running:
                     self.slots.grant(key, [], running)
                     self._running[key] = running
+        self.pools.prime(self.store.running_in_pools())
 
     def confirm_gone(self, kind: str, key: Key, name: str = "") -> bool:
         """Forget a cached Workflow or Job that a re-list did not show, if a read confirms it is
@@ -422,9 +438,16 @@ class Reconciler:
         to reconcile again (None: on the next event). Jobs adopted on create are added to
         ``adopted``."""
         spec = plan.spec
-        options = {"now": now, "started_at": run.started_at, "max_concurrency": spec.max_concurrency,
-                   "suspended": spec.suspend}
+        options: dict[str, Any] = {"now": now, "started_at": run.started_at,
+                                   "max_concurrency": spec.max_concurrency, "suspended": spec.suspend}
+        if plan.pools:
+            options["pool_slots"] = self.pools.existing(key[0], plan)
         decision = decide(plan, states, **options)
+        if plan.pools:  # R2: what the pools grant of what the engine would start
+            options["pool_slots"], wake = self.pools.grant(key, plan, decision.start, states)
+            decision = decide(plan, states, **options)
+            for other in wake:
+                self.wake(other)
         running = sum(1 for s in states.values() if s.phase == RUNNING)
         capped = self.slots.limit is not None
         if capped:
@@ -447,8 +470,12 @@ class Reconciler:
                 requeue = 0.0
         if adopted.intersection(decision.start):
             states = not_before_prerequisites(plan, states, adopted)
+        started = [n for n in decision.start if states[n].phase == RUNNING]
         with self._slots_lock:
-            self.slots.started(key, [n for n in decision.start if states[n].phase == RUNNING])
+            self.slots.started(key, started)
+        if plan.pools:
+            self.pools.started(key, plan, started)
+            options["pool_slots"] = slots_left(plan, options["pool_slots"], started)
         # A step that failed to start (InvalidJob) can make later steps unreachable: record
         # those skips now, or the published status would say Failed with steps still Pending.
         final = decide(plan, states, global_slots=0 if capped else None, **options)
@@ -528,6 +555,8 @@ class Reconciler:
                 f"the spec changed while run {old_status['runGeneration']} was in progress; "
                 f"its running Jobs are stopped and run {run.generation} starts"))
         self._record_transitions(body, plan, before, states, run.started_at)
+        if plan.pools:
+            self._announce_missing_pools(body, plan, before, decision)
         was_finished = old_status.get("phase") in FINISHED and not run.is_new
         if decision.finished and not was_finished:
             kind = "Normal" if decision.phase == SUCCEEDED else "Warning"
@@ -543,9 +572,24 @@ class Reconciler:
                 self.slots.forget(key)
             wake = self.slots.next_in_line() if self.slots.limit is not None and (
                 freed or decision.finished) else []
+        if decision.finished and plan.pools:
+            wake += self.pools.forget(key)
         for other in wake:
             if other != key:
                 self.wake(other)
+
+    def _announce_missing_pools(self, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
+                                decision: Decision) -> None:
+        """R2: a Warning Event per missing StepPool when steps start waiting for it; GitOps may
+        create the pool later, and then they start."""
+        for pool, names in plan.pool_steps.items():
+            new = [n for n in names if before.get(n, StepState()).reason != POOL_NOT_FOUND
+                   and getattr(decision.waiting.get(n), "reason", "") == POOL_NOT_FOUND]
+            if new:
+                steps = ", ".join(f'"{n}"' for n in new)
+                self.events.record(body, "Warning", POOL_NOT_FOUND, (
+                    f"step{'s' if len(new) > 1 else ''} {steps} wait for StepPool \"{pool}\", which does "
+                    f"not exist in namespace {body['metadata']['namespace']}; they start once it does"))
 
     def _delete_stale_jobs(self, key: Key, body: Mapping[str, Any], states: Mapping[str, StepState],
                            run: Run) -> None:

@@ -114,6 +114,20 @@ class Store:
                              if isinstance(s, Mapping) and s.get("phase") == "Running")
                     for key, body in self._workflows.items()}
 
+    def running_in_pools(self) -> dict[Key, dict[str, list[str]]]:
+        """Per workflow, its running steps by StepPool (R2), from its cached status and spec."""
+        found: dict[Key, dict[str, list[str]]] = {}
+        with self._lock:
+            for key, body in self._workflows.items():
+                spec = body.get("spec") or {}
+                pool_of = {s.get("name"): s.get("pool") for part in ("steps", "finally")
+                           for s in spec.get(part) or () if isinstance(s, Mapping) and s.get("pool")}
+                steps = (body.get("status") or {}).get("steps") or {}
+                for name, entry in steps.items():
+                    if name in pool_of and isinstance(entry, Mapping) and entry.get("phase") == "Running":
+                        found.setdefault(key, {}).setdefault(pool_of[name], []).append(name)
+        return found
+
     def workflow_phases(self) -> list[str]:
         with self._lock:
             return [(w.get("status") or {}).get("phase", "Pending") for w in self._workflows.values()]
