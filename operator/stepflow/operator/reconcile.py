@@ -586,10 +586,11 @@ class Reconciler:
             new = [n for n in names if before.get(n, StepState()).reason != POOL_NOT_FOUND
                    and getattr(decision.waiting.get(n), "reason", "") == POOL_NOT_FOUND]
             if new:
-                steps = ", ".join(f'"{n}"' for n in new)
+                steps, many = ", ".join(f'"{n}"' for n in new), len(new) > 1
                 self.events.record(body, "Warning", POOL_NOT_FOUND, (
-                    f"step{'s' if len(new) > 1 else ''} {steps} wait for StepPool \"{pool}\", which does "
-                    f"not exist in namespace {body['metadata']['namespace']}; they start once it does"))
+                    f"step{'s' if many else ''} {steps} {'wait' if many else 'waits'} for StepPool "
+                    f"\"{pool}\", which does not exist in namespace {body['metadata']['namespace']}; "
+                    f"{'they start' if many else 'it starts'} once it does"))
 
     def _delete_stale_jobs(self, key: Key, body: Mapping[str, Any], states: Mapping[str, StepState],
                            run: Run) -> None:
