@@ -39,6 +39,9 @@ WAITING_FOR_SLOT = "WaitingForSlot"
 WAITING_FOR_RESOURCES = "WaitingForResources"  # R1: it does not fit in spec.maxResources yet
 WAITING_FOR_POOL = "WaitingForPool"  # R2: every slot of its StepPool is held
 POOL_NOT_FOUND = "PoolNotFound"  # R2: its StepPool does not exist (yet)
+# R3, given by the operator: the step's Job waits for Kueue to admit it. The engine sees the
+# step as running, so it counts against every cap from its Job's creation; status shows Pending.
+WAITING_FOR_ADMISSION = "WaitingForAdmission"
 WAITING_FOR_PREREQUISITES = "WaitingForPrerequisites"
 PREREQUISITE_FAILED = "PrerequisiteFailed"
 PREREQUISITE_SKIPPED = "PrerequisiteSkipped"

@@ -357,6 +357,8 @@ def unsupported_fields(plan: Plan) -> list[str]:
     elif plan.budget is not None:
         notes.append("resources are not enforced on the processes; spec.maxResources still budgets "
                      "which steps run at once")
+    if plan.spec.queue_name:
+        notes.append("queueName is ignored locally: there is no Kueue to admit the steps")
     if any(s.pod != PodSettings() for s in plan.steps) or plan.spec.defaults.pod != PodSettings():
         notes.append("securityContext, podSecurityContext, tolerations and nodeSelector are ignored "
                      "locally (there is no pod)")

@@ -36,7 +36,7 @@ DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0
 TOP_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
 SPEC_FIELDS = (
     "maxConcurrency", "failurePolicy", "timeoutSeconds", "suspend",
-    "serviceAccountName", "defaults", "steps", "runToken", "finally", "maxResources",
+    "serviceAccountName", "defaults", "steps", "runToken", "finally", "maxResources", "queueName",
 )
 POD_FIELDS = ("securityContext", "podSecurityContext", "tolerations", "nodeSelector")
 DEFAULTS_FIELDS = ("image", "env", "resources", "podMetadata", *POD_FIELDS)
@@ -181,6 +181,7 @@ class WorkflowSpec:
     run_token: str | None = None  # changing it starts a new run of an unchanged workflow
     finally_steps: tuple[Step, ...] = ()  # spec.finally: run once the main steps are over (X1)
     max_resources: Mapping[str, Any] | None = None  # R1, as written; the plan parses it
+    queue_name: str | None = None  # R3: the Kueue LocalQueue every Job is submitted to
 
     @property
     def all_steps(self) -> tuple[Step, ...]:
@@ -419,6 +420,7 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
         run_token=c.typed(spec, "runToken", "spec", str),
         finally_steps=finally_steps,
         max_resources=_max_resources(spec, c),
+        queue_name=_queue_name(spec, c),
     )
     if not workflow.name:
         c.error("metadata.name", "is required")
@@ -453,6 +455,16 @@ def _max_resources(spec: Mapping[str, Any], c: _Collector) -> Mapping[str, Any] 
         else:
             budget[name] = value
     return budget
+
+
+def _queue_name(spec: Mapping[str, Any], c: _Collector) -> str | None:
+    """R3: a LocalQueue's name, which labels every Job (so at most 63 characters)."""
+    name = c.typed(spec, "queueName", "spec", str)
+    if name is not None and (len(name) > 63 or not DNS1123_SUBDOMAIN.fullmatch(name)):
+        c.error("spec.queueName", f"{_excerpt(name)} is not a LocalQueue name (lower-case letters, digits, "
+                                  "'-' and '.', starting and ending alphanumeric, at most 63 characters)")
+        return None
+    return name
 
 
 def _check_header(doc: Mapping[str, Any], c: _Collector) -> None:

@@ -20,6 +20,7 @@ from stepflow.engine import (
     RUNNING,
     SUCCEEDED,
     SUSPENDED,
+    WAITING_FOR_ADMISSION,
     Decision,
     StepState,
 )
@@ -96,7 +97,7 @@ def step_entry(plan: Plan, name: str, state: StepState, waiting: Mapping[str, An
         "group": plan.group_of[name],
         "index": step.index,
         "type": step.type,
-        "phase": state.phase,
+        "phase": PENDING if _awaits_admission(state) else state.phase,
         "reason": reason,
         "message": message,
         "jobName": state.job_name,
@@ -112,10 +113,19 @@ def step_entry(plan: Plan, name: str, state: StepState, waiting: Mapping[str, An
     return {k: v for k, v in entry.items() if v not in ("", None, False) or k in ("group", "index")}
 
 
+def _awaits_admission(state: StepState) -> bool:
+    """R3: its Job waits for Kueue. It counts as running for the caps, but has not started, so
+    users (and kubectl wait) see Pending."""
+    return state.phase == RUNNING and state.reason == WAITING_FOR_ADMISSION
+
+
 def step_state(entry: Mapping[str, Any]) -> StepState:
     """Read a ``status.steps`` entry back; the operator resumes from this after a restart."""
+    phase = entry.get("phase", PENDING)
+    if phase == PENDING and entry.get("reason") == WAITING_FOR_ADMISSION and entry.get("jobName"):
+        phase = RUNNING  # what the engine saw: a step whose Job exists (see _awaits_admission)
     return StepState(
-        phase=entry.get("phase", PENDING),
+        phase=phase,
         reason=entry.get("reason", ""),
         message=entry.get("message", ""),
         started_at=parse_time(entry.get("startedAt")),

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from builders import step, workflow
 from stepflow.cluster_checks import image_errors
-from stepflow.engine import FAILED, RUNNING, SUCCEEDED, StepState
+from stepflow.engine import FAILED, RUNNING, SUCCEEDED, WAITING_FOR_ADMISSION, StepState
 from stepflow.operator.jobs import (
     build_job,
     failure_details,
@@ -21,7 +21,7 @@ from stepflow.operator.jobs import (
     spec_hash,
 )
 from stepflow.plan import compile_workflow
-from stepflow.status import parse_time
+from stepflow.status import parse_time, step_entry, step_state
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Kubernetes' own rules (k8s.io/apimachinery/pkg/util/validation): IsDNS1123Subdomain and
@@ -219,3 +219,42 @@ def test_a_sub_second_step_never_ends_before_it_started():
     assert state.finished_at == seen_at  # bounded by completionTime + 1 s and by the observation
     late = observe_job(StepState(phase=RUNNING, started_at=started), job, now=started + 60)
     assert late.finished_at == parse_time("2026-01-01T00:00:06Z")
+
+
+# --- R2 and R3 ---------------------------------------------------------------------------------
+
+def test_a_pooled_step_labels_its_job_with_the_pool():
+    plan = compile_workflow(workflow(step("deploy", pool="prod"), defaults={"image": "alpine:3.20"}))
+    job = build_job(plan, plan.steps[0], namespace="ns", owner_uid="u", generation=1)
+    assert job["metadata"]["labels"]["stepflow.dev/pool"] == "prod"
+
+
+def test_r3_a_queued_workflows_jobs_are_suspended_with_the_queue_label_on_the_job_only():
+    plan = _plan(queueName="team-a")
+    job = build_job(plan, plan.steps[0], namespace="ns", owner_uid="u", generation=1)
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    # On the pods, the label would hand them to Kueue's pod integration as well.
+    assert "kueue.x-k8s.io/queue-name" not in job["spec"]["template"]["metadata"]["labels"]
+    plain = build_job(_plan(), plan.steps[0], namespace="ns", owner_uid="u", generation=1)
+    assert "suspend" not in plain["spec"]
+
+
+def test_r3_a_suspended_job_waits_for_admission_and_its_start_is_the_admission():
+    queued = {**_job(), "spec": {"suspend": True}}
+    queued["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "team-a"}
+    phase, reason, message = job_outcome(queued)
+    assert (phase, reason) == (RUNNING, WAITING_FOR_ADMISSION) and '"team-a"' in message
+    waiting = observe_job(StepState(phase=RUNNING, started_at=parse_time("2026-01-01T00:00:00Z")), queued,
+                          now=2e9)
+    admitted = observe_job(waiting, _job(startTime="2026-01-01T00:05:00Z"), now=2e9)
+    assert admitted.reason == "" and admitted.started_at == parse_time("2026-01-01T00:05:00Z")
+
+
+def test_r3_status_shows_a_step_waiting_for_admission_as_pending_and_reads_it_back_as_running():
+    plan = _plan(queueName="team-a")
+    state = StepState(phase=RUNNING, reason=WAITING_FOR_ADMISSION, message="m", started_at=1.0,
+                      job_name="wf-1-build", attempts=1)
+    entry = step_entry(plan, "build", state, {})
+    assert entry["phase"] == "Pending" and entry["reason"] == WAITING_FOR_ADMISSION
+    assert step_state(entry) == state

@@ -89,3 +89,16 @@ def test_a_relisting_finds_what_went_in_a_watch_gap():
     assert store.listed("jobs", KEY, "wf-1-a")
     assert store.end_listing("jobs") == {(KEY, "wf-1-b")}
     assert store.end_listing("jobs") == set()  # each listing is judged once
+
+
+def test_r3_admission_by_kueue_is_news_and_a_suspended_job_is_not_swept():
+    store = Store(clock=lambda: 2e9)
+    meta = {"name": "wf-1-a", "resourceVersion": "1", "creationTimestamp": "2026-01-01T00:00:00Z"}
+    queued = {"metadata": meta, "spec": {"suspend": True, "template": {}}, "status": {}}
+    assert store.put_job(KEY, queued)
+    assert store.jobs(KEY)["wf-1-a"]["spec"] == {"suspend": True}  # kept: the reconcile reads it
+    assert store.waiting_jobs(2e9) == set()  # no pod by design: nothing to look into
+    admitted = {**queued, "metadata": {**queued["metadata"], "resourceVersion": "2"},
+                "spec": {"suspend": False}}
+    assert store.put_job(KEY, admitted)  # the un-suspend alone changes the step
+    assert "spec" not in store.jobs(KEY)["wf-1-a"]

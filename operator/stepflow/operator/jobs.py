@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, StepState
+from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, WAITING_FOR_ADMISSION, StepState
 from stepflow.outputs import OUTPUTS_PATH
 from stepflow.plan import Plan
 from stepflow.spec import API_GROUP, API_VERSION, KIND, Step
@@ -22,6 +22,7 @@ WORKFLOW_LABEL = "stepflow.dev/workflow"
 STEP_LABEL = "stepflow.dev/step"
 RUN_LABEL = "stepflow.dev/run"
 POOL_LABEL = "stepflow.dev/pool"  # R2: a new leader counts the pools' holders from the Jobs
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"  # R3: the LocalQueue Kueue admits the Job from
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "stepflow"
 JOB_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
@@ -106,6 +107,9 @@ def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generat
     template_metadata: dict[str, Any] = {"labels": {**pod_metadata.labels, **labels}}
     if pod_metadata.annotations:
         template_metadata["annotations"] = dict(pod_metadata.annotations)
+    job_labels = dict(labels)
+    if spec.queue_name:  # R3: Kueue un-suspends the Job once its ClusterQueue has room
+        job_labels[QUEUE_LABEL] = spec.queue_name
     job_spec: dict[str, Any] = {
         "backoffLimit": step.retries,
         "template": {
@@ -115,13 +119,15 @@ def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generat
     }
     if step.timeout_seconds:
         job_spec["activeDeadlineSeconds"] = step.timeout_seconds
+    if spec.queue_name:
+        job_spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": job_name(spec.name, generation, step.name),
             "namespace": namespace,
-            "labels": labels,
+            "labels": job_labels,
             "annotations": {"stepflow.dev/step-type": step.type} if step.type else {},
             "ownerReferences": [{
                 "apiVersion": f"{API_GROUP}/{API_VERSION}",
@@ -212,6 +218,10 @@ def job_outcome(job: Mapping[str, Any]) -> tuple[str, str, str]:
     if condition is not None:
         message = (condition.get("message") or "the Job failed").rstrip(".")
         return RUNNING, condition.get("reason") or "FailureTarget", f"{message}; its pod is stopping"
+    if (job.get("spec") or {}).get("suspend"):
+        queue = ((job.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL)
+        where = f' (LocalQueue "{queue}")' if queue else ""
+        return RUNNING, WAITING_FOR_ADMISSION, f"its Job is suspended, waiting for Kueue to admit it{where}"
     return RUNNING, "", ""
 
 
@@ -230,6 +240,10 @@ def observe_job(previous: StepState, job: Mapping[str, Any], now: float) -> Step
     phase, reason, message = job_outcome(job)
     started = (previous.started_at or parse_time(status.get("startTime"))
                or parse_time(meta.get("creationTimestamp")))
+    if previous.reason == WAITING_FOR_ADMISSION and reason != WAITING_FOR_ADMISSION:
+        # R3: admitted. The Job controller restarts startTime on resume; the step starts then,
+        # not when it was queued.
+        started = max(started or 0.0, parse_time(status.get("startTime")) or now)
     # The update that carries SuccessCriteriaMet or FailureTarget may still list the last pod
     # under uncountedTerminatedPods; the counters catch up later, after the step is over.
     uncounted = status.get("uncountedTerminatedPods") or {}

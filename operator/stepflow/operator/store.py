@@ -43,11 +43,13 @@ def _job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
     status = job.get("status") or {}
     conditions = tuple(sorted((c.get("type"), c.get("status")) for c in status.get("conditions") or ()))
     deleting = bool((job.get("metadata") or {}).get("deletionTimestamp"))
-    return conditions, status.get("failed"), status.get("succeeded"), deleting
+    suspended = bool((job.get("spec") or {}).get("suspend"))  # R3: Kueue admits by un-suspending
+    return conditions, status.get("failed"), status.get("succeeded"), deleting, suspended
 
 
-# What a reconcile reads of a cached Job; the rest (its spec, the pod template with the step's
-# script, managedFields) is most of its size, and 5,000 cached Jobs must fit DESIGN.md's memory.
+# What a reconcile reads of a cached Job (and of its spec, only ``suspend``); the rest (the pod
+# template with the step's script, managedFields) is most of its size, and 5,000 cached Jobs
+# must fit DESIGN.md's memory.
 JOB_METADATA_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences",
                      "creationTimestamp", "deletionTimestamp")
 
@@ -55,7 +57,10 @@ JOB_METADATA_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "o
 def trimmed_job(job: Mapping[str, Any]) -> dict[str, Any]:
     meta = job.get("metadata") or {}
     kept = {k: meta[k] for k in JOB_METADATA_KEPT if k in meta}
-    return {"metadata": kept, "status": job.get("status") or {}}
+    trimmed = {"metadata": kept, "status": job.get("status") or {}}
+    if (job.get("spec") or {}).get("suspend"):
+        trimmed["spec"] = {"suspend": True}
+    return trimmed
 
 
 def trimmed_workflow(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,8 +262,11 @@ def _finished_or_deleting(job: Mapping[str, Any]) -> bool:
 
 
 def waits_for_pod(job: Mapping[str, Any]) -> bool:
-    """The Job is unfinished and no pod of it is ready: none created yet, or one pending."""
+    """The Job is unfinished and no pod of it is ready: none created yet, or one pending. A
+    suspended Job (R3: waiting for Kueue) has no pod by design."""
     status = job.get("status") or {}
+    if (job.get("spec") or {}).get("suspend"):
+        return False
     return not _finished_or_deleting(job) and not status.get("ready") and not status.get("terminating")
 
 
