@@ -43,7 +43,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from cluster.cluster import Cluster, wait_for  # noqa: E402
-from cluster.crds import workflow_crd  # noqa: E402
+from cluster.crds import stepflow_crds  # noqa: E402
 from cluster.jobs import Outcome  # noqa: E402
 from kube_session import cpu_seconds, memory_mib  # noqa: E402
 from operator_harness import OperatorProcess, workflow  # noqa: E402
@@ -83,7 +83,7 @@ class EmulatorSession:
     def __init__(self, stock_settings: bool = False, step_seconds: float = 0.0):
         self.directory = Path(tempfile.mkdtemp(prefix="stepflow-bench-"))
         self.cluster = Cluster(
-            crds=[workflow_crd()], kubeconfig=self.directory / "kubeconfig", history_limit=200_000
+            crds=stepflow_crds(), kubeconfig=self.directory / "kubeconfig", history_limit=200_000
         )
         self.env = {"STEPFLOW_KOPF_STOCK_SETTINGS": "1"} if stock_settings else {}
         self.step_seconds = step_seconds
@@ -171,8 +171,8 @@ def chain(name: str, length: int, seconds: float) -> dict[str, Any]:
     return workflow(name, [step(f"s{i:03d}", seconds) for i in range(length)])
 
 
-def five_steps(name: str) -> dict[str, Any]:
-    """[a b] [c] [d e]: parallel groups and a barrier, zero-duration steps."""
+def five_steps(name: str, pool: str | None = None) -> dict[str, Any]:
+    """[a b] [c] [d e]: parallel groups and a barrier, zero-duration steps; each in ``pool``."""
     steps = [
         {"name": "a", "parallel": True},
         {"name": "b", "parallel": True},
@@ -180,7 +180,20 @@ def five_steps(name: str) -> dict[str, Any]:
         {"name": "d", "parallel": True},
         {"name": "e", "parallel": True},
     ]
-    return workflow(name, [{**s, "script": "true"} for s in steps])
+    return workflow(name, [{**s, "script": "true", **({"pool": pool} if pool else {})} for s in steps])
+
+
+POOLS = 4  # the pools scenario spreads the workflows over this many StepPools
+POOL_LIMIT = 1000  # more than ever run at once: the pools book every step but hold none back
+
+
+def step_pool(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "stepflow.dev/v1alpha1",
+        "kind": "StepPool",
+        "metadata": {"name": name},
+        "spec": {"limit": POOL_LIMIT},
+    }
 
 
 def latency_and_writes(session_for, variant: str, workflows: int, length: int) -> dict[str, Any]:
@@ -208,14 +221,22 @@ def latency_and_writes(session_for, variant: str, workflows: int, length: int) -
         }
 
 
-def throughput(session_for, variant: str, workflows: int, profile: Path | None = None) -> dict[str, Any]:
+def throughput(
+    session_for, variant: str, workflows: int, profile: Path | None = None, pools: bool = False
+) -> dict[str, Any]:
+    """Zero-duration steps as fast as they go; with ``pools``, every step also takes a slot of
+    one of POOLS StepPools (R2), whose limits never bind: what the pools' bookkeeping costs."""
     with session_for(variant, 0.0) as session:
         names = [f"wf-{i:04d}" for i in range(workflows)]
+        if pools:
+            for index in range(POOLS):
+                session.create(step_pool(f"pool-{index}"))
+            time.sleep(2)  # the operator has seen them before the clock starts
         spy = start_profiler(session, profile) if profile is not None else None
         cpu_before = session.cpu()
         started = time.time()
-        for name in names:
-            session.create(five_steps(name))
+        for index, name in enumerate(names):
+            session.create(five_steps(name, f"pool-{index % POOLS}" if pools else None))
         elapsed = session.wait_all(names, timeout=900) - started
         cpu_after = session.cpu()
         if spy is not None:
@@ -285,7 +306,13 @@ def kube_sessions(stack: contextlib.ExitStack, previous: Path | None):
         ControlPlane(ensure_assets(), Path(tempfile.mkdtemp(prefix="stepflow-bench-")))
     )
     plane.kubectl("apply", "-k", str(ROOT / "deploy"))
-    plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflows.stepflow.dev")
+    plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/workflows.stepflow.dev",
+        "crd/steppools.stepflow.dev",
+    )
     credentials = plane.token_kubeconfig(
         "stepflow-operator", "stepflow-system", plane.workdir / "operator.kubeconfig"
     )
@@ -321,7 +348,7 @@ VARIANTS = {
     "stock": "kopf stock settings",
     "previous": "previous release",
 }
-SCENARIOS = ("latency", "throughput", "memory")
+SCENARIOS = ("latency", "throughput", "pools", "memory")
 
 
 def previous_checkout(ref: str) -> Path:
@@ -408,6 +435,11 @@ def main() -> int:
             for variant in variants:
                 profile = Path(args.profile) if args.profile and variant == "tuned" else None
                 results[variant]["throughput"] = throughput(session_for, variant, flows, profile)
+        if "pools" in scenarios and "tuned" in variants:
+            console.print(
+                f"[{tier}] pools: the throughput run with every step in one of {POOLS} StepPools ..."
+            )
+            results["tuned"]["pools"] = throughput(session_for, "tuned", flows, pools=True)
         if "memory" in scenarios:
             console.print(f"[{tier}] memory: {mem_flows} workflows x 5 steps ...")
             for variant in variants:
@@ -504,6 +536,15 @@ def print_tables(console: Console, results: dict[str, Any], chains: int, flows: 
         "steps_per_second",
         "{:.0f}",
     )
+    pools, plain = results.get("tuned", {}).get("pools"), results.get("tuned", {}).get("throughput")
+    if pools:
+        row(
+            f"  the same, every step in one of {POOLS} StepPools (steps/s)",
+            ("pools", "steps_per_second"),
+            None,
+            "{:.0f}",
+        )
+        row("  operator CPU per step with StepPools (ms)", ("pools", "cpu_ms_per_step", "operator"), None)
     memory = next((results[v]["memory"] for v in variants if "memory" in results[v]), None)
     if memory is not None:
         row(
@@ -514,6 +555,10 @@ def print_tables(console: Console, results: dict[str, Any], chains: int, flows: 
         )
         row("  operator RSS once all have finished (MiB)", ("memory", "rss_after_mib"), None, "{:.0f}")
     console.print(table)
+    if pools and plain:
+        ratio = pools["steps_per_second"] / plain["steps_per_second"]
+        within = "within" if ratio >= 0.9 else "NOT within"
+        console.print(f"StepPools: {ratio:.0%} of the throughput without them ({within} 10%, issue 10)")
     if any(results[v].get("throughput", {}).get("profiled") for v in variants):
         console.print(
             "[yellow]the tuned throughput run was sampled by py-spy (--profile): its CPU is higher[/yellow]"

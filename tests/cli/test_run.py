@@ -113,6 +113,30 @@ def test_fields_a_local_run_cannot_honour_are_mentioned(capsys, tmp_path):
     assert ignored in " ".join(out.split())
 
 
+def test_pool_limits_come_from_the_command_line_and_a_pool_without_one_is_said_unlimited(capsys, tmp_path):
+    steps = [step(f"s{i}", parallel=True, script="sleep 0.2", pool="deploys") for i in range(3)]
+    steps.append(step("other", parallel=True, pool="free"))
+    file = write_workflow(tmp_path / "wf.yaml", workflow(*steps, queueName="team-a"))
+    code, report, out, _ = run(capsys, tmp_path, file, "--pool", "deploys=1", "--pool", "typo=3")
+    assert code == 0
+    spans = sorted((parse_time(report["steps"][f"s{i}"]["startedAt"]),
+                    parse_time(report["steps"][f"s{i}"]["finishedAt"])) for i in range(3))
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(2))  # a mutex: one at a time
+    text = " ".join(out.split())
+    assert 'StepPool "free" has no limit in a local run' in text
+    assert "--pool typo: no step of this workflow uses that pool" in text
+    assert "queueName is ignored locally" in text
+
+
+@pytest.mark.parametrize("value", ["deploys", "=1", "deploys=0", "deploys=many"])
+def test_a_malformed_pool_option_is_refused_with_the_expected_form(capsys, tmp_path, value):
+    file = write_workflow(tmp_path / "wf.yaml", workflow(step("a", pool="deploys")))
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(file), "--pool", value])
+    assert exit_.value.code == 2
+    assert "--pool" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT],
                          ids=lambda s: signal.Signals(s).name)
 def test_a_stop_signal_exits_130_writes_the_report_and_kills_the_children(tmp_path, sig):
