@@ -1,11 +1,21 @@
-"""Kueue mode (R3) on the real control plane, with the test acting as Kueue: Jobs are created
-suspended with the queue label, and a step runs only once its Job is un-suspended."""
+"""Kueue mode (R3) on the real control plane: first with the test acting as Kueue (Jobs are
+created suspended with the queue label, and a step runs only once its Job is un-suspended),
+then against Kueue's own controller, built from the module proxy, with a ClusterQueue that
+limits CPU."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from itertools import pairwise
 
+import pytest
+import yaml
+
+from kube.build import ensure_kueue
+from kube.kueue import Kueue
 from kube.realcluster import step, wait_for, workflow
+from stepflow.status import parse_time
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
@@ -75,3 +85,49 @@ def test_fail_fast_and_the_timeout_stop_jobs_that_were_never_admitted(kube, oper
     assert status["phase"] == "Failed" and status["reason"] == "Timeout", status
     assert status["steps"]["never"]["phase"] == "Cancelled"
     wait_for(lambda: kube.get("jobs", "late-1-never") is None, message="the timed-out Job was not deleted")
+
+
+# --- against Kueue itself --------------------------------------------------------------------
+
+KUEUE_API = "kueue.x-k8s.io/v1beta2"
+
+
+@pytest.fixture(scope="module")
+def kueue(control_plane) -> Iterator[Kueue]:
+    controller = Kueue(control_plane, ensure_kueue()).start()
+    yield controller
+    controller.stop()
+
+
+def queues(kube, cpu: str) -> list[dict]:
+    """A ClusterQueue with ``cpu`` of quota, and the namespace's LocalQueue team-a on it."""
+    cluster_queue = f"cq-{kube.namespace}"
+    return [
+        {"apiVersion": KUEUE_API, "kind": "ResourceFlavor", "metadata": {"name": "default-flavor"}},
+        {"apiVersion": KUEUE_API, "kind": "ClusterQueue", "metadata": {"name": cluster_queue},
+         "spec": {"namespaceSelector": {}, "resourceGroups": [{"coveredResources": ["cpu"], "flavors": [
+             {"name": "default-flavor", "resources": [{"name": "cpu", "nominalQuota": cpu}]}]}]}},
+        {"apiVersion": KUEUE_API, "kind": "LocalQueue",
+         "metadata": {"name": "team-a", "namespace": kube.namespace},
+         "spec": {"clusterQueue": cluster_queue}},
+    ]
+
+
+def test_kueue_admits_the_steps_one_at_a_time_under_a_one_cpu_cluster_queue(kube, operator, kueue):
+    kube.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in queues(kube, "1")))
+    steps = [step(f"s{i}", "1s", parallel=True) for i in range(3)]
+    kube.create(workflow("admitted", steps, queueName="team-a",
+                         defaults={"image": "alpine:3.20", "resources": {"requests": {"cpu": "1"}}}))
+    wait_for(lambda: len(kube.jobs("admitted")) == 3, message="stepflow did not queue every step")
+    # Kueue admits one; the other two wait, shown as such.
+    wait_for(lambda: sum(1 for e in kube.status("admitted").get("steps", {}).values()
+                         if e.get("reason") == "WaitingForAdmission") == 2, timeout=60,
+             message=f"not two steps waiting for admission:\n{kueue.log()[-2000:]}")
+    status = kube.wait_phase("admitted", timeout=120)
+    assert status["phase"] == "Succeeded", status.get("message")
+    runs = sorted((parse_time(j["status"]["startTime"]), parse_time(j["status"]["completionTime"]))
+                  for j in kube.jobs("admitted"))
+    assert all(later[0] >= earlier[1] for earlier, later in pairwise(runs)), runs
+    workloads = kube.plane.kubectl("get", "workloads", f"--namespace={kube.namespace}", "--no-headers")
+    assert len(workloads.splitlines()) == 3  # one Kueue Workload per step: per-step admission
+    assert kueue.alive()
