@@ -16,6 +16,7 @@ from the release's own go.mod rather than typed by hand.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -112,14 +114,28 @@ def kubernetes_ldflags(version: str) -> str:
     return " ".join(flags)
 
 
+@contextlib.contextmanager
+def _staged(target: Path) -> Iterator[Path]:
+    """A fresh folder beside ``target``, moved into its place in one rename if the block ends
+    well, so that an interrupted build never leaves a half-filled cache folder behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+
+
 def build(target: Path) -> None:
     """Compile every binary into a fresh folder, then move it into place in one rename."""
     v = versions()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     total = time.monotonic()
     _log(f"cold build of the control plane into {target} (one time per machine; this takes a while)")
-    try:
+    with _staged(target) as staging:
         _timed(
             f"kube-apiserver, kube-controller-manager, kube-scheduler, kubectl {v['KUBERNETES_VERSION']}",
             lambda: _go(
@@ -167,12 +183,6 @@ def build(target: Path) -> None:
         missing = [name for name in BINARIES if not (staging / name).is_file()]
         if missing:
             raise BuildError(f"the build produced no {', '.join(missing)}")
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     _log(f"cold build finished in {time.monotonic() - total:.0f} s")
 
 
@@ -233,9 +243,7 @@ def ensure_kueue() -> Path:
     target = kueue_dir()
     if (target / "kueue").is_file() and (target / "crds").is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
+    with _staged(target) as staging:
         _timed(
             f"Kueue {KUEUE_VERSION} (one time per machine, about 5 minutes on 2 cores)",
             lambda: _go(
@@ -250,12 +258,6 @@ def ensure_kueue() -> Path:
         shutil.copytree(Path(info["Dir"]) / KUEUE_CRDS, staging / "crds")
         for path in (staging / "crds").rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)  # the module cache is read-only
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return target
 
 

@@ -27,7 +27,9 @@ def test_a_missing_service_account_shows_pod_create_failed_until_it_exists(kube,
         timeout=30, message="the step never showed PodCreateFailed")
     assert entry["phase"] == "Running"  # its Job exists and the Job controller keeps retrying
     assert 'serviceaccount "ci-bot" not found' in entry["message"]  # the API's own words
-    warnings = [e for e in kube.events("deploy") if e["reason"] == "PodCreateFailed"]
+    # Events are posted from a background queue, after the status write that they follow.
+    warnings = wait_for(lambda: [e for e in kube.events("deploy") if e["reason"] == "PodCreateFailed"],
+                        timeout=15, message="no PodCreateFailed Event")
     assert len(warnings) == 1 and "ci-bot" in warnings[0]["message"]
 
     kube.create({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "ci-bot"}})
@@ -77,7 +79,8 @@ def test_an_unschedulable_step_shows_the_schedulers_reason_until_a_node_fits(kub
         timeout=30, message="the step never showed Unschedulable")
     assert entry["phase"] == "Running"
     assert "0/2 nodes are available" in entry["message"]
-    assert any(e["reason"] == "Unschedulable" for e in kube.events("gpu"))
+    wait_for(lambda: any(e["reason"] == "Unschedulable" for e in kube.events("gpu")), timeout=15,
+             message="no Unschedulable Event")
     [pod] = kube.pods("gpu-1-train")
     assert {"key": "gpu", "operator": "Exists"} in pod["spec"]["tolerations"]
 

@@ -279,6 +279,8 @@ def test_conditions_skip_or_fail_steps_without_jobs_and_finally_reads_the_outcom
     assert status["phase"] == "Failed" and '"audit"' in status["message"]
     jobs = {j["metadata"]["labels"]["stepflow.dev/step"] for j in kube.jobs("gated")}
     assert jobs == {"check", "after", "report"}
+    # Events follow the status writes from a background queue; the workflow's own comes last.
+    wait_for(lambda: any(e["reason"] == "WorkflowFailed" for e in kube.events("gated")), timeout=15)
     events = kube.events("gated")
     skipped = [e for e in events if e["reason"] == "StepSkipped"]
     assert [e["message"] for e in skipped] == [
