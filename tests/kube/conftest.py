@@ -78,7 +78,7 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     plane = ControlPlane(assets, tmp_path_factory.mktemp("kube")).start()
     try:
         plane.kubectl("apply", "-k", str(ROOT / "deploy"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/workflows.stepflow.dev")
+        plane.wait_established("workflows.stepflow.dev", "steppools.stepflow.dev")
         yield plane
         time.sleep(1.5)  # the audit log is written in batches of up to a second
         UNUSED_PERMISSIONS.extend(permissions_unused(plane))

@@ -493,6 +493,19 @@ class ControlPlane:
             return ""
         return result.stdout
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Until each named CRD is Established. Not `kubectl wait`: right after a create a CRD
+        has no conditions yet, and `kubectl wait` then fails instead of waiting."""
+
+        def established() -> bool:
+            found = json.loads(self.kubectl("get", "crd", "-o", "json"))["items"]
+            ready = {crd["metadata"]["name"] for crd in found if any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in (crd.get("status") or {}).get("conditions") or ())}
+            return set(crds) <= ready
+
+        wait_until(established, timeout, f"CRDs {', '.join(crds)} were not Established")
+
     def token_kubeconfig(self, account: str, namespace: str, path: Path) -> Path:
         """A kubeconfig that logs in as a ServiceAccount, as the operator's pod would."""
         token = self.kubectl("create", "token", account, f"--namespace={namespace}", "--duration=6h").strip()

@@ -88,8 +88,7 @@ class Kueue:
         documents = _crds(self.folder / "crds") + _scaffold()
         self.plane.kubectl("apply", "--server-side", "-f", "-",
                            input="\n---\n".join(yaml.safe_dump(d) for d in documents))
-        self.plane.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                           *(f"crd/{plural}.kueue.x-k8s.io" for plural in CONVERTED))
+        self.plane.wait_established(*(f"{plural}.kueue.x-k8s.io" for plural in CONVERTED))
         log = (self.workdir / "kueue.log").open("ab")
         self.process = subprocess.Popen(
             [str(self.folder / "kueue"), f"--config={self.config()}",
