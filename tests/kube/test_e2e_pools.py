@@ -60,6 +60,9 @@ def test_a_pool_created_after_the_workflow_lets_the_step_start(kube, operator):
 def test_kubectl_get_steppools_shows_the_live_counts(kube, operator):
     kube.create(pool("shared", 1))
     kube.create(workflow("holder", [step("a", hold=True, pool="shared")]))
+    # The waiter comes once the holder holds the slot: were both to find the pool missing at
+    # first (its watch event can come after theirs), either could get it when it appears.
+    wait_for(lambda: kube.step_phase("holder", "a") == "Running", message="the holder never ran")
     kube.create(workflow("waiter", [step("b", "200ms", pool="shared")]))
 
     def columns() -> list[str]:

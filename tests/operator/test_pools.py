@@ -21,6 +21,8 @@ def test_a_pool_that_appears_wakes_the_workflows_that_name_it():
     assert pools.existing(NS, p) == {}  # missing: the engine makes the step wait as PoolNotFound
     pools.grant(A, p, [], {})
     assert pools.set_limit(POOL, 1) == [A]
+    assert pools.set_limit(POOL, 1) == []  # the echo of a status write: nothing to wake
+    assert pools.set_limit(POOL, 2) == [A]
     assert pools.existing(NS, p) == {"prod": None}
     assert pools.set_limit(POOL, None) == [] and pools.existing(NS, p) == {}
 

@@ -28,8 +28,12 @@ class Pools:
         self._users: dict[Key, set[Key]] = {}  # pool -> workflows whose plan names it
 
     def set_limit(self, pool: Key, limit: int | None) -> list[Key]:
-        """A StepPool was created, changed or deleted (None); the workflows to wake."""
+        """A StepPool was created, changed or deleted (None); the workflows to wake. The echo
+        of our own status write changes no limit, and wakes nobody: otherwise every write would
+        reconcile every workflow of the pool."""
         with self._lock:
+            if self.queue.limits.get(pool) == limit:
+                return []
             self.queue.set_limit(pool, limit)
             self._dirty.add(pool)
             if limit is None:
