@@ -719,3 +719,24 @@ def to_dot(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
     lines.extend(f'  "{a}" -> "{b}";' for a, b in edges)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def graph_model(plan: Plan) -> dict[str, Any]:
+    """The graph as data for the web UI: the same nodes and edges as ``to_dot``.
+
+    Columns are ordered slots for a layered layout: group ``g`` is column ``2g`` and the join
+    nodes after it (its barrier ``#g``, or "every main step is over") sit in column ``2g + 1``,
+    so that the groups read left to right as the plan runs them.
+    """
+    edges = _edges(plan)
+    main = plan.main_group_count if plan.main_group_count is not None else len(plan.groups)
+    nodes: list[dict[str, Any]] = [
+        {"id": name, "column": 2 * g} for g, members in enumerate(plan.groups) for name in members
+    ]
+    joins = sorted({a for a, _ in edges if a.startswith("#")})
+    for join in joins:
+        after = main - 1 if join == MAIN_DONE else int(join[1:])
+        nodes.append({"id": join, "column": 2 * after + 1, "join": True})
+    groups = [{"column": 2 * g, "title": _group_title(plan, g), "finally": g >= main}
+              for g in range(len(plan.groups))]
+    return {"groups": groups, "nodes": nodes, "edges": edges}

@@ -39,13 +39,21 @@ class Row:
     phase_label: str = ""  # the phase, or "Skipped (condition)"
 
 
+def timeline_origin(status: Mapping[str, Any]) -> float | None:
+    """The epoch second the axis starts at: the run's start, else its first step's.
+
+    No start at all (an InvalidSpec workflow has only a finishedAt) means nothing ran, so there
+    is no span to measure, rather than one from the epoch.
+    """
+    starts = [parse_time(e.get("startedAt")) for e in (status.get("steps") or {}).values()
+              if e.get("startedAt")]
+    return parse_time(status.get("startedAt")) or min(starts, default=None)
+
+
 def timeline_rows(status: Mapping[str, Any], now: float | None = None) -> tuple[list[Row], float]:
     """Rows in document order, times relative to the first start, and the total span."""
     steps = status.get("steps") or {}
-    starts = [parse_time(e.get("startedAt")) for e in steps.values() if e.get("startedAt")]
-    # No start at all (an InvalidSpec workflow has only a finishedAt): nothing ran, so there is
-    # no span to measure, rather than one from the epoch.
-    origin = parse_time(status.get("startedAt")) or min(starts, default=None)
+    origin = timeline_origin(status)
     if origin is None:
         return [Row(name, entry.get("group", 0), entry.get("phase", "Pending"), None, None, False,
                     group_label(entry), phase_label(entry))

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from stepflow import __version__
-from stepflow.cli import cluster, local
+from stepflow.cli import cluster, local, ui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("operator", help="run the Kubernetes operator (see `stepflow operator --help`)",
                         add_help=False)
     cluster.register(commands)
+    ui.register(commands)
     return parser
 
 

@@ -269,6 +269,22 @@ def _attempt_order(pod: dict[str, Any]) -> tuple[str, bool]:
     return pod["metadata"].get("creationTimestamp") or "", phase != "Failed"
 
 
+def newest_pod(api: Api, namespace: str, job: str) -> str | None:
+    """The name of the Job's last attempt's pod: the one whose log tells what happened."""
+    pods = api.job_pods(namespace, job)
+    return max(pods, key=_attempt_order)["metadata"]["name"] if pods else None
+
+
+def log_tail(api: Api, namespace: str, job: str, lines: int, limit_bytes: int = 256 * 1024) -> str:
+    """The last ``lines`` lines of the step container's log, for the web UI's step panel."""
+    pod = newest_pod(api, namespace, job)
+    if pod is None:
+        return f"(Job {job} has no pods: they may have been deleted)"
+    query = {"container": "step", "tailLines": str(lines), "limitBytes": str(limit_bytes)}
+    return "".join(api.stream(f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query,
+                              timeout=(5, 30)))
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     api, namespace = connect(args)
     entry = ((get_workflow(api, namespace, args.name).get("status") or {}).get("steps") or {}).get(args.step)
@@ -276,11 +292,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
         raise SystemExit(f'error: workflow "{args.name}" has no step "{args.step}"')
     if not entry.get("jobName"):
         raise SystemExit(f'error: step "{args.step}" has not started ({entry.get("phase", "Pending")})')
-    pods = api.job_pods(namespace, entry["jobName"])
-    if not pods:
+    newest = newest_pod(api, namespace, entry["jobName"])
+    if newest is None:
         raise SystemExit(f"error: Job {entry['jobName']} has no pods (they may have been deleted)")
-    newest = max(pods, key=_attempt_order)
-    path = f"/api/v1/namespaces/{namespace}/pods/{newest['metadata']['name']}/log"
+    path = f"/api/v1/namespaces/{namespace}/pods/{newest}/log"
     for chunk in api.stream(path, query={"container": "step", "follow": str(args.follow).lower()}):
         sys.stdout.write(chunk)
         sys.stdout.flush()
