@@ -70,8 +70,8 @@ class Hub:
             del self.workflows[key]
             self._publish("DELETED", key)
         for key, obj in fresh.items():
-            if self.workflows.get(key, {}).get("metadata", {}).get("resourceVersion") != \
-                    obj["metadata"].get("resourceVersion"):
+            known = self.workflows.get(key)
+            if known is None or known["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
                 self.workflows[key] = obj
                 self._publish("MODIFIED", key)
         self.connected = True

@@ -1,0 +1,187 @@
+"""``stepflow ui`` in Debian's Chromium, against the operator on the real control plane.
+
+The UI logs in as a ServiceAccount that may only read, so the real authorizer and the audit log
+prove it read-only. The screenshots in docs/ are taken here, of these runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kube.browser import PageWatch, READ_VERBS, browser, ui_server, verbs_of, viewer_kubeconfig
+from kube.realcluster import step, wait_for, workflow
+from operator_harness import ROOT
+from stepflow.plan import compile_workflow, graph_model
+from stepflow.timeline import PHASE_FILLS
+
+DOCS = ROOT / "docs"
+VIEWER = "ui-viewer"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    try:
+        with browser() as instance:
+            yield instance
+    except RuntimeError as error:  # no Chromium: a failure that says how to install it
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    context = chromium.new_context(viewport={"width": 1440, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(30_000)
+    watch = PageWatch(opened)
+    opened.stepflow_watch = watch
+    yield opened
+    context.close()
+    assert not watch.errors, "the browser console had errors:\n" + "\n".join(watch.errors)
+    assert not watch.foreign_requests(), f"requests left 127.0.0.1: {watch.foreign_requests()}"
+
+
+def rgb(hex_colour: str) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgb({r}, {g}, {b})"
+
+
+def wait_js(page: Any, expression: str, timeout: float = 10) -> None:
+    """Poll a JavaScript expression (``wait_for_function`` evals a string, which the UI's CSP forbids)."""
+    wait_for(lambda: page.evaluate(expression), timeout=timeout, interval=0.02, message=expression)
+
+
+def node_fill(page: Any, name: str) -> str:
+    return page.eval_on_selector(f'g.node[data-step="{name}"] rect', "r => getComputedStyle(r).fill")
+
+
+RELEASE = workflow("release", [
+    step("lint", parallel=True), step("unit-tests", parallel=True),
+    step("build"),
+    step("deploy-eu", parallelGroup=3), step("deploy-us", parallelGroup=3),
+    step("smoke-test"),
+    step("notify", dependsOn=["build"]),
+])
+BROKEN = workflow("broken", [step("prepare"), step("migrate", exit_code=3, message="table users is locked"),
+                             step("announce")])
+
+
+def test_the_pages_follow_a_real_run_read_only(kube, operator, page, tmp_path):
+    """The list, the DAG, a live colour change, a failed step's panel; all as a read-only user."""
+    other = f"{kube.namespace[:50]}-other"
+    kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
+    kube.create(workflow("elsewhere", [step("x", hold=True)], suspend=True), namespace=other)
+    kube.create(RELEASE)
+    kube.create(BROKEN)
+    kube.create(workflow("live", [step("approve", hold=True), step("ship")]))
+    config = viewer_kubeconfig(kube.plane, kube.namespace, VIEWER, tmp_path / "viewer.kubeconfig")
+    try:
+        with ui_server(config, tmp_path / "ui.log", "-n", kube.namespace) as ui:
+            kube.wait_phase("release")
+            kube.wait_phase("broken")
+            wait_for(lambda: kube.step_phase("live", "approve") == "Running")
+            check_the_list(kube, page, ui.url)
+            check_the_graph(kube, page, ui.url)
+            check_a_failed_steps_panel(kube, page, ui.url)
+            check_a_live_change(kube, page, ui.url)
+        with ui_server(config, tmp_path / "ui-all.log", "-A") as ui:
+            page.goto(ui.url)
+            page.wait_for_selector(f'tr[data-key="{other}/elsewhere"]')
+            assert page.locator(f'tr[data-key="{kube.namespace}/release"]').count() == 1
+    finally:
+        kube.delete("namespaces", other)
+    assert verbs_of(kube.plane, kube.namespace, VIEWER) <= READ_VERBS
+
+
+def check_the_list(kube: Any, page: Any, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("body[data-loaded=list]")
+    rows = page.locator("table.workflows tbody tr")
+    shown = {rows.nth(i).get_attribute("data-key"): rows.nth(i).locator("td.phase").inner_text()
+             for i in range(rows.count())}
+    expected = {f"{kube.namespace}/{name}": kube.status(name)["phase"] for name in ("release", "broken", "live")}
+    assert shown == expected  # -n: the workflow in the other namespace is not listed
+    page.select_option('select[aria-label="phase"]', "Failed")
+    assert page.locator("table.workflows tbody tr:visible").count() == 1
+    page.select_option('select[aria-label="phase"]', "")
+    page.screenshot(path=str(DOCS / "ui-list.png"))
+
+
+def check_the_graph(kube: Any, page: Any, url: str) -> None:
+    page.goto(f"{url}#/w/{kube.namespace}/release")
+    page.wait_for_selector("body[data-loaded=workflow]")
+    status = kube.status("release")
+    model = graph_model(compile_workflow(RELEASE))
+    nodes = page.locator("g.node")
+    drawn = {nodes.nth(i).get_attribute("data-step"): (nodes.nth(i).get_attribute("data-column"),
+                                                      nodes.nth(i).get_attribute("data-phase"))
+             for i in range(nodes.count())}
+    assert drawn == {name: (str(2 * entry["group"]), entry["phase"]) for name, entry in status["steps"].items()}
+    edges = page.locator("path.edge")
+    paths = {(edges.nth(i).get_attribute("data-source"), edges.nth(i).get_attribute("data-target"))
+             for i in range(edges.count())}
+    assert paths == set(model["edges"])  # dependsOn and the groups' barriers, as the plan has them
+    titles = page.locator("text.band-title").all_text_contents()
+    assert titles == [g["title"] for g in model["groups"]]
+    xs = {name: page.eval_on_selector(f'g.node[data-step="{name}"]', "g => g.getBBox().x + g.getCTM().e")
+          for name in ("lint", "build", "deploy-eu", "smoke-test")}
+    assert xs["lint"] < xs["build"] < xs["deploy-eu"] < xs["smoke-test"]  # groups are columns, in order
+    assert node_fill(page, "build") == rgb(PHASE_FILLS["Succeeded"])
+    bars = page.locator("#gantt .row")
+    assert bars.count() == len(status["steps"])
+    page.click('g.node[data-step="notify"]')
+    wait_js(page, "document.querySelector('#panel pre.logs')?.textContent.includes('step finished')")
+    page.screenshot(path=str(DOCS / "ui-workflow.png"))
+
+
+def check_a_failed_steps_panel(kube: Any, page: Any, url: str) -> None:
+    page.goto(f"{url}#/w/{kube.namespace}/broken")
+    page.wait_for_selector("body[data-loaded=workflow]")
+    entry = kube.status("broken")["steps"]["migrate"]
+    assert node_fill(page, "migrate") == rgb(PHASE_FILLS["Failed"])
+    page.click('g.node[data-step="migrate"]')
+    panel = page.locator("#panel")
+    assert panel.locator('dd[data-field="reason"]').inner_text() == entry["reason"]
+    assert panel.locator('dd[data-field="exit-code"]').inner_text() == "3" == str(entry["exitCode"])
+    assert "table users is locked" in panel.inner_text()
+    wait_js(page, "document.querySelector('#panel pre.logs').textContent.includes('step finished')")
+    page.screenshot(path=str(DOCS / "ui-failed-step.png"))
+
+
+def check_a_live_change(kube: Any, page: Any, url: str) -> None:
+    page.goto(f"{url}#/w/{kube.namespace}/live")
+    page.wait_for_selector("body[data-loaded=workflow]")
+    assert node_fill(page, "approve") == rgb(PHASE_FILLS["Running"])
+    page.evaluate("window.__sameDocument = true")
+    kube.release("live-1-approve")
+    wait_for(lambda: kube.step_phase("live", "approve") == "Succeeded", interval=0.02)
+    seen = time.time()
+    wait_js(page, "window.stepflowUI.applied['approve']?.phase === 'Succeeded'")
+    shown = page.evaluate("window.stepflowUI.applied['approve'].at") / 1000
+    assert shown - seen < 2.0, f"the page showed the change {shown - seen:.2f} s after the API had it"
+    assert node_fill(page, "approve") == rgb(PHASE_FILLS["Succeeded"])
+    assert page.evaluate("window.__sameDocument") is True  # no reload
+    kube.wait_phase("live")
+
+
+def test_a_1000_step_workflow_page_renders_and_updates_in_place(kube, operator, page, tmp_path):
+    steps = [step(f"s{i}", duration="100ms", parallelGroup=i // 100 + 1) for i in range(1000)]
+    kube.create(workflow("big", steps, maxConcurrency=2))
+    with ui_server(kube.plane.kubeconfig, tmp_path / "ui.log", "-n", kube.namespace) as ui:
+        page.goto(f"{ui.url}#/w/{kube.namespace}/big")
+        page.wait_for_selector("body[data-loaded=workflow]", timeout=60_000)
+        assert page.locator("g.node").count() == 1000
+        assert page.locator("#gantt .row").count() == 1000
+        page.evaluate("document.querySelectorAll('g.node').forEach(g => { g.__drawn = true; })")
+        wait_for(lambda: kube.step_phase("big", "s3") == "Succeeded", timeout=60)
+        wait_js(page, "window.stepflowUI.applied['s3']?.phase === 'Succeeded'")
+        redrawn = page.evaluate("[...document.querySelectorAll('g.node')].filter(g => !g.__drawn).length")
+        assert redrawn == 0  # the updates changed nodes in place; nothing was drawn again
+        started = time.monotonic()
+        page.locator('g.node[data-step="s999"]').dispatch_event("click")
+        page.wait_for_selector('#panel h2:text-is("s999")')
+        assert time.monotonic() - started < 5  # responsive while events keep arriving
+        kube.delete("workflows", "big")

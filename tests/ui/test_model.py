@@ -1,0 +1,91 @@
+"""What the pages draw, computed from Workflow objects. Mirror: ``operator/stepflow/ui/model.py``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stepflow.plan import MAIN_DONE
+from stepflow.ui.model import changed_steps, detail, graph, step_views, summary
+
+
+def workflow(steps: list[dict[str, Any]], status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow",
+        "metadata": {"name": "w", "namespace": "team", "generation": 1,
+                     "creationTimestamp": "2026-12-03T10:00:00Z"},
+        "spec": {"defaults": {"image": "alpine"}, "steps": steps, **spec},
+        **({"status": status} if status is not None else {}),
+    }
+
+
+def s(name: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "script": "true", **fields}
+
+
+def test_groups_are_columns_in_plan_order_with_their_barrier_between_them():
+    model = graph(workflow([s("a"), s("b", parallel=True), s("c", parallel=True), s("d")]))
+    columns = {n["id"]: n["column"] for n in model["nodes"]}
+    assert columns == {"a": 0, "#0": 1, "b": 2, "c": 2, "#1": 3, "d": 4}
+    assert [g["title"] for g in model["groups"]] == ["group 1", "group 2", "group 3"]
+    assert {("a", "#0"), ("#0", "b"), ("#0", "c"), ("b", "#1"), ("c", "#1"), ("#1", "d")} == set(model["edges"])
+
+
+def test_depends_on_edges_go_straight_from_step_to_step():
+    model = graph(workflow([s("a"), s("b"), s("c", dependsOn=["a"])]))
+    assert ("a", "c") in model["edges"]
+    assert ("#1", "c") not in model["edges"]  # c waits for a only, not for b's group
+
+
+def test_finally_steps_sit_after_the_every_main_step_is_over_node():
+    doc = workflow([s("a"), s("b")])
+    doc["spec"]["finally"] = [s("cleanup")]
+    model = graph(doc)
+    columns = {n["id"]: n["column"] for n in model["nodes"]}
+    assert columns["cleanup"] > columns[MAIN_DONE] > columns["b"]
+    assert model["groups"][-1] == {"column": columns["cleanup"], "title": "finally group 1", "finally": True}
+
+
+def test_an_invalid_workflow_gets_its_errors_instead_of_a_graph():
+    model = graph(workflow([s("a", dependsOn=["nope"])]))
+    assert model["nodes"] == [] and any("nope" in e for e in model["errors"])
+
+
+STATUS = {
+    "phase": "Running", "progress": "1/3", "startedAt": "2026-12-03T10:00:00Z",
+    "steps": {
+        "a": {"index": 0, "group": 0, "phase": "Succeeded", "startedAt": "2026-12-03T10:00:01Z",
+              "finishedAt": "2026-12-03T10:00:04Z", "jobName": "w-1-a", "outputs": {"v": "1"}},
+        "b": {"index": 1, "group": 1, "phase": "Running", "startedAt": "2026-12-03T10:00:05Z", "jobName": "w-1-b"},
+        "c": {"index": 2, "group": 2, "phase": "Skipped", "reason": "ConditionFalse"},
+    },
+}
+
+
+def test_step_views_are_on_the_timelines_axis_and_a_running_step_has_no_end():
+    views = step_views(STATUS)
+    assert (views["a"]["start"], views["a"]["end"]) == (1.0, 4.0)
+    assert views["b"]["start"] == 5.0 and views["b"]["end"] is None
+    assert views["c"]["phaseLabel"] == "Skipped (condition)" and views["c"]["start"] is None
+    assert views["a"]["outputs"] == {"v": "1"} and views["a"]["groupLabel"] == "1"
+
+
+def test_the_summary_counts_finished_steps_and_a_new_workflow_counts_its_spec():
+    row = summary(workflow([s("a"), s("b"), s("c")], STATUS))
+    assert (row["phase"], row["done"], row["total"], row["progress"]) == ("Running", 1, 3, "1/3")
+    fresh = summary(workflow([s("a"), s("b")]))
+    assert (fresh["phase"], fresh["done"], fresh["total"]) == ("Pending", 0, 2)
+
+
+def test_only_the_steps_that_changed_are_sent_again():
+    before = step_views(STATUS)
+    status = {**STATUS, "steps": {**STATUS["steps"], "b": {**STATUS["steps"]["b"], "phase": "Succeeded",
+                                                           "finishedAt": "2026-12-03T10:00:09Z"}}}
+    changed = changed_steps(before, step_views(status))
+    assert list(changed) == ["b"] and changed["b"]["end"] == 9.0
+
+
+def test_the_page_has_its_header_graph_and_steps():
+    page = detail(workflow([s("a"), s("b"), s("c")], STATUS))
+    assert page["summary"]["name"] == "w" and page["generation"] == 1
+    assert page["origin"] is not None and set(page["steps"]) == {"a", "b", "c"}
+    assert {n["id"] for n in page["graph"]["nodes"] if not n.get("join")} == {"a", "b", "c"}
