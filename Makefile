@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= examples/mixed-sequential-parallel.yaml
 
-.PHONY: demo test chaos lint bench clean kube-assets cluster
+.PHONY: demo test chaos lint bench clean kube-assets cluster ui-assets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench: $(STAMP) kube-assets
 	$(BIN)/python benchmarks/local_overhead.py
 	$(BIN)/python benchmarks/local_chain.py
 	$(BIN)/python benchmarks/operator_latency.py
+	$(BIN)/python benchmarks/ui_render.py
+
+# The web UI's one third-party asset (elkjs, pinned in ui/package.json), copied from npm into
+# the package; only needed after changing that pin. The UI itself needs no Node.js.
+ui-assets:
+	ui/vendor.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

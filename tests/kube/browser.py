@@ -25,8 +25,15 @@ from operator_harness import ROOT
 # Without the background-networking flags Chromium calls Google's hosts at start, which this
 # machine's closed network refuses; --no-sandbox because CI runs as root.
 CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-default-apps", "--disable-extensions",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
 ]
 VIEWER_RULES = [
     {"apiGroups": ["stepflow.dev"], "resources": ["workflows"], "verbs": ["get", "list", "watch"]},
@@ -37,10 +44,14 @@ READ_VERBS = {"get", "list", "watch"}
 
 def chromium() -> str:
     """The system Chromium, or a failure that says how to get it (never a silent skip)."""
-    found = os.environ.get("STEPFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    found = (
+        os.environ.get("STEPFLOW_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
     if not found:
-        raise RuntimeError("the browser tests need Debian's Chromium: apt-get install chromium "
-                           "(or set STEPFLOW_CHROMIUM to a Chromium binary)")
+        raise RuntimeError(
+            "the browser tests need Debian's Chromium: apt-get install chromium "
+            "(or set STEPFLOW_CHROMIUM to a Chromium binary)"
+        )
     return found
 
 
@@ -63,13 +74,19 @@ class PageWatch:
     def __init__(self, page: Any):
         self.errors: list[str] = []
         self.requests: list[str] = []
-        page.on("console", lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: self.errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None,
+        )
         page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
         page.on("request", lambda r: self.requests.append(r.url))
 
     def foreign_requests(self) -> list[str]:
-        return [url for url in self.requests
-                if not url.startswith(("data:", "blob:")) and urlparse(url).hostname != "127.0.0.1"]
+        return [
+            url
+            for url in self.requests
+            if not url.startswith(("data:", "blob:")) and urlparse(url).hostname != "127.0.0.1"
+        ]
 
 
 class UiServer:
@@ -79,8 +96,12 @@ class UiServer:
         self.log_path = log_path
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stepflow", "ui", "--kubeconfig", str(kubeconfig), "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=log_path.open("wb"), cwd=ROOT, text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            stdout=subprocess.PIPE,
+            stderr=log_path.open("wb"),
+            cwd=ROOT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         line = self.process.stdout.readline()
         found = re.search(r"http://127\.0\.0\.1:\d+/", line)
         if not found:
@@ -115,13 +136,26 @@ def ui_server(kubeconfig: Path, log_path: Path, *args: str) -> Iterator[UiServer
 
 def viewer_kubeconfig(plane: ControlPlane, namespace: str, name: str, path: Path) -> Path:
     """A ServiceAccount that may only read Workflows and pod logs, in every namespace."""
-    plane.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}})
-    plane.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                 "metadata": {"name": name}, "rules": VIEWER_RULES})
-    plane.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                 "metadata": {"name": name},
-                 "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                 "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
+    plane.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": namespace}}
+    )
+    plane.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": VIEWER_RULES,
+        }
+    )
+    plane.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        }
+    )
     return plane.token_kubeconfig(name, namespace, path)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from kube.browser import PageWatch, READ_VERBS, browser, ui_server, verbs_of, viewer_kubeconfig
+from kube.browser import READ_VERBS, PageWatch, browser, ui_server, verbs_of, viewer_kubeconfig
 from kube.realcluster import step, wait_for, workflow
 from operator_harness import ROOT
 from stepflow.plan import compile_workflow, graph_model
@@ -45,7 +45,7 @@ def page(chromium: Any) -> Iterator[Any]:
 
 
 def rgb(hex_colour: str) -> str:
-    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
     return f"rgb({r}, {g}, {b})"
 
 
@@ -58,15 +58,22 @@ def node_fill(page: Any, name: str) -> str:
     return page.eval_on_selector(f'g.node[data-step="{name}"] rect', "r => getComputedStyle(r).fill")
 
 
-RELEASE = workflow("release", [
-    step("lint", parallel=True), step("unit-tests", parallel=True),
-    step("build"),
-    step("deploy-eu", parallelGroup=3), step("deploy-us", parallelGroup=3),
-    step("smoke-test"),
-    step("notify", dependsOn=["build"]),
-])
-BROKEN = workflow("broken", [step("prepare"), step("migrate", exit_code=3, message="table users is locked"),
-                             step("announce")])
+RELEASE = workflow(
+    "release",
+    [
+        step("lint", parallel=True),
+        step("unit-tests", parallel=True),
+        step("build"),
+        step("deploy-eu", parallelGroup=3),
+        step("deploy-us", parallelGroup=3),
+        step("smoke-test"),
+        step("notify", dependsOn=["build"]),
+    ],
+)
+BROKEN = workflow(
+    "broken",
+    [step("prepare"), step("migrate", exit_code=3, message="table users is locked"), step("announce")],
+)
 
 
 def test_the_pages_follow_a_real_run_read_only(kube, operator, page, tmp_path):
@@ -100,9 +107,13 @@ def check_the_list(kube: Any, page: Any, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("body[data-loaded=list]")
     rows = page.locator("table.workflows tbody tr")
-    shown = {rows.nth(i).get_attribute("data-key"): rows.nth(i).locator("td.phase").inner_text()
-             for i in range(rows.count())}
-    expected = {f"{kube.namespace}/{name}": kube.status(name)["phase"] for name in ("release", "broken", "live")}
+    shown = {
+        rows.nth(i).get_attribute("data-key"): rows.nth(i).locator("td.phase").inner_text()
+        for i in range(rows.count())
+    }
+    expected = {
+        f"{kube.namespace}/{name}": kube.status(name)["phase"] for name in ("release", "broken", "live")
+    }
     assert shown == expected  # -n: the workflow in the other namespace is not listed
     page.select_option('select[aria-label="phase"]', "Failed")
     assert page.locator("table.workflows tbody tr:visible").count() == 1
@@ -116,18 +127,28 @@ def check_the_graph(kube: Any, page: Any, url: str) -> None:
     status = kube.status("release")
     model = graph_model(compile_workflow(RELEASE))
     nodes = page.locator("g.node")
-    drawn = {nodes.nth(i).get_attribute("data-step"): (nodes.nth(i).get_attribute("data-column"),
-                                                      nodes.nth(i).get_attribute("data-phase"))
-             for i in range(nodes.count())}
-    assert drawn == {name: (str(2 * entry["group"]), entry["phase"]) for name, entry in status["steps"].items()}
+    drawn = {
+        nodes.nth(i).get_attribute("data-step"): (
+            nodes.nth(i).get_attribute("data-column"),
+            nodes.nth(i).get_attribute("data-phase"),
+        )
+        for i in range(nodes.count())
+    }
+    assert drawn == {
+        name: (str(2 * entry["group"]), entry["phase"]) for name, entry in status["steps"].items()
+    }
     edges = page.locator("path.edge")
-    paths = {(edges.nth(i).get_attribute("data-source"), edges.nth(i).get_attribute("data-target"))
-             for i in range(edges.count())}
+    paths = {
+        (edges.nth(i).get_attribute("data-source"), edges.nth(i).get_attribute("data-target"))
+        for i in range(edges.count())
+    }
     assert paths == set(model["edges"])  # dependsOn and the groups' barriers, as the plan has them
     titles = page.locator("text.band-title").all_text_contents()
     assert titles == [g["title"] for g in model["groups"]]
-    xs = {name: page.eval_on_selector(f'g.node[data-step="{name}"]', "g => g.getBBox().x + g.getCTM().e")
-          for name in ("lint", "build", "deploy-eu", "smoke-test")}
+    xs = {
+        name: page.eval_on_selector(f'g.node[data-step="{name}"]', "g => g.getBBox().x + g.getCTM().e")
+        for name in ("lint", "build", "deploy-eu", "smoke-test")
+    }
     assert xs["lint"] < xs["build"] < xs["deploy-eu"] < xs["smoke-test"]  # groups are columns, in order
     assert node_fill(page, "build") == rgb(PHASE_FILLS["Succeeded"])
     bars = page.locator("#gantt .row")

@@ -8,11 +8,18 @@ from stepflow.plan import MAIN_DONE
 from stepflow.ui.model import changed_steps, detail, graph, step_views, summary
 
 
-def workflow(steps: list[dict[str, Any]], status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+def workflow(
+    steps: list[dict[str, Any]], status: dict[str, Any] | None = None, **spec: Any
+) -> dict[str, Any]:
     return {
-        "apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow",
-        "metadata": {"name": "w", "namespace": "team", "generation": 1,
-                     "creationTimestamp": "2026-12-03T10:00:00Z"},
+        "apiVersion": "stepflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {
+            "name": "w",
+            "namespace": "team",
+            "generation": 1,
+            "creationTimestamp": "2026-12-03T10:00:00Z",
+        },
         "spec": {"defaults": {"image": "alpine"}, "steps": steps, **spec},
         **({"status": status} if status is not None else {}),
     }
@@ -27,7 +34,9 @@ def test_groups_are_columns_in_plan_order_with_their_barrier_between_them():
     columns = {n["id"]: n["column"] for n in model["nodes"]}
     assert columns == {"a": 0, "#0": 1, "b": 2, "c": 2, "#1": 3, "d": 4}
     assert [g["title"] for g in model["groups"]] == ["group 1", "group 2", "group 3"]
-    assert {("a", "#0"), ("#0", "b"), ("#0", "c"), ("b", "#1"), ("c", "#1"), ("#1", "d")} == set(model["edges"])
+    assert {("a", "#0"), ("#0", "b"), ("#0", "c"), ("b", "#1"), ("c", "#1"), ("#1", "d")} == set(
+        model["edges"]
+    )
 
 
 def test_depends_on_edges_go_straight_from_step_to_step():
@@ -51,11 +60,26 @@ def test_an_invalid_workflow_gets_its_errors_instead_of_a_graph():
 
 
 STATUS = {
-    "phase": "Running", "progress": "1/3", "startedAt": "2026-12-03T10:00:00Z",
+    "phase": "Running",
+    "progress": "1/3",
+    "startedAt": "2026-12-03T10:00:00Z",
     "steps": {
-        "a": {"index": 0, "group": 0, "phase": "Succeeded", "startedAt": "2026-12-03T10:00:01Z",
-              "finishedAt": "2026-12-03T10:00:04Z", "jobName": "w-1-a", "outputs": {"v": "1"}},
-        "b": {"index": 1, "group": 1, "phase": "Running", "startedAt": "2026-12-03T10:00:05Z", "jobName": "w-1-b"},
+        "a": {
+            "index": 0,
+            "group": 0,
+            "phase": "Succeeded",
+            "startedAt": "2026-12-03T10:00:01Z",
+            "finishedAt": "2026-12-03T10:00:04Z",
+            "jobName": "w-1-a",
+            "outputs": {"v": "1"},
+        },
+        "b": {
+            "index": 1,
+            "group": 1,
+            "phase": "Running",
+            "startedAt": "2026-12-03T10:00:05Z",
+            "jobName": "w-1-b",
+        },
         "c": {"index": 2, "group": 2, "phase": "Skipped", "reason": "ConditionFalse"},
     },
 }
@@ -78,8 +102,13 @@ def test_the_summary_counts_finished_steps_and_a_new_workflow_counts_its_spec():
 
 def test_only_the_steps_that_changed_are_sent_again():
     before = step_views(STATUS)
-    status = {**STATUS, "steps": {**STATUS["steps"], "b": {**STATUS["steps"]["b"], "phase": "Succeeded",
-                                                           "finishedAt": "2026-12-03T10:00:09Z"}}}
+    status = {
+        **STATUS,
+        "steps": {
+            **STATUS["steps"],
+            "b": {**STATUS["steps"]["b"], "phase": "Succeeded", "finishedAt": "2026-12-03T10:00:09Z"},
+        },
+    }
     changed = changed_steps(before, step_views(status))
     assert list(changed) == ["b"] and changed["b"]["end"] == 9.0
 

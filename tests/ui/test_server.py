@@ -21,9 +21,13 @@ from ui.test_model import STATUS, s, workflow
 Client = Callable[[TestClient], Awaitable[None]]
 
 
-def run(test: Client, objects: list[dict[str, Any]] | None = None,
-        logs: Callable[[str, str, int], str] = lambda ns, job, lines: f"{ns} {job} {lines}\n") -> Hub:
+def run(
+    test: Client,
+    objects: list[dict[str, Any]] | None = None,
+    logs: Callable[[str, str, int], str] = lambda ns, job, lines: f"{ns} {job} {lines}\n",
+) -> Hub:
     """Serve a hub holding ``objects`` and hand a client to ``test``."""
+
     async def main() -> Hub:
         hub = Hub()
         hub.replace(objects if objects is not None else [workflow([s("a"), s("b"), s("c")], STATUS)])
@@ -48,7 +52,9 @@ async def events(response: Any) -> AsyncIterator[tuple[str, dict[str, Any]]]:
 def test_the_list_and_a_workflow_as_json():
     async def test(client: TestClient) -> None:
         listing = await (await client.get("/api/workflows")).json()
-        assert [(w["namespace"], w["name"], w["phase"]) for w in listing["workflows"]] == [("team", "w", "Running")]
+        assert [(w["namespace"], w["name"], w["phase"]) for w in listing["workflows"]] == [
+            ("team", "w", "Running")
+        ]
         page = await (await client.get("/api/workflows/team/w")).json()
         assert page["steps"]["a"]["phase"] == "Succeeded" and page["graph"]["nodes"]
         missing = await client.get("/api/workflows/team/nope")
@@ -62,7 +68,10 @@ def test_the_list_and_a_workflow_as_json():
 def test_logs_come_from_the_steps_job_with_a_bounded_line_count():
     async def test(client: TestClient) -> None:
         assert await (await client.get("/api/workflows/team/w/steps/a/logs")).text() == "team w-1-a 200\n"
-        assert await (await client.get("/api/workflows/team/w/steps/a/logs?lines=99999")).text() == "team w-1-a 5000\n"
+        assert (
+            await (await client.get("/api/workflows/team/w/steps/a/logs?lines=99999")).text()
+            == "team w-1-a 5000\n"
+        )
         assert (await client.get("/api/workflows/team/w/steps/a/logs?lines=x")).status == 400
         assert "has not started" in await (await client.get("/api/workflows/team/w/steps/c/logs")).text()
         assert (await client.get("/api/workflows/team/w/steps/zzz/logs")).status == 404
@@ -99,9 +108,21 @@ def test_the_workflow_stream_sends_the_page_then_only_the_steps_that_changed():
         stream = events(response)
         kind, page = await anext(stream)
         assert kind == "page" and set(page["steps"]) == {"a", "b", "c"} and "now" in page
-        obj = workflow([s("a"), s("b"), s("c")], {**STATUS, "steps": {
-            **STATUS["steps"], "b": {**STATUS["steps"]["b"], "phase": "Failed", "exitCode": 3,
-                                     "finishedAt": "2026-12-03T10:00:09Z"}}})
+        obj = workflow(
+            [s("a"), s("b"), s("c")],
+            {
+                **STATUS,
+                "steps": {
+                    **STATUS["steps"],
+                    "b": {
+                        **STATUS["steps"]["b"],
+                        "phase": "Failed",
+                        "exitCode": 3,
+                        "finishedAt": "2026-12-03T10:00:09Z",
+                    },
+                },
+            },
+        )
         client.app[HUB].apply("MODIFIED", obj)
         kind, update = await anext(stream)
         assert kind == "steps" and list(update["steps"]) == ["b"]

@@ -15,7 +15,10 @@ from stepflow.ui.watch import Hub, WorkflowWatch, lines
 
 
 def obj(name: str, version: str, phase: str = "Running") -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": version}, "status": {"phase": phase}}
+    return {
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": version},
+        "status": {"phase": phase},
+    }
 
 
 def test_watch_lines_are_whole_however_the_body_is_cut():
@@ -71,27 +74,38 @@ def listing(version: str, *items: dict[str, Any]) -> dict[str, Any]:
 def test_a_list_then_a_watch_from_its_version_keeps_the_copy_current():
     hub, api, changes = run_watch(
         [listing("10", obj("a", "9"))],
-        [[{"type": "ADDED", "object": obj("b", "11")}, {"type": "MODIFIED", "object": obj("a", "12", "Failed")},
-          {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}},
-          {"type": "DELETED", "object": obj("b", "16")}]])
+        [
+            [
+                {"type": "ADDED", "object": obj("b", "11")},
+                {"type": "MODIFIED", "object": obj("a", "12", "Failed")},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "15"}}},
+                {"type": "DELETED", "object": obj("b", "16")},
+            ]
+        ],
+    )
     assert list(hub.workflows) == [("ns", "a")] and hub.workflows[("ns", "a")]["status"]["phase"] == "Failed"
     assert api.calls[:2] == [("GET", "/apis/stepflow.dev/v1alpha1/namespaces/ns/workflows"), ("WATCH", "10")]
     assert api.calls[2] == ("WATCH", "16")  # the next watch resumes after the last event
-    assert changes == [("MODIFIED", ("ns", "a")), ("MODIFIED", ("ns", "b")), ("MODIFIED", ("ns", "a")),
-                       ("DELETED", ("ns", "b"))]
+    assert changes == [
+        ("MODIFIED", ("ns", "a")),
+        ("MODIFIED", ("ns", "b")),
+        ("MODIFIED", ("ns", "a")),
+        ("DELETED", ("ns", "b")),
+    ]
 
 
 def test_an_expired_version_lists_again_and_a_vanished_workflow_is_deleted():
-    hub, api, changes = run_watch(
+    hub, _, changes = run_watch(
         [listing("10", obj("a", "9"), obj("b", "9")), listing("30", obj("a", "9"))],
-        [[{"type": "ERROR", "object": {"code": 410, "message": "too old"}}]])
+        [[{"type": "ERROR", "object": {"code": 410, "message": "too old"}}]],
+    )
     assert list(hub.workflows) == [("ns", "a")]
     assert ("DELETED", ("ns", "b")) in changes
     assert changes.count(("MODIFIED", ("ns", "a"))) == 1  # unchanged on the second list: not sent again
 
 
 def test_a_failed_watch_is_reported_and_the_loop_lists_again():
-    hub, api, changes = run_watch([listing("10"), listing("20", obj("a", "19"))], [ConnectionError("reset")])
+    hub, _, changes = run_watch([listing("10"), listing("20", obj("a", "19"))], [ConnectionError("reset")])
     assert ("CONNECTION", ("", "")) in changes
     assert hub.connected and list(hub.workflows) == [("ns", "a")]
 

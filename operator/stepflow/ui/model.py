@@ -16,8 +16,18 @@ from stepflow.timeline import timeline_origin, timeline_rows
 
 Key = tuple[str, str]  # (namespace, name)
 
-STEP_FIELDS = ("reason", "message", "exitCode", "attempts", "jobName", "terminationMessage",
-               "outputs", "startedAt", "finishedAt", "finally")
+STEP_FIELDS = (
+    "reason",
+    "message",
+    "exitCode",
+    "attempts",
+    "jobName",
+    "terminationMessage",
+    "outputs",
+    "startedAt",
+    "finishedAt",
+    "finally",
+)
 
 
 def key_of(obj: Mapping[str, Any]) -> Key:
@@ -53,9 +63,16 @@ def step_views(status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         entry = steps[row.name]
         view = {field: entry[field] for field in STEP_FIELDS if field in entry}
         running = entry.get("startedAt") and not entry.get("finishedAt")
-        view.update(phase=row.phase, phaseLabel=phase_label(entry), group=row.group,
-                    groupLabel=group_label(entry), start=row.start,
-                    end=None if running else row.end, kept=row.kept, index=entry.get("index", 0))
+        view.update(
+            phase=row.phase,
+            phaseLabel=phase_label(entry),
+            group=row.group,
+            groupLabel=group_label(entry),
+            start=row.start,
+            end=None if running else row.end,
+            kept=row.kept,
+            index=entry.get("index", 0),
+        )
         views[row.name] = view
     return views
 
@@ -76,8 +93,12 @@ def header(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 def detail(obj: Mapping[str, Any]) -> dict[str, Any]:
     """Everything the workflow page draws."""
-    return {**header(obj), "generation": obj["metadata"].get("generation"), "graph": graph(obj),
-            "steps": step_views(obj.get("status") or {})}
+    return {
+        **header(obj),
+        "generation": obj["metadata"].get("generation"),
+        "graph": graph(obj),
+        "steps": step_views(obj.get("status") or {}),
+    }
 
 
 def changed_steps(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:

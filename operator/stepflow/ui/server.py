@@ -75,8 +75,14 @@ async def _index(request: web.Request) -> web.FileResponse:
 
 async def _meta(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    return web.json_response({"version": __version__, "scope": request.app[SCOPE],
-                              "phaseColours": PHASE_FILLS, "connected": hub.connected})
+    return web.json_response(
+        {
+            "version": __version__,
+            "scope": request.app[SCOPE],
+            "phaseColours": PHASE_FILLS,
+            "connected": hub.connected,
+        }
+    )
 
 
 async def _synced(hub: Hub) -> None:
@@ -95,8 +101,9 @@ def _found(request: web.Request) -> dict[str, Any]:
     key = (request.match_info["namespace"], request.match_info["name"])
     obj = request.app[HUB].workflows.get(key)
     if obj is None:
-        raise web.HTTPNotFound(text=json.dumps({"error": f"no workflow {key[0]}/{key[1]}"}),
-                               content_type="application/json")
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": f"no workflow {key[0]}/{key[1]}"}), content_type="application/json"
+        )
     return obj
 
 
@@ -128,8 +135,9 @@ async def _events(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     wanted = request.query.get("workflow")
     key: Key | None = tuple(wanted.split("/", 1)) if wanted and "/" in wanted else None  # type: ignore[assignment]
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
-                                           "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
     await response.prepare(request)
     queue = hub.subscribe()
     try:
@@ -153,8 +161,14 @@ async def _next(queue: asyncio.Queue[tuple[str, Key]]) -> tuple[str, Key] | None
 
 
 async def _list_stream(hub: Hub, queue: asyncio.Queue[tuple[str, Key]]) -> AsyncIterator[tuple[str, Any]]:
-    yield "snapshot", {"workflows": [summary(obj) for _, obj in sorted(hub.workflows.items())],
-                       "connected": hub.connected, "now": time.time()}
+    yield (
+        "snapshot",
+        {
+            "workflows": [summary(obj) for _, obj in sorted(hub.workflows.items())],
+            "connected": hub.connected,
+            "now": time.time(),
+        },
+    )
     while True:
         change = await _next(queue)
         if change is None:
@@ -169,8 +183,9 @@ async def _list_stream(hub: Hub, queue: asyncio.Queue[tuple[str, Key]]) -> Async
             yield "workflow", summary(hub.workflows[change[1]])
 
 
-async def _workflow_stream(hub: Hub, key: Key, queue: asyncio.Queue[tuple[str, Key]]
-                           ) -> AsyncIterator[tuple[str, Any]]:
+async def _workflow_stream(
+    hub: Hub, key: Key, queue: asyncio.Queue[tuple[str, Key]]
+) -> AsyncIterator[tuple[str, Any]]:
     """A full page once (and again when the spec changes), then only the steps that changed."""
     sent_generation: Any = object()
     sent_steps: dict[str, Any] = {}

@@ -71,7 +71,9 @@ class Hub:
             self._publish("DELETED", key)
         for key, obj in fresh.items():
             known = self.workflows.get(key)
-            if known is None or known["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
+            if known is None or known["metadata"].get("resourceVersion") != obj["metadata"].get(
+                "resourceVersion"
+            ):
                 self.workflows[key] = obj
                 self._publish("MODIFIED", key)
         self.connected = True
@@ -132,8 +134,12 @@ class WorkflowWatch:
         return listing["metadata"]["resourceVersion"]
 
     def _watch(self, version: str) -> str:
-        query = {"watch": "true", "resourceVersion": version, "allowWatchBookmarks": "true",
-                 "timeoutSeconds": str(WATCH_SECONDS)}
+        query = {
+            "watch": "true",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
         started = time.monotonic()
         for line in lines(self.api.stream(self.path, query=query, timeout=(10, WATCH_SECONDS + 30))):
             event = json.loads(line)

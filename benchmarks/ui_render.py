@@ -1,0 +1,191 @@
+"""How quickly the web UI draws a workflow and shows a change, in headless Chromium.
+
+    python benchmarks/ui_render.py [--quick] [--json PATH]
+
+On the real control plane of the testing tier (tests/kube/), with ``stepflow ui`` and Debian's
+Chromium on the same 2 cores. No operator runs: the benchmark writes each Workflow's status
+itself through the status subresource, so the figures are the UI's alone.
+
+- render: from the start of the page's navigation to the graph and timeline being drawn
+  (``window.stepflowUI.renderedAt``), for 10, 100 and 1,000 steps in groups of 10 (3 loads
+  each); "layout" is elkjs's share, in its web worker.
+- update: from the PATCH of one step's phase being sent to the page having recoloured that
+  step, for 1,000 steps. The baseline is a plain watch on the same API server (what
+  ``kubectl get -w`` sees): the delay no client of the watch can beat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from kube.browser import PageWatch, browser, ui_server  # noqa: E402
+from kube.build import ensure_assets  # noqa: E402
+from kube.controlplane import ControlPlane  # noqa: E402
+from kube.realcluster import Kube, wait_for, watch_events  # noqa: E402
+from stepflow.status import rfc3339  # noqa: E402
+
+NAMESPACE = "ui-bench"
+
+
+def workflow(name: str, size: int) -> dict[str, Any]:
+    steps = [{"name": f"s{i}", "script": "true", "parallelGroup": i // 10 + 1} for i in range(size)]
+    return {
+        "apiVersion": "stepflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {"defaults": {"image": "alpine:3.20"}, "steps": steps},
+    }
+
+
+def pending_status(size: int, started: float) -> dict[str, Any]:
+    steps = {f"s{i}": {"index": i, "group": i // 10, "phase": "Pending"} for i in range(size)}
+    return {"phase": "Running", "progress": f"0/{size}", "startedAt": rfc3339(started), "steps": steps}
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+def render_times(page: Any, url: str, loads: int) -> list[tuple[float, float]]:
+    """(render ms, layout ms) of each fresh load of the page."""
+    times = []
+    for _ in range(loads):
+        page.goto("about:blank")
+        page.goto(url)
+        wait_for(
+            lambda: page.evaluate("document.body.dataset.loaded === 'workflow'"), timeout=120, interval=0.02
+        )
+        times.append(
+            (page.evaluate("window.stepflowUI.renderedAt"), page.evaluate("window.stepflowUI.layoutMs"))
+        )
+    return times
+
+
+def update_latencies(
+    kube: Kube, page: Any, name: str, size: int, changes: int
+) -> tuple[list[float], list[float]]:
+    """(page ms, plain watch ms) after each PATCH that changes one step's phase."""
+    arrivals: dict[str, float] = {}
+    stop = threading.Event()
+
+    def plain_watch() -> None:
+        selector = f"metadata.name={name}"
+        for event in watch_events(kube, "workflows", stop, field_selector=selector):
+            arrivals.setdefault(event["object"]["metadata"]["resourceVersion"], time.time())
+
+    watcher = threading.Thread(target=plain_watch, daemon=True)
+    watcher.start()
+    time.sleep(1)  # the plain watch is open
+    page_ms, watch_ms = [], []
+    for n in range(changes):
+        step = f"s{(n * 97) % size}"
+        phase = "Running" if n % 2 == 0 else "Succeeded"
+        page.evaluate(f"delete window.stepflowUI.applied['{step}']")
+        written = time.time()  # before the PATCH is sent: the figures include its round trip
+        answer = kube.patch("workflows", name, {"status": {"steps": {step: {"phase": phase}}}}, "status")
+        version = answer["metadata"]["resourceVersion"]
+        shown = f"window.stepflowUI.applied['{step}']?.phase === '{phase}'"
+        wait_for(lambda shown=shown: page.evaluate(shown), timeout=30, interval=0.005)
+        page_ms.append((page.evaluate(f"window.stepflowUI.applied['{step}'].at") / 1000 - written) * 1000)
+        wait_for(lambda version=version: version in arrivals, timeout=30, interval=0.005)
+        watch_ms.append((arrivals[version] - written) * 1000)
+        time.sleep(0.3)  # one change at a time, as a run's steps end
+    stop.set()
+    return page_ms, watch_ms
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer loads and changes (a smoke test)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args()
+    loads, changes = (1, 5) if args.quick else (3, 30)
+    console = Console()
+    results: dict[str, Any] = {"render": {}, "update": {}}
+    with contextlib.ExitStack() as stack:
+        console.print("starting the real control plane (tests/kube/) …")
+        plane = stack.enter_context(
+            ControlPlane(ensure_assets(), Path(tempfile.mkdtemp(prefix="stepflow-ui-bench-")))
+        )
+        plane.kubectl("apply", "-k", str(ROOT / "deploy"))
+        plane.wait_established("workflows.stepflow.dev")
+        kube = Kube(plane, NAMESPACE)
+        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        for size in (10, 100, 1000):
+            kube.create(workflow(f"w{size}", size))
+            kube.patch("workflows", f"w{size}", {"status": pending_status(size, time.time())}, "status")
+        ui = stack.enter_context(ui_server(plane.kubeconfig, plane.workdir / "ui.log", "-n", NAMESPACE))
+        chromium = stack.enter_context(browser())
+        page = chromium.new_page(viewport={"width": 1440, "height": 900})
+        watch = PageWatch(page)
+        for size in (10, 100, 1000):
+            console.print(f"rendering {size} steps …")
+            times = render_times(page, f"{ui.url}#/w/{NAMESPACE}/w{size}", loads)
+            results["render"][size] = {"render_ms": [t[0] for t in times], "layout_ms": [t[1] for t in times]}
+        console.print(f"changing {changes} steps of the 1,000-step workflow, one at a time …")
+        page.goto(f"{ui.url}#/w/{NAMESPACE}/w1000")
+        wait_for(lambda: page.evaluate("document.body.dataset.loaded === 'workflow'"), timeout=120)
+        page_ms, watch_ms = update_latencies(kube, page, "w1000", 1000, changes)
+        results["update"] = {"page_ms": page_ms, "watch_ms": watch_ms}
+        results["browser_errors"] = watch.errors
+        results["foreign_requests"] = watch.foreign_requests()
+    report(console, results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 1 if results["browser_errors"] or results["foreign_requests"] else 0
+
+
+def report(console: Console, results: dict[str, Any]) -> None:
+    table = Table(title="stepflow ui in headless Chromium (real control plane, 2 shared cores)")
+    for column in ("what", "median", "min", "max", "runs"):
+        table.add_column(column)
+    for size, figures in results["render"].items():
+        for label, key in (("render", "render_ms"), ("  of it layout (elkjs)", "layout_ms")):
+            values = figures[key]
+            table.add_row(
+                f"{label}, {size} steps" if label == "render" else label,
+                f"{statistics.median(values):.0f} ms",
+                f"{min(values):.0f} ms",
+                f"{max(values):.0f} ms",
+                str(len(values)),
+            )
+    for label, key in (
+        ("update shown by the page, 1,000 steps", "page_ms"),
+        ("baseline: the same change seen by a plain watch", "watch_ms"),
+    ):
+        values = results["update"][key]
+        table.add_row(
+            label,
+            f"{statistics.median(values):.0f} ms",
+            f"{min(values):.0f} ms",
+            f"{max(values):.0f} ms (p90 {percentile(values, 0.9):.0f})",
+            str(len(values)),
+        )
+    console.print(table)
+    if results["browser_errors"] or results["foreign_requests"]:
+        console.print(
+            f"[red]browser errors: {results['browser_errors']}; "
+            f"requests off 127.0.0.1: {results['foreign_requests']}[/red]"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
