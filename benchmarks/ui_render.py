@@ -33,28 +33,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from kube.browser import PageWatch, browser, ui_server  # noqa: E402
+from kube.browser import PageWatch, browser, grouped_workflow, pending_status, ui_server  # noqa: E402
 from kube.build import ensure_assets  # noqa: E402
 from kube.controlplane import ControlPlane  # noqa: E402
 from kube.realcluster import Kube, wait_for, watch_events  # noqa: E402
-from stepflow.status import rfc3339  # noqa: E402
 
 NAMESPACE = "ui-bench"
-
-
-def workflow(name: str, size: int) -> dict[str, Any]:
-    steps = [{"name": f"s{i}", "script": "true", "parallelGroup": i // 10 + 1} for i in range(size)]
-    return {
-        "apiVersion": "stepflow.dev/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"name": name},
-        "spec": {"defaults": {"image": "alpine:3.20"}, "steps": steps},
-    }
-
-
-def pending_status(size: int, started: float) -> dict[str, Any]:
-    steps = {f"s{i}": {"index": i, "group": i // 10, "phase": "Pending"} for i in range(size)}
-    return {"phase": "Running", "progress": f"0/{size}", "startedAt": rfc3339(started), "steps": steps}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -130,8 +114,8 @@ def main() -> int:
         kube = Kube(plane, NAMESPACE)
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         for size in (10, 100, 1000):
-            kube.create(workflow(f"w{size}", size))
-            kube.patch("workflows", f"w{size}", {"status": pending_status(size, time.time())}, "status")
+            kube.create(grouped_workflow(f"w{size}", size))
+            kube.patch("workflows", f"w{size}", {"status": pending_status(size)}, "status")
         ui = stack.enter_context(ui_server(plane.kubeconfig, plane.workdir / "ui.log", "-n", NAMESPACE))
         chromium = stack.enter_context(browser())
         page = chromium.new_page(viewport={"width": 1440, "height": 900})

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 from kube.controlplane import ControlPlane
 from operator_harness import ROOT
+from stepflow.status import rfc3339
 
 # Without the background-networking flags Chromium calls Google's hosts at start, which this
 # machine's closed network refuses; --no-sandbox because CI runs as root.
@@ -40,6 +41,24 @@ VIEWER_RULES = [
     {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]},
 ]
 READ_VERBS = {"get", "list", "watch"}
+
+
+def grouped_workflow(name: str, size: int, group_size: int = 10) -> dict[str, Any]:
+    """``size`` steps in groups of ``group_size``: a graph as tall as it is wide at 1,000 steps."""
+    steps = [{"name": f"s{i}", "script": "true", "parallelGroup": i // group_size + 1} for i in range(size)]
+    return {
+        "apiVersion": "stepflow.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": name},
+        "spec": {"defaults": {"image": "alpine:3.20"}, "steps": steps},
+    }
+
+
+def pending_status(size: int, group_size: int = 10) -> dict[str, Any]:
+    """The status of a run that has just started, written without an operator: the UI alone is
+    under test. No ``progress``, so that it needs no updating as steps change."""
+    steps = {f"s{i}": {"index": i, "group": i // group_size, "phase": "Pending"} for i in range(size)}
+    return {"phase": "Running", "startedAt": rfc3339(time.time()), "steps": steps}
 
 
 def chromium() -> str:
