@@ -11,7 +11,7 @@ import pytest
 
 from stepflow.cli.ui import read_only
 from stepflow.operator.api import Api, NotLeader
-from stepflow.ui.watch import Hub, WorkflowWatch, lines
+from stepflow.ui.watch import Changes, Hub, WorkflowWatch, lines
 
 
 def obj(name: str, version: str, phase: str = "Running") -> dict[str, Any]:
@@ -49,20 +49,28 @@ class FakeApi:
         return iter("".join(json.dumps(event) + "\n" for event in script))
 
 
+class Recorder(Changes):
+    """Every change the hub publishes, none coalesced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changes: list[tuple[str, Any]] = []
+
+    def put(self, kind: str, key: Any) -> None:
+        self.changes.append((kind, key))
+
+
 def run_watch(lists: list[dict[str, Any]], watches: list[Any]) -> tuple[Hub, FakeApi, list[tuple[str, Any]]]:
     async def main() -> tuple[Hub, FakeApi, list[tuple[str, Any]]]:
         hub = Hub()
-        seen = hub.subscribe()
+        seen = hub.subscribe(Recorder())
         api = FakeApi(lists, watches)
         watch = WorkflowWatch(api, "ns", hub, asyncio.get_running_loop())
         api.watch = watch
         watch.stopped.wait = lambda seconds: False  # no back-off sleeps in the test
         await asyncio.to_thread(watch.run)
         await asyncio.sleep(0.05)  # the thread's last hand-offs
-        changes = []
-        while not seen.empty():
-            changes.append(seen.get_nowait())
-        return hub, api, changes
+        return hub, api, seen.changes
 
     return asyncio.run(main())
 
@@ -106,8 +114,24 @@ def test_an_expired_version_lists_again_and_a_vanished_workflow_is_deleted():
 
 def test_a_failed_watch_is_reported_and_the_loop_lists_again():
     hub, _, changes = run_watch([listing("10"), listing("20", obj("a", "19"))], [ConnectionError("reset")])
-    assert ("CONNECTION", ("", "")) in changes
+    assert ("CONNECTION", ("", "connection")) in changes
     assert hub.connected and list(hub.workflows) == [("ns", "a")]
+
+
+def test_a_page_that_falls_behind_gets_each_workflows_latest_change_once():
+    async def main() -> list[tuple[str, Any] | None]:
+        changes = Changes()
+        for n in range(10_000):
+            changes.put("MODIFIED", ("ns", f"w{n % 3}"))
+        changes.put("DELETED", ("ns", "w0"))
+        return [await changes.get(0.01) for _ in range(4)]
+
+    assert asyncio.run(main()) == [
+        ("MODIFIED", ("ns", "w1")),
+        ("MODIFIED", ("ns", "w2")),
+        ("DELETED", ("ns", "w0")),
+        None,
+    ]
 
 
 def test_the_uis_api_handle_refuses_every_write_before_sending_it():

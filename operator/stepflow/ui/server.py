@@ -21,7 +21,7 @@ from aiohttp import web
 from stepflow import __version__
 from stepflow.timeline import PHASE_FILLS
 from stepflow.ui.model import Key, changed_steps, detail, header, step_views, summary
-from stepflow.ui.watch import Hub
+from stepflow.ui.watch import Changes, Hub
 
 log = logging.getLogger("stepflow.ui")
 
@@ -139,28 +139,25 @@ async def _events(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    queue = hub.subscribe()
+    changes = hub.subscribe()
     try:
         await _synced(hub)
-        stream = _workflow_stream(hub, key, queue) if key else _list_stream(hub, queue)
+        stream = _workflow_stream(hub, key, changes) if key else _list_stream(hub, changes)
         async for event, data in stream:
             await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        hub.unsubscribe(queue)
+        hub.unsubscribe(changes)
     return response
 
 
-async def _next(queue: asyncio.Queue[tuple[str, Key]]) -> tuple[str, Key] | None:
+async def _next(changes: Changes) -> tuple[str, Key] | None:
     """The next change, or None after a quiet spell (for a heartbeat that finds closed pages)."""
-    try:
-        return await asyncio.wait_for(queue.get(), timeout=HEARTBEAT_SECONDS)
-    except TimeoutError:
-        return None
+    return await changes.get(HEARTBEAT_SECONDS)
 
 
-async def _list_stream(hub: Hub, queue: asyncio.Queue[tuple[str, Key]]) -> AsyncIterator[tuple[str, Any]]:
+async def _list_stream(hub: Hub, changes: Changes) -> AsyncIterator[tuple[str, Any]]:
     yield (
         "snapshot",
         {
@@ -170,7 +167,7 @@ async def _list_stream(hub: Hub, queue: asyncio.Queue[tuple[str, Key]]) -> Async
         },
     )
     while True:
-        change = await _next(queue)
+        change = await _next(changes)
         if change is None:
             yield "heartbeat", {}
         elif change[0] == "CLOSE":
@@ -183,9 +180,7 @@ async def _list_stream(hub: Hub, queue: asyncio.Queue[tuple[str, Key]]) -> Async
             yield "workflow", summary(hub.workflows[change[1]])
 
 
-async def _workflow_stream(
-    hub: Hub, key: Key, queue: asyncio.Queue[tuple[str, Key]]
-) -> AsyncIterator[tuple[str, Any]]:
+async def _workflow_stream(hub: Hub, key: Key, changes: Changes) -> AsyncIterator[tuple[str, Any]]:
     """A full page once (and again when the spec changes), then only the steps that changed."""
     sent_generation: Any = object()
     sent_steps: dict[str, Any] = {}
@@ -211,4 +206,4 @@ async def _workflow_stream(
                 changed = changed_steps(sent_steps, steps)
                 sent_steps = steps
                 yield "steps", {**header(obj), "steps": changed, "now": time.time()}
-        change = await _next(queue)
+        change = await _next(changes)

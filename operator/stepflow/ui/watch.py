@@ -42,26 +42,58 @@ def lines(chunks: Iterable[str]) -> Iterator[str]:
         yield from (line for line in complete if line.strip())
 
 
+CONNECTION: Key = ("", "connection")  # the watch broke, or came back
+CLOSE: Key = ("", "close")  # the server is stopping
+
+
+class Changes:
+    """A page's pending changes, at most one per workflow.
+
+    A page that falls behind (a slow link, a busy browser) gets each workflow's latest state
+    once, not every state in between, and its backlog never grows past the number of workflows.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[Key, str] = {}
+        self._ready = asyncio.Event()
+
+    def put(self, kind: str, key: Key) -> None:
+        self._pending.pop(key, None)  # to the back: changes leave in the order they last came
+        self._pending[key] = kind
+        self._ready.set()
+
+    async def get(self, timeout: float) -> tuple[str, Key] | None:
+        """The oldest pending change, or None after ``timeout`` seconds without one."""
+        if not self._pending:
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), timeout)
+            except TimeoutError:
+                return None
+        key = next(iter(self._pending))
+        return self._pending.pop(key), key
+
+
 class Hub:
-    """The copy of every Workflow, and the queues of the pages that follow them (event loop only)."""
+    """The copy of every Workflow, and the changes of the pages that follow them (event loop only)."""
 
     def __init__(self) -> None:
         self.workflows: dict[Key, dict[str, Any]] = {}
         self.synced = asyncio.Event()
         self.connected = False
-        self._subscribers: set[asyncio.Queue[tuple[str, Key]]] = set()
+        self._subscribers: set[Changes] = set()
 
-    def subscribe(self) -> asyncio.Queue[tuple[str, Key]]:
-        queue: asyncio.Queue[tuple[str, Key]] = asyncio.Queue()
-        self._subscribers.add(queue)
-        return queue
+    def subscribe(self, changes: Changes | None = None) -> Changes:
+        changes = changes or Changes()
+        self._subscribers.add(changes)
+        return changes
 
-    def unsubscribe(self, queue: asyncio.Queue[tuple[str, Key]]) -> None:
-        self._subscribers.discard(queue)
+    def unsubscribe(self, changes: Changes) -> None:
+        self._subscribers.discard(changes)
 
     def _publish(self, kind: str, key: Key) -> None:
-        for queue in self._subscribers:
-            queue.put_nowait((kind, key))
+        for changes in self._subscribers:
+            changes.put(kind, key)
 
     def replace(self, items: list[dict[str, Any]]) -> None:
         """A fresh list: what is gone was deleted while the watch was down."""
@@ -89,11 +121,11 @@ class Hub:
         self._publish("MODIFIED", key)
 
     def close(self) -> None:
-        self._publish("CLOSE", ("", ""))
+        self._publish("CLOSE", CLOSE)
 
     def lost(self) -> None:
         self.connected = False
-        self._publish("CONNECTION", ("", ""))
+        self._publish("CONNECTION", CONNECTION)
 
 
 class WorkflowWatch:
