@@ -113,6 +113,15 @@ def test_the_pages_follow_a_real_run_read_only(kube, operator, page, tmp_path):
     assert verbs_of(kube.plane, kube.namespace, VIEWER) <= READ_VERBS
 
 
+# True when a cell's last text node lies wholly inside the cell: drawn, not clipped away.
+TEXT_INSIDE = """td => {
+    const range = document.createRange();
+    range.selectNodeContents(td.lastChild);
+    const text = range.getBoundingClientRect(), box = td.getBoundingClientRect();
+    return text.width > 0 && text.top >= box.top - 1 && text.bottom <= box.bottom + 1;
+}"""
+
+
 def check_the_list(kube: Any, page: Any, url: str) -> None:
     page.goto(url)
     page.wait_for_selector("body[data-loaded=list]")
@@ -125,6 +134,14 @@ def check_the_list(kube: Any, page: Any, url: str) -> None:
         f"{kube.namespace}/{name}": kube.status(name)["phase"] for name in ("release", "broken", "live")
     }
     assert shown == expected  # -n: the workflow in the other namespace is not listed
+    for name, share in (("release", 1), ("live", 0)):
+        cell = page.locator(f'tr[data-key="{kube.namespace}/{name}"] td.progress')
+        assert cell.inner_text().strip() == kube.status(name)["progress"]
+        assert cell.evaluate(TEXT_INSIDE), f"{name}'s progress text is cut off"
+        fill = cell.evaluate(
+            "td => td.querySelector('.meter > span').offsetWidth / td.querySelector('.meter').offsetWidth"
+        )
+        assert fill == share
     page.select_option('select[aria-label="phase"]', "Failed")
     assert page.locator("table.workflows tbody tr:visible").count() == 1
     page.select_option('select[aria-label="phase"]', "")

@@ -113,7 +113,7 @@ function listPage() {
     }
     row.summary = s;
     row.cells.phase.replaceChildren(el("span", { class: "badge", "data-phase": s.phase, text: s.phase }));
-    const bar = el("span", { class: "progress" }, el("span"));
+    const bar = el("span", { class: "meter" }, el("span"));
     bar.firstChild.style.setProperty("--done", s.total ? s.done / s.total : 0);
     row.cells.progress.replaceChildren(bar, s.progress || `${s.done}/${s.total}`);
     row.cells.message.textContent = s.reason && s.phase === "Failed" ? `${s.reason}: ${s.message}` : s.message;
@@ -255,7 +255,9 @@ function workflowPage(namespace, name) {
     } catch (error) {
       page.logText = `(no logs: ${error})`;
     }
-    if (page.selected === step) pre.textContent = page.logText;
+    // The panel may have been drawn again meanwhile (an update of the step): fill the live one.
+    const live = panel.querySelector("pre.logs");
+    if (page.selected === step && live) live.textContent = page.logText;
   };
 
   const drawGantt = (order) => {
