@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from aiohttp import web
 from stepflow import __version__
 from stepflow.timeline import PHASE_FILLS
 from stepflow.ui.model import Key, changed_steps, detail, header, step_views, summary
-from stepflow.ui.watch import Changes, Hub
+from stepflow.ui.watch import CLOSE, CONNECTION, Hub
 
 log = logging.getLogger("stepflow.ui")
 
@@ -133,18 +133,31 @@ async def _logs(request: web.Request) -> web.Response:
 async def _events(request: web.Request) -> web.StreamResponse:
     """The live stream: the list's rows, or one workflow's step changes (``?workflow=ns/name``)."""
     hub = request.app[HUB]
-    wanted = request.query.get("workflow")
-    key: Key | None = tuple(wanted.split("/", 1)) if wanted and "/" in wanted else None  # type: ignore[assignment]
+    wanted = request.query.get("workflow", "")
+    namespace, _, name = wanted.partition("/")
+    stream: _ListEvents | _WorkflowEvents = (
+        _WorkflowEvents(hub, (namespace, name)) if name else _ListEvents(hub)
+    )
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
     changes = hub.subscribe()
+
+    async def send(events: list[tuple[str, Any]]) -> None:
+        for event, data in events:
+            await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
     try:
         await _synced(hub)
-        stream = _workflow_stream(hub, key, changes) if key else _list_stream(hub, changes)
-        async for event, data in stream:
-            await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+        await send(stream.first())
+        while (change := await changes.get(HEARTBEAT_SECONDS)) is None or change[1] != CLOSE:
+            if change is None:  # a quiet spell: a write finds a page that has gone
+                await send([("heartbeat", {})])
+            elif change[1] == CONNECTION:
+                await send([("connection", {"connected": hub.connected})])
+            else:
+                await send(stream.changed(*change))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
@@ -152,58 +165,47 @@ async def _events(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _next(changes: Changes) -> tuple[str, Key] | None:
-    """The next change, or None after a quiet spell (for a heartbeat that finds closed pages)."""
-    return await changes.get(HEARTBEAT_SECONDS)
+class _ListEvents:
+    """The list page: every row at first, then each changed or deleted row."""
+
+    def __init__(self, hub: Hub):
+        self.hub = hub
+
+    def first(self) -> list[tuple[str, Any]]:
+        rows = [summary(obj) for _, obj in sorted(self.hub.workflows.items())]
+        return [("snapshot", {"workflows": rows, "connected": self.hub.connected, "now": time.time()})]
+
+    def changed(self, kind: str, key: Key) -> list[tuple[str, Any]]:
+        obj = self.hub.workflows.get(key)
+        if kind == "DELETED" or obj is None:
+            return [("deleted", {"namespace": key[0], "name": key[1]})]
+        return [("workflow", summary(obj))]
 
 
-async def _list_stream(hub: Hub, changes: Changes) -> AsyncIterator[tuple[str, Any]]:
-    yield (
-        "snapshot",
-        {
-            "workflows": [summary(obj) for _, obj in sorted(hub.workflows.items())],
-            "connected": hub.connected,
-            "now": time.time(),
-        },
-    )
-    while True:
-        change = await _next(changes)
-        if change is None:
-            yield "heartbeat", {}
-        elif change[0] == "CLOSE":
-            return
-        elif change[0] == "CONNECTION":
-            yield "connection", {"connected": hub.connected}
-        elif change[0] == "DELETED":
-            yield "deleted", {"namespace": change[1][0], "name": change[1][1]}
-        elif change[1] in hub.workflows:
-            yield "workflow", summary(hub.workflows[change[1]])
+class _WorkflowEvents:
+    """A workflow page: the whole page once (and again when the spec changes), then only the
+    steps that changed since the last event."""
 
+    def __init__(self, hub: Hub, key: Key):
+        self.hub, self.key = hub, key
+        self.sent_generation: Any = object()
+        self.sent_steps: dict[str, Any] = {}
 
-async def _workflow_stream(hub: Hub, key: Key, changes: Changes) -> AsyncIterator[tuple[str, Any]]:
-    """A full page once (and again when the spec changes), then only the steps that changed."""
-    sent_generation: Any = object()
-    sent_steps: dict[str, Any] = {}
-    change: tuple[str, Key] | None = ("MODIFIED", key)
-    while True:
-        if change is None:
-            yield "heartbeat", {}
-        elif change[0] == "CLOSE":
-            return
-        elif change[0] == "CONNECTION":
-            yield "connection", {"connected": hub.connected}
-        elif change[1] == key:
-            obj = hub.workflows.get(key)
-            if obj is None:
-                yield "deleted", {"namespace": key[0], "name": key[1]}
-                sent_generation, sent_steps = object(), {}
-            elif obj["metadata"].get("generation") != sent_generation:
-                page = detail(obj)
-                sent_generation, sent_steps = page["generation"], page["steps"]
-                yield "page", {**page, "now": time.time()}
-            else:
-                steps = step_views(obj.get("status") or {})
-                changed = changed_steps(sent_steps, steps)
-                sent_steps = steps
-                yield "steps", {**header(obj), "steps": changed, "now": time.time()}
-        change = await _next(changes)
+    def first(self) -> list[tuple[str, Any]]:
+        return self.changed("MODIFIED", self.key)
+
+    def changed(self, kind: str, key: Key) -> list[tuple[str, Any]]:
+        if key != self.key:
+            return []
+        obj = self.hub.workflows.get(key)
+        if obj is None:
+            self.sent_generation, self.sent_steps = object(), {}
+            return [("deleted", {"namespace": key[0], "name": key[1]})]
+        if obj["metadata"].get("generation") != self.sent_generation:
+            page = detail(obj)
+            self.sent_generation, self.sent_steps = page["generation"], page["steps"]
+            return [("page", {**page, "now": time.time()})]
+        steps = step_views(obj.get("status") or {})
+        changed = changed_steps(self.sent_steps, steps)
+        self.sent_steps = steps
+        return [("steps", {**header(obj), "steps": changed, "now": time.time()})]

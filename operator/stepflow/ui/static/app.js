@@ -408,7 +408,7 @@ function workflowPage(namespace, name) {
         tickGantt();
       }).catch(showError);
     },
-    deleted: () => { message.textContent = "This workflow was deleted."; badge.textContent = "deleted"; },
+    deleted: () => { message.textContent = "There is no such workflow: it was deleted, or never existed."; badge.textContent = "gone"; },
   });
   every(1, () => {
     tickGantt();
