@@ -79,6 +79,19 @@ def test_logs_come_from_the_steps_job_with_a_bounded_line_count():
     run(test)
 
 
+def test_a_log_that_cannot_be_read_is_a_message_not_a_traceback(caplog):
+    def refused(namespace: str, job: str, lines: int) -> str:
+        raise PermissionError("pods/log is forbidden")
+
+    async def test(client: TestClient) -> None:
+        response = await client.get("/api/workflows/team/w/steps/a/logs")
+        assert response.status == 502
+        assert await response.text() == "(cannot read the log: pods/log is forbidden)"
+
+    run(test, logs=refused)
+    assert "w-1-a" in caplog.text and "Traceback" not in caplog.text
+
+
 def test_nothing_but_get_is_served():
     async def test(client: TestClient) -> None:
         for method in ("POST", "PUT", "PATCH", "DELETE"):

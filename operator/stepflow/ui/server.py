@@ -126,7 +126,13 @@ async def _logs(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(text="lines must be a number") from None
     read_logs = request.app[LOGS]
     loop = asyncio.get_running_loop()
-    text = await loop.run_in_executor(None, read_logs, obj["metadata"]["namespace"], entry["jobName"], lines)
+    try:
+        text = await loop.run_in_executor(
+            None, read_logs, obj["metadata"]["namespace"], entry["jobName"], lines
+        )
+    except Exception as exc:  # refused (no pods/log permission), the pod gone, the API unreachable
+        log.warning("reading the log of %s failed: %s", entry["jobName"], str(exc)[:300])
+        return web.Response(status=502, text=f"(cannot read the log: {str(exc)[:300]})")
     return web.Response(text=text, headers={"Cache-Control": "no-store"})
 
 

@@ -251,7 +251,8 @@ function workflowPage(namespace, name) {
     const url = `/api/workflows/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}/steps/${encodeURIComponent(step)}/logs`;
     try {
       const response = await fetch(url);
-      page.logText = response.ok ? await response.text() || "(the log is empty)" : `(no logs: ${response.status})`;
+      const text = await response.text();
+      page.logText = response.ok ? text || "(the log is empty)" : text || `(no logs: ${response.status})`;
     } catch (error) {
       page.logText = `(no logs: ${error})`;
     }
