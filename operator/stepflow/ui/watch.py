@@ -108,7 +108,9 @@ class Hub:
             ):
                 self.workflows[key] = obj
                 self._publish("MODIFIED", key)
-        self.connected = True
+        if not self.connected:  # back after a break: the pages can drop their banner
+            self.connected = True
+            self._publish("CONNECTION", CONNECTION)
         self.synced.set()
 
     def apply(self, kind: str, obj: dict[str, Any]) -> None:
