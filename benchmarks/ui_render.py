@@ -9,6 +9,8 @@ itself through the status subresource, so the figures are the UI's alone.
 - render: from the start of the page's navigation to the graph and timeline being drawn
   (``window.stepflowUI.renderedAt``), for 10, 100 and 1,000 steps in groups of 10 (3 loads
   each); "layout" is elkjs's share, in its web worker.
+- patch: how long the API server takes to answer a status PATCH of one step, per size: the
+  floor under every update of a workflow that large, whoever watches it.
 - update: from the PATCH of one step's phase being sent to the page having recoloured that
   step, for 1,000 steps. The baseline is a plain watch on the same API server (what
   ``kubectl get -w`` sees): the delay no client of the watch can beat. Most of it is the API
@@ -63,6 +65,22 @@ def render_times(page: Any, url: str, loads: int) -> list[tuple[float, float]]:
     return times
 
 
+def patch_times(kube: Kube, name: str, count: int) -> list[float]:
+    """How long the API server takes to answer a PATCH of one step's phase (ms): the cost of
+    every status write of a workflow of this size, before any client hears of it."""
+    times = []
+    for n in range(count):
+        started = time.time()
+        kube.patch(
+            "workflows",
+            name,
+            {"status": {"steps": {"s1": {"phase": ("Pending", "Running")[n % 2]}}}},
+            "status",
+        )
+        times.append((time.time() - started) * 1000)
+    return times
+
+
 def update_latencies(
     kube: Kube, page: Any, name: str, size: int, changes: int
 ) -> tuple[list[float], list[float]]:
@@ -105,7 +123,7 @@ def main() -> int:
     args = parser.parse_args()
     loads, changes = (1, 5) if args.quick else (3, 30)
     console = Console()
-    results: dict[str, Any] = {"render": {}, "update": {}}
+    results: dict[str, Any] = {"render": {}, "update": {}, "patch": {}}
     with contextlib.ExitStack() as stack:
         console.print("starting the real control plane (tests/kube/) …")
         plane = stack.enter_context(
@@ -118,6 +136,7 @@ def main() -> int:
         for size in (10, 100, 1000):
             kube.create(grouped_workflow(f"w{size}", size))
             kube.patch("workflows", f"w{size}", {"status": pending_status(size)}, "status")
+            results["patch"][size] = patch_times(kube, f"w{size}", 10)
         ui = stack.enter_context(ui_server(plane.kubeconfig, plane.workdir / "ui.log", "-n", NAMESPACE))
         chromium = stack.enter_context(browser())
         page = chromium.new_page(viewport={"width": 1440, "height": 900})
@@ -153,6 +172,14 @@ def report(console: Console, results: dict[str, Any]) -> None:
                 f"{max(values):.0f} ms",
                 str(len(values)),
             )
+    for size, values in results["patch"].items():
+        table.add_row(
+            f"a status PATCH answered by the API server, {size} steps",
+            f"{statistics.median(values):.0f} ms",
+            f"{min(values):.0f} ms",
+            f"{max(values):.0f} ms",
+            str(len(values)),
+        )
     for label, key in (
         ("update shown by the page, 1,000 steps", "page_ms"),
         ("baseline: the same change seen by a plain watch", "watch_ms"),
