@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kube.controlplane import ControlPlane
-from operator_harness import ROOT
+from operator_harness import ROOT, stop_process
 from stepflow.status import rfc3339
 
 # Without the background-networking flags Chromium calls Google's hosts at start, which this
@@ -132,13 +132,7 @@ class UiServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, timeout=10)
 
 
 @contextmanager

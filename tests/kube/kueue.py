@@ -22,6 +22,7 @@ import yaml
 
 from kube.controlplane import ControlPlane
 from kube.realcluster import wait_for
+from operator_harness import stop_process
 
 NAMESPACE = "kueue-system"
 SERVICE = "kueue-webhook-service"
@@ -119,10 +120,4 @@ class Kueue:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process)
