@@ -28,7 +28,6 @@ log = logging.getLogger("stepflow.ui")
 STATIC = Path(__file__).resolve().parent / "static"
 HEARTBEAT_SECONDS = 15
 LOG_LINES = 200
-LOG_BYTES = 256 * 1024
 
 LogReader = Callable[[str, str, int], str]  # (namespace, job, lines) -> the newest pod's log tail
 
