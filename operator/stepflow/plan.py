@@ -676,6 +676,11 @@ def _edges(plan: Plan) -> list[tuple[str, str]]:
     return edges
 
 
+def _join_nodes(edges: list[tuple[str, str]]) -> list[str]:
+    """The ``#g`` barrier and "every main step is over" nodes that ``_edges`` drew through."""
+    return sorted({a for a, _ in edges if a.startswith("#")})
+
+
 def _group_title(plan: Plan, g: int) -> str:
     main = plan.main_group_count if plan.main_group_count is not None else len(plan.groups)
     return f"group {g + 1}" if g < main else f"finally group {g - main + 1}"
@@ -693,7 +698,7 @@ def to_mermaid(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
         lines.append(f'  subgraph group{g + 1}["{_group_title(plan, g)}"]')
         lines.extend(f'    {_mermaid_id(n)}["{n}"]' for n in members)
         lines.append("  end")
-    joins = sorted({a for a, _ in edges if a.startswith("#")})
+    joins = _join_nodes(edges)
     lines.extend(f"  {_mermaid_id(j)}(( ))" for j in joins)
     lines.extend(f"  {_mermaid_id(a)} --> {_mermaid_id(b)}" for a, b in edges)
     if phases:
@@ -714,7 +719,7 @@ def to_dot(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
             style = f', style="rounded,filled", fillcolor="{colour}"' if colour else ""
             lines.append(f'    "{name}" [label="{name}"{style}];')
         lines.append("  }")
-    joins = sorted({a for a, _ in edges if a.startswith("#")})
+    joins = _join_nodes(edges)
     lines.extend(f'  "{j}" [shape=point, label=""];' for j in joins)
     lines.extend(f'  "{a}" -> "{b}";' for a, b in edges)
     lines.append("}")
@@ -733,7 +738,7 @@ def graph_model(plan: Plan) -> dict[str, Any]:
     nodes: list[dict[str, Any]] = [
         {"id": name, "column": 2 * g} for g, members in enumerate(plan.groups) for name in members
     ]
-    joins = sorted({a for a, _ in edges if a.startswith("#")})
+    joins = _join_nodes(edges)
     for join in joins:
         after = main - 1 if join == MAIN_DONE else int(join[1:])
         nodes.append({"id": join, "column": 2 * after + 1, "join": True})
