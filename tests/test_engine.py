@@ -449,7 +449,8 @@ def test_a_workflow_arriving_after_a_large_one_waits_only_for_steps_queued_befor
 def test_a_decision_costs_what_changed_not_the_size_of_the_workflow(monkeypatch):
     """With the observations kept across decisions, a pass looks at the steps whose fate may
     change: on a 2,000-step chain it looked at every pending step, twice per step."""
-    from stepflow.engine import Observations, _Pass
+    from stepflow.engine import Observations
+    from stepflow.engine.rules import _Pass
 
     plan = plan_of([step(f"s{i}") for i in range(2000)])
     observed = Observations(plan)
