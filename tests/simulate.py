@@ -8,11 +8,10 @@ recorded, so tests can assert on what a user would see on a timeline.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stepflow.engine import (
-    CANCELLED,
     FAILED,
     RUNNING,
     SUCCEEDED,
@@ -21,7 +20,9 @@ from stepflow.engine import (
     SlotQueue,
     StepState,
     Verdict,
+    apply_decision,
     apply_skips,
+    cancelled,
     decide,
 )
 from stepflow.plan import Plan
@@ -103,18 +104,8 @@ class Sim:
                               stop=self.stop)
                 assert kept == decision, f"the kept Observations decide differently at t={now}"
             decisions.append((now, decision))
-            states = apply_skips(states, decision, now)
-            for name, verdict in decision.cancel.items():
-                states[name] = replace(states[name], phase=CANCELLED, reason=verdict.reason,
-                                       message=verdict.message, finished_at=now)
-                intervals[name].end = now
-                del end_at[name]
-            for name in decision.start:
-                starts.append((now, name, dict(states)))
-                states[name] = StepState(phase=RUNNING, started_at=now, attempts=1)
-                end_at[name] = now + self.durations.get(name, 1.0)
-                intervals[name] = Interval(now)
-                order.append(name)
+            steps = _SimSteps(self, now, states, end_at, intervals, order, starts)
+            apply_decision(states, decision, now, steps)
             max_running = max(max_running, sum(1 for s in states.values() if s.phase == RUNNING))
             if decision.finished:
                 return Result(states, decision, decisions, intervals, order, max_running, now,
@@ -141,6 +132,35 @@ class Sim:
         raise AssertionError("simulation did not settle")
 
 
+@dataclass
+class _SimSteps:
+    """The simulator as the executor of :func:`apply_decision`: starting and stopping a step
+    only moves numbers."""
+
+    sim: Sim
+    now: float
+    states: Mapping[str, StepState]
+    end_at: dict[str, float]
+    intervals: dict[str, Interval]
+    order: list[str]
+    starts: list[tuple[float, str, Mapping[str, StepState]]]
+
+    def start(self, name: str, now: float) -> StepState:
+        self.starts.append((now, name, dict(self.states)))
+        self.end_at[name] = now + self.sim.durations.get(name, 1.0)
+        self.intervals[name] = Interval(now)
+        self.order.append(name)
+        return StepState(phase=RUNNING, started_at=now, attempts=1)
+
+    def stop(self, name: str, verdict: Verdict, now: float) -> StepState:
+        self.intervals[name].end = now
+        del self.end_at[name]
+        return cancelled(self.states[name], verdict, now)
+
+    def recorded(self, name: str, state: StepState) -> None:
+        pass
+
+
 def simulate(plan: Plan, durations: Mapping[str, float] | None = None, fails=(), **kwargs) -> Result:
     return Sim(plan, durations or {}, frozenset(fails), **kwargs).run()
 
@@ -160,10 +180,10 @@ def simulate_fleet(arrivals: list[Arrival], limit: int | None,
                    ) -> dict[str, dict[str, Interval]]:
     """Several workflows under one operator-wide cap (C2), shared through :class:`SlotQueue`.
 
-    Each reconcile asks the engine what it wants to start, asks the queue how
-    many it may, and decides again with that many global slots, as an operator
-    would. ``reconcile_order`` lets a test prove the order of reconciles does
-    not matter. Returns each workflow's step intervals (times relative to 0).
+    Each reconcile decides with the queue answering how many of the steps the
+    engine would start may start, as an operator would. ``reconcile_order`` lets
+    a test prove the order of reconciles does not matter. Returns each workflow's
+    step intervals (times relative to 0).
     """
     queue = SlotQueue(limit)
     states: dict[str, dict[str, StepState]] = {a.name: {} for a in arrivals}
@@ -178,10 +198,8 @@ def simulate_fleet(arrivals: list[Arrival], limit: int | None,
         for name in reconcile_order(present):
             arrival = by_name[name]
             wf = states[name]
-            running = sum(1 for s in wf.values() if s.phase == RUNNING)
-            wanted = decide(arrival.plan, wf, now=now, started_at=arrival.at).start
-            slots = queue.grant(name, wanted, running)
-            decision = decide(arrival.plan, wf, now=now, started_at=arrival.at, global_slots=slots)
+            decision = decide(arrival.plan, wf, now=now, started_at=arrival.at,
+                              queues=_FleetQueue(queue, name))
             wf = apply_skips(wf, decision, now)
             for step_name in decision.start:
                 wf[step_name] = StepState(phase=RUNNING, started_at=now)
@@ -208,6 +226,20 @@ def simulate_fleet(arrivals: list[Arrival], limit: int | None,
             intervals[wf_name][step_name].end = now
             del end_at[key]
     raise AssertionError("fleet simulation did not settle")
+
+
+@dataclass
+class _FleetQueue:
+    """One workflow's view of the fleet's operator-wide queue (C2), as the operator has it."""
+
+    queue: SlotQueue
+    workflow: str
+
+    def pool_slots(self, wanted: Sequence[str]) -> Mapping[str, int | None]:
+        return {}
+
+    def global_slots(self, wanted: Sequence[str], running: int) -> int | None:
+        return self.queue.grant(self.workflow, wanted, running)
 
 
 def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:

@@ -23,15 +23,16 @@ from stepflow.engine import (
     CANCELLED,
     FAILED,
     RUNNING,
+    SKIPPED,
     SUCCEEDED,
     TERMINAL,
     Decision,
     Observations,
     StepState,
     Verdict,
+    apply_decision,
+    cancelled,
     decide,
-    failed_unstarted,
-    skipped,
 )
 from stepflow.outputs import TERMINATION_MESSAGE_BYTES as OUTPUTS_LIMIT
 from stepflow.outputs import output_env, with_outputs
@@ -140,20 +141,28 @@ class LocalRun:
                           max_concurrency=self.max_concurrency, stop=self._stop,
                           stop_finally=self._stop_finally, pool_slots=self._pool_slots())
         self.decision = decision
-        for name, verdict in decision.skip.items():
-            self.states[name] = skipped(self.states[name], verdict, now)
-            self.listener(self, "skipped", name)
-        for name, verdict in decision.fail.items():
-            self.states[name] = failed_unstarted(self.states[name], verdict, now)
-            self.listener(self, "failed", name)
-        for name, verdict in decision.cancel.items():
-            process = self._processes.get(name)
-            if process is not None and process.verdict is None:
-                process.verdict = verdict
-                process.task.cancel()
-        for name in decision.start:
-            self._start(self.plan.step_by_name[name], now)
+        apply_decision(self.states, decision, now, self)
         return decision
+
+    # --- the executor the engine's apply loop drives --------------------------------------
+
+    def start(self, name: str, now: float) -> StepState:
+        self.states[name] = state = StepState(phase=RUNNING, started_at=now, attempts=1)
+        task = asyncio.ensure_future(self._run_step(self.plan.step_by_name[name]))
+        self._processes[name] = _Process(task)
+        self.listener(self, "started", name)  # the live view reads the state recorded above
+        return state
+
+    def stop(self, name: str, verdict: Verdict, now: float) -> StepState | None:
+        """The process is killed; its step is recorded Cancelled once it has exited (_finish)."""
+        process = self._processes.get(name)
+        if process is not None and process.verdict is None:
+            process.verdict = verdict
+            process.task.cancel()
+        return None
+
+    def recorded(self, name: str, state: StepState) -> None:
+        self.listener(self, "skipped" if state.phase == SKIPPED else "failed", name)
 
     def _pool_slots(self) -> dict[str, int | None] | None:
         """R2 for one workflow: a pool's free slots are its limit less its running steps; a
@@ -179,18 +188,11 @@ class LocalRun:
             if process.task.done():
                 self._finish(name, process)
 
-    def _start(self, step: Step, now: float) -> None:
-        self.states[step.name] = StepState(phase=RUNNING, started_at=now, attempts=1)
-        task = asyncio.ensure_future(self._run_step(step))
-        self._processes[step.name] = _Process(task)
-        self.listener(self, "started", step.name)
-
     def _finish(self, name: str, process: _Process) -> None:
         del self._processes[name]
         if process.task.cancelled():
             verdict = process.verdict or Verdict(CANCELLED, "cancelled")
-            self.states[name] = replace(self.states[name], phase=CANCELLED, reason=verdict.reason,
-                                        message=verdict.message, finished_at=self.clock())
+            self.states[name] = cancelled(self.states[name], verdict, self.clock())
             self.listener(self, "cancelled", name)
             return
         self.states[name] = process.task.result()
