@@ -1,18 +1,10 @@
-"""The reconcile's pure helpers: status merge patches, run identity, adopted Jobs' times."""
+"""Run identity (which run a reconcile continues or starts) and adopted Jobs' times."""
 
 from __future__ import annotations
 
 from builders import plan_of
 from stepflow.engine import StepState
-from stepflow.operator.reconcile import current_run, merge_patch, not_before_prerequisites
-
-
-def test_merge_patch_carries_only_changes_and_nulls_removals():
-    old = {"phase": "Running", "steps": {"a": {"phase": "Running"}, "b": {"phase": "Pending"}},
-           "message": "x"}
-    new = {"phase": "Running", "steps": {"a": {"phase": "Succeeded"}, "b": {"phase": "Pending"}}}
-    assert merge_patch(old, new) == {"steps": {"a": {"phase": "Succeeded"}}, "message": None}
-    assert merge_patch(new, new) == {}
+from stepflow.operator.runs import current_run, not_before_prerequisites
 
 
 def _body(generation, spec, status=None):
