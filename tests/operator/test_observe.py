@@ -1,0 +1,161 @@
+"""The observe stage: step states from Jobs and pods, the races between the two watches,
+and the reads that explain a pod that cannot run."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from scripted_api import KEY, NOW, ScriptedApi, existing_job, setup, step_pod
+from stepflow.operator.reconcile import Reconciler
+from stepflow.operator.store import Store
+
+
+def test_a_foreign_job_in_the_cache_is_neither_observed_nor_deleted():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    old = existing_job(api.workflow, "a", owner_uid="uid-old", started=NOW - 60)  # still running
+    api.jobs[old["metadata"]["name"]] = old
+    store.put_job(KEY, old)
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["reason"] == "JobNameTaken"
+    assert old["metadata"]["name"] in api.jobs
+
+
+def test_a_job_that_cannot_create_its_pod_shows_the_job_controllers_event_and_keeps_waiting():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    job = existing_job(api.workflow, "a", owner_uid="uid-new", started=NOW - 10)
+    job["status"] = {}  # no pod: nothing active, nothing ended
+    api.jobs[job["metadata"]["name"]] = job
+    store.put_job(KEY, job)
+    assert store.waiting_jobs(NOW) == {KEY}  # the sweep reconciles it: the Job never changes
+    message = 'Error creating: pods "wf-1-a-" is forbidden: error looking up service account default/ci'
+    api.events.append({"reason": "FailedCreate", "message": message,
+                       "involvedObject": {"kind": "Job", "name": job["metadata"]["name"],
+                                          "uid": job["metadata"].get("uid", "")}})
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["reason"], entry["message"]) == ("Running", "PodCreateFailed", message)
+    reconciler.reconcile(KEY)
+    assert api.event_reads == 1  # read again only after CREATE_CHECK_INTERVAL
+
+    pod = step_pod(job, {"phase": "Pending"})
+    assert store.put_pod(KEY, pod)  # the pod came after all: reconciled at once
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"].get("reason", "") == ""
+
+
+def test_an_unschedulable_pod_shows_the_schedulers_reason():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    reconciler.reconcile(KEY)
+    job = api.jobs["wf-1-a"]
+    message = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+    unschedulable = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}
+    assert store.put_pod(KEY, step_pod(job, unschedulable))
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["reason"], entry["message"]) == ("Running", "Unschedulable", message)
+    assert api.event_reads == 0
+
+
+def test_a_pending_pod_the_watch_does_not_show_is_read_and_its_reason_goes_once_it_is_ready():
+    """Tuned, the pod watch sees only pods that have ended (handlers.POD_PHASES_WATCHED): a Job
+    with no ready pod for a while is swept, and the reconcile lists its pods, backing off."""
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    job = existing_job(api.workflow, "a", owner_uid="uid-new", started=NOW - 10)
+    job["status"]["active"] = 1  # a pod exists; it is not ready
+    api.jobs[job["metadata"]["name"]] = job
+    store.put_job(KEY, job)
+    message = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+    pending = step_pod(job, {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]})
+    lists = []
+    api.job_pods = lambda namespace, name: lists.append(name) or [pending]
+    assert store.waiting_jobs(NOW) == {KEY}
+    requeue = reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["reason"], entry["message"]) == ("Running", "Unschedulable", message)
+    assert requeue is not None and requeue <= 5.0  # the reason must not outlive the trouble
+    reconciler.reconcile(KEY)
+    assert lists == [job["metadata"]["name"]] and api.event_reads == 0  # backing off; not pod-less
+
+    ready = copy.deepcopy(job)
+    ready["status"]["ready"] = 1
+    ready["metadata"]["resourceVersion"] = "9"
+    store.put_job(KEY, ready)
+    assert store.waiting_jobs(NOW) == set()
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"].get("reason", "") == ""
+    assert len(lists) == 1
+
+
+def test_a_timed_out_steps_exit_code_comes_from_its_deleted_pod():
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    reconciler.reconcile(KEY)
+    job = api.jobs["wf-1-a"]
+    terminated = {"phase": "Failed", "containerStatuses": [
+        {"name": "step", "state": {"terminated": {"exitCode": 143, "reason": "Error"}}}]}
+    pod = step_pod(job, terminated, deleting=True)
+    assert store.put_pod(KEY, pod)  # ended while being deleted: its Job's Failed may be handled
+    assert not store.put_pod(KEY, pod, deleted=True)  # gone from the API; the report stays
+    job = copy.deepcopy(job)
+    job["status"] = {"conditions": [{"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"},
+                                    {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}],
+                     "failed": 1}
+    job["metadata"]["resourceVersion"] = "9"
+    store.put_job(KEY, job)
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["reason"], entry["exitCode"]) == ("Failed", "DeadlineExceeded", 143)
+    assert api.pod_lists == 0  # from the watch's record; no list
+
+
+TIMED_OUT = {"conditions": [{"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"},
+                            {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}], "failed": 1}
+STOPPED = {"phase": "Failed", "containerStatuses": [
+    {"name": "step", "state": {"terminated": {"exitCode": 143, "reason": "Error"}}}]}
+
+
+def _timed_out(uid: str) -> tuple[Reconciler, ScriptedApi, Store, dict[str, Any]]:
+    """A step whose Job failed on its deadline, with no pod left to list."""
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    api.job_pods = lambda namespace, job: []
+    reconciler.reconcile(KEY)
+    job = copy.deepcopy(api.jobs["wf-1-a"])
+    job["metadata"].update(uid=uid, resourceVersion="9")
+    job["status"] = TIMED_OUT
+    store.put_job(KEY, job)
+    return reconciler, api, store, job
+
+
+def test_a_failed_jobs_exit_code_that_arrives_after_its_failure_is_recorded():
+    """The Job watch and the pod watch are two streams: Failed can come first, and the pod,
+    already deleted, is no longer there to list."""
+    reconciler, api, store, job = _timed_out("job-1")
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert entry["phase"] == "Failed" and "exitCode" not in entry
+    assert store.put_pod(KEY, step_pod(job, STOPPED, deleting=True))  # its final state, late
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["exitCode"] == 143
+
+
+def test_pods_of_an_earlier_job_of_the_same_name_say_nothing_of_this_one():
+    reconciler, api, store, job = _timed_out("job-new")
+    store.put_pod(KEY, step_pod(job, STOPPED, uid="job-old"))  # left by a deleted Workflow's Job
+    reconciler.reconcile(KEY)
+    assert "exitCode" not in api.workflow["status"]["steps"]["a"]
+
+
+def test_pod_reports_without_a_job_are_pruned_on_the_second_sweep():
+    store = Store(clock=lambda: NOW)
+    store.put_workflow({"metadata": {"namespace": "default", "name": "wf", "resourceVersion": "1"}})
+    job = {"metadata": {"name": "wf-1-a", "uid": "j", "resourceVersion": "2"}, "status": {}}
+    store.put_pod(KEY, step_pod(job, STOPPED))  # listed before its Job, after a restart
+    assert store.prune_pods() == 0
+    store.put_job(KEY, job)
+    assert store.prune_pods() == 0 and store.pod_reports(KEY, "wf-1-a")
+    store.drop_job(KEY, "wf-1-a")
+    store.put_pod(KEY, step_pod(job, STOPPED), deleted=True)  # a late event of a deleted Job's pod
+    assert store.prune_pods() == 0
+    assert store.prune_pods() == 1 and store.pod_reports(KEY, "wf-1-a") == []
