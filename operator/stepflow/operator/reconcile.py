@@ -97,23 +97,7 @@ class Reconciler:
         self.shared.prime(self.store)
 
     def confirm_gone(self, kind: str, key: Key, name: str = "") -> bool:
-        """Forget a cached Workflow or Job that a re-list did not show, if a read confirms it is
-        gone; True if so (then the workflow wants a reconcile)."""
-        if kind == "workflows":
-            body = self.store.workflow(key)
-            if body is None or self.api.workflow_exists(*key):
-                return False
-            self.store.drop_workflow(key, body["metadata"].get("uid", ""))
-            return True
-        job = self.store.jobs(key).get(name)
-        if job is None:
-            return False
-        try:
-            self.api.get_job(key[0], name)
-        except NotFound:
-            self.store.drop_job(key, name, job["metadata"].get("uid", ""))
-            return True
-        return False
+        return self.observer.confirm_gone(kind, key, name)
 
     def reconcile(self, key: Key) -> float | None:
         body = self.store.workflow(key)
