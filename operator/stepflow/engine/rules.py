@@ -111,7 +111,10 @@ def decide(
     main_plan, final_plan = plan.parts
     main = _evaluate(main_plan, observations.parts[0], observations, now=now, started_at=started_at,
                      stop=stop, earlier_failed=[])
-    if final_plan is not None and (main.unfinished or main.skip or main.fail):
+    if final_plan is None:
+        main_part = _part_decision(main, admit(main_plan, main.ready, main.part, caps, queues), suspended)
+        return _decision(main_part, main_part, len(observations))
+    if main.unfinished or main.skip or main.fail:
         # X1: the finally steps wait until every main step is over, as observed.
         main_part = _part_decision(main, admit(main_plan, main.ready, main.part, caps, queues), suspended)
         waiting = Chain(main_part.waiting, AllWaiting(observations.parts[1], Verdict(
@@ -122,14 +125,14 @@ def decide(
             combined.phase = (RUNNING, "RunningFinally",
                               f"finally steps next; main steps: {main_part.phase[2]}")
         return _decision(combined, main_part, len(observations))
-    if final_plan is None:
-        main_part = _part_decision(main, admit(main_plan, main.ready, main.part, caps, queues), suspended)
-        return _decision(main_part, main_part, len(observations))
+    # The main steps are over: only the finally steps can be admitted (the queues are asked once).
     main_part = _part_decision(main, Admitted(), suspended)
     final = _evaluate(final_plan, observations.parts[1], observations, now=now, started_at=None,
                       stop=stop_finally, earlier_failed=main_part.failed)
     final_part = _part_decision(final, admit(final_plan, final.ready, final.part, caps, queues), suspended)
     return _decision(_combine(main_part, final_part), final_part, len(observations))
+
+
 def _decision(part: _PartDecision, last: _PartDecision, total: int) -> Decision:
     phase, reason, message = part.phase
     return Decision(
@@ -162,8 +165,6 @@ def _combine(main: _PartDecision, final: _PartDecision) -> _PartDecision:
         done=main.done + final.done, unfinished=final.unfinished, failed=main.failed + final.failed,
         wake_at=None,
     )
-
-
 
 
 def _evaluate(plan: Plan, part: PartStates, observations: Mapping[str, StepState], *, now: float,
