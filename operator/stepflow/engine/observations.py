@@ -151,8 +151,8 @@ class Chain(Mapping[str, Verdict]):
 class AllWaiting(Mapping[str, Verdict]):
     """Every pending step of a part waits for the same thing (the finally part, for the main)."""
 
-    def __init__(self, observed: PartStates, verdict: Verdict):
-        self._observed, self._verdict = observed, verdict
+    def __init__(self, part: PartStates, verdict: Verdict):
+        self._part, self._verdict = part, verdict
 
     def __getitem__(self, name: str) -> Verdict:
         if name not in self:
@@ -160,13 +160,13 @@ class AllWaiting(Mapping[str, Verdict]):
         return self._verdict
 
     def __iter__(self) -> Iterator[str]:
-        return (n for n in self._observed if n in self._observed.with_phase(PENDING))
+        return (n for n in self._part if n in self._part.with_phase(PENDING))
 
     def __len__(self) -> int:
-        return self._observed.count(PENDING)
+        return self._part.count(PENDING)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._observed.with_phase(PENDING)
+        return name in self._part.with_phase(PENDING)
 
 
 class Waiting(Mapping[str, Verdict]):
@@ -175,20 +175,20 @@ class Waiting(Mapping[str, Verdict]):
     from the observations as they are then (the executors ask at once: a status write asks
     for all of them, a scheduling decision for none)."""
 
-    def __init__(self, plan: Plan, observed: PartStates, decided: dict[str, Verdict],
+    def __init__(self, plan: Plan, part: PartStates, decided: dict[str, Verdict],
                  leaving: set[str]):
-        self._plan, self._observed, self._decided, self._leaving = plan, observed, decided, leaving
+        self._plan, self._part, self._decided, self._leaving = plan, part, decided, leaving
 
     def _waits(self, name: object) -> bool:
         return name in self._decided or (
-            name in self._observed.with_phase(PENDING) and name not in self._leaving)
+            name in self._part.with_phase(PENDING) and name not in self._leaving)
 
     def __getitem__(self, name: str) -> Verdict:
         if name in self._decided:
             return self._decided[name]
         if not self._waits(name):
             raise KeyError(name)
-        upstream = first_unfinished(self._plan, self._observed, self._plan.prerequisites(name))
+        upstream = first_unfinished(self._plan, self._part, self._plan.prerequisites(name))
         return Verdict(WAITING_FOR_PREREQUISITES, f'waiting for "{upstream}"')
 
     def __iter__(self) -> Iterator[str]:
