@@ -79,11 +79,11 @@ def admit(plan: Plan, ready: Sequence[str], part: PartStates, caps: Caps,
         return _admit(plan, ready, part, caps, pool_slots, global_slots)
     if pool_slots is not None:
         pool_slots = queues.pool_slots(_admit(plan, ready, part, caps, pool_slots, global_slots).start)
-    wanted = _admit(plan, ready, part, caps, pool_slots, global_slots).start
-    granted = queues.global_slots(wanted, part.count(RUNNING))
-    if granted is not None and (global_slots is None or granted < global_slots):
-        global_slots = granted
-    return _admit(plan, ready, part, caps, pool_slots, global_slots)
+    admitted = _admit(plan, ready, part, caps, pool_slots, global_slots)
+    granted = queues.global_slots(admitted.start, part.count(RUNNING))
+    if granted is None or granted >= len(admitted.start):
+        return admitted
+    return _admit(plan, ready, part, caps, pool_slots, granted)
 
 
 def _admit(plan: Plan, ready: Sequence[str], part: PartStates, caps: Caps,
