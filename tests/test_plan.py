@@ -1,4 +1,6 @@
-"""Planning: groups (G1-G4, F6), G6 group errors, dependsOn (D1, D2), graphs and estimates."""
+"""Planning: groups (G1-G4, F6), G6 group errors, dependsOn (D1, D2), the JSON plan and estimates.
+
+Pictures of a plan are tested in test_graph.py, reading files in test_workflow_files.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import re
 import pytest
 
 from builders import plan_of, shorthand, step, workflow
-from stepflow.plan import compile_workflow, critical_path, load_plan, load_plans, to_dot, to_mermaid
+from stepflow.plan import compile_workflow, critical_path
 from stepflow.spec import SpecError
 
 
@@ -248,31 +250,6 @@ def test_as_json_groups_and_steps_in_document_order():
     assert [s["group"] for s in document["steps"]] == [0, 0, 1, 2, 2, 3]
 
 
-def test_mermaid_has_one_subgraph_per_group_and_every_edge():
-    plan = plan_of("p a, p b, s c, s x->")
-    text = to_mermaid(plan, phases={"a": "Succeeded", "c": "Failed"})
-    assert text.startswith("flowchart TD")
-    assert text.count("subgraph") == len(plan.groups)
-    assert "s_a --> j_0" in text and "s_b --> j_0" in text and "j_0 --> s_c" in text
-    assert "s_x" in text and "--> s_x" not in text  # dependsOn: [] has no incoming edge
-    assert "class s_c Failed" in text
-
-
-def test_mermaid_ids_survive_dashes():
-    text = to_mermaid(plan_of("s build-api, s deploy-api"))
-    assert "s_build_api" in text and "s_deploy_api" in text
-    assert "-api" not in text.replace('"build-api"', "").replace('"deploy-api"', "")
-
-
-def test_dot_is_a_digraph_with_clusters_and_edges():
-    plan = plan_of("s a, s b->a, s c")
-    text = to_dot(plan)
-    assert text.startswith('digraph "wf" {') and text.rstrip().endswith("}")
-    assert text.count("subgraph cluster_") == 3
-    assert '"a" -> "b";' in text
-    assert '"#1" -> "c";' in text and '"b" -> "#1";' in text
-
-
 # --- critical path (used by `stepflow plan --durations`) ----------------------------------------
 
 def test_critical_path_of_groups():
@@ -295,27 +272,3 @@ def test_critical_path_with_a_dependency_on_a_later_step():
     total, chain = critical_path(plan, {"a": 1, "b": 2})
     assert total == 3
     assert chain == ["b", "a"]
-
-
-# --- files ---------------------------------------------------------------------------------------
-
-def test_load_plans_prefixes_errors_with_the_document_number(tmp_path):
-    path = tmp_path / "two.yaml"
-    path.write_text(
-        "apiVersion: stepflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: one}\n"
-        "spec: {steps: [{name: a, script: 'true'}]}\n---\n"
-        "apiVersion: stepflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: two}\n"
-        "spec: {steps: [{name: A, script: 'true'}]}\n")
-    with pytest.raises(SpecError) as info:
-        load_plans(path)
-    assert [e.path for e in info.value.errors] == ["[document 2] spec.steps[0].name"]
-
-
-def test_load_plan_refuses_several_workflows(tmp_path):
-    doc = "apiVersion: stepflow.dev/v1alpha1\nkind: Workflow\nmetadata: {name: %s}\n" \
-          "spec: {steps: [{name: a, script: 'true'}]}\n"
-    path = tmp_path / "two.yaml"
-    path.write_text(doc % "one" + "---\n" + doc % "two")
-    assert len(load_plans(path)) == 2
-    with pytest.raises(SpecError, match="holds 2 Workflows"):
-        load_plan(path)

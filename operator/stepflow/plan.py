@@ -1,34 +1,24 @@
-"""Turn a validated spec into an execution plan: groups, prerequisites, graphs.
+"""Turn a validated spec into an execution plan: groups, prerequisites, the critical path.
 
-A step waits either for its ``dependsOn`` list (D1) or for the whole previous
-group (the G5 barrier). Barriers are kept as "group g must be done" rather
-than expanded into every pair of steps, so a 5,000-wide group followed by
-another stays linear in memory and in the cycle check.
+A step waits either for its ``dependsOn`` list (D1) or for the whole previous group (the G5
+barrier). The checks of what waits for what (D2) live in :mod:`stepflow.waits`, those of what a
+step reads (O4, W2) in :mod:`stepflow.dataflow`; :func:`compile_workflow` runs them all.
+Pictures of a plan are :mod:`stepflow.graph`'s, reading files is :mod:`stepflow.workflow_files`'s.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from stepflow.capacity import Quantities, QuantityError, container_requests, format_quantity, parse_quantity
-from stepflow.conditions import Condition, ConditionSyntaxError, compile_condition
-from stepflow.spec import (
-    FieldError,
-    SpecError,
-    Step,
-    WorkflowSpec,
-    read_documents,
-    read_workflow,
-    step_output_source,
-)
-
-MAIN_DONE = "#main"  # the graph node "every main step is over", which finally steps wait for (X1)
+from stepflow.conditions import Condition
+from stepflow.dataflow import data_errors
+from stepflow.spec import FieldError, SpecError, Step, WorkflowSpec, read_workflow
+from stepflow.waits import cycle_errors, post_order, reference_errors, wait_edges
 
 
 @dataclass(frozen=True)
@@ -154,7 +144,7 @@ class Plan:
         main, final = self.parts
         if final is not None:
             return main.topological_order + final.topological_order
-        order = _post_order(_wait_edges(self.spec.steps, self.groups))
+        order = post_order(wait_edges(self.spec.steps, self.groups))
         return tuple(n for n in order if not n.startswith("#"))
 
     def as_json(self) -> dict[str, Any]:
@@ -269,186 +259,13 @@ def _names(names: Iterable[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-# --- dependsOn (D1, D2) ----------------------------------------------------------------------
-
-def reference_errors(steps: tuple[Step, ...], other: Iterable[Step] = ()) -> list[FieldError]:
-    """D2: every dependsOn entry names another, existing step of its own list, once (X2)."""
-    known = {s.name for s in steps}
-    elsewhere = {s.name: s for s in other}
-    errors: list[FieldError] = []
-    for step in steps:
-        seen: set[str] = set()
-        for i, target in enumerate(step.depends_on or ()):
-            path = f"{step.path}.dependsOn[{i}]"
-            if target == step.name:
-                errors.append(FieldError(path, f'step "{step.name}" depends on itself'))
-            elif target in elsewhere and step.final:
-                errors.append(FieldError(path, f'finally step "{step.name}" depends on main step '
-                                               f'"{target}"; a finally step\'s dependsOn names finally '
-                                               "steps only (every main step is over before it starts)"))
-            elif target in elsewhere:
-                errors.append(FieldError(path, f'step "{step.name}" depends on finally step "{target}", '
-                                               "which runs only after every main step is over"))
-            elif target not in known:
-                hint = _close_match(target, known)
-                errors.append(FieldError(path, f'step "{step.name}" depends on unknown step '
-                                               f'"{target}"{hint}'))
-            elif target in seen:
-                errors.append(FieldError(path, f'step "{step.name}" lists "{target}" twice'))
-            seen.add(target)
-    return errors
-
-
-def _close_match(name: str, known: set[str]) -> str:
-    import difflib
-
-    match = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.7)
-    return f' (did you mean "{match[0]}"?)' if match else ""
-
-
-def find_cycle(steps: tuple[Step, ...], groups: tuple[tuple[str, ...], ...]) -> list[str] | None:
-    """Return one cycle as a list of nodes (first == last), or None.
-
-    Nodes are step names and ``#g`` virtual nodes meaning "group g is done", so
-    barrier edges (G5) take part in the check without a quadratic blow-up.
-    """
-    return _dfs_cycle(_wait_edges(steps, groups))
-
-
-def _wait_edges(steps: Iterable[Step], groups: tuple[tuple[str, ...], ...]) -> dict[str, tuple[str, ...]]:
-    """'waits for' edges over steps and ``#g`` group-done nodes."""
-    group_of = {name: g for g, members in enumerate(groups) for name in members}
-    edges: dict[str, tuple[str, ...]] = {}
-    for step in steps:
-        if step.depends_on is not None:
-            edges[step.name] = step.depends_on
-        elif group_of[step.name] > 0:
-            edges[step.name] = (f"#{group_of[step.name] - 1}",)
-        else:
-            edges[step.name] = ()
-    for g, members in enumerate(groups):
-        edges[f"#{g}"] = members
-    return edges
-
-
-def _post_order(edges: Mapping[str, tuple[str, ...]]) -> list[str]:
-    """Nodes after everything they wait for; assumes no cycle (checked before planning)."""
-    done: set[str] = set()
-    order: list[str] = []
-    for root in edges:
-        if root in done:
-            continue
-        done.add(root)
-        stack = [(root, iter(edges[root]))]
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                order.append(node)
-            elif child not in done:
-                done.add(child)
-                stack.append((child, iter(edges[child])))
-    return order
-
-
-def _dfs_cycle(edges: Mapping[str, tuple[str, ...]]) -> list[str] | None:
-    done: set[str] = set()
-    for root in edges:
-        if root in done:
-            continue
-        path: list[str] = [root]
-        on_path = {root: 0}
-        iterators = [iter(edges.get(root, ()))]
-        while iterators:
-            nxt = next(iterators[-1], None)
-            if nxt is None:
-                node = path.pop()
-                del on_path[node]
-                done.add(node)
-                iterators.pop()
-            elif nxt in on_path:
-                return [*path[on_path[nxt]:], nxt]
-            elif nxt not in done:
-                on_path[nxt] = len(path)
-                path.append(nxt)
-                iterators.append(iter(edges.get(nxt, ())))
-    return None
-
-
-def describe_cycle(cycle: list[str], groups: tuple[tuple[str, ...], ...]) -> str:
-    """Render a cycle readably: 'a -> b -> (group 2 barrier) -> a'."""
-    parts = []
-    for node in cycle:
-        if node.startswith("#"):
-            parts.append(f"(end of group {int(node[1:]) + 1})")
-        else:
-            parts.append(f'"{node}"')
-    return " waits for ".join(parts)
-
-
-def cycle_errors(steps: tuple[Step, ...], groups: tuple[tuple[str, ...], ...]) -> list[FieldError]:
-    cycle = find_cycle(steps, groups)
-    if cycle is None:
-        return []
-    # Point at a dependsOn the user can edit: barrier edges only go back a group, so every
-    # cycle has at least one step with dependsOn on it.
-    on_cycle = {n for n in cycle if not n.startswith("#")}
-    path = next(s.path for s in steps if s.name in on_cycle and s.depends_on is not None)
-    return [FieldError(f"{path}.dependsOn",
-                       f"dependency cycle: {describe_cycle(cycle, groups)}")]
-
-
-# --- entry points ----------------------------------------------------------------------------
-
-def plan_errors(spec: WorkflowSpec, with_data: bool = True) -> list[FieldError]:
-    """Cross-step checks: G6 groups, then D2 references and cycles when names are sound, each
-    for spec.steps and spec.finally apart (X2); then O4 and W2 once the graph is sound (they
-    need it: "a prerequisite" is defined by it)."""
-    errors = group_errors(spec.steps) + group_errors(spec.finally_steps)
-    names = [s.name for s in spec.all_steps]
-    if not (all(names) and len(set(names)) == len(names)):
-        return errors
-    graph_sound = True
-    for steps, other in ((spec.steps, spec.finally_steps), (spec.finally_steps, spec.steps)):
-        references = reference_errors(steps, other)
-        errors.extend(references)
-        cycles = [] if references else cycle_errors(steps, group_steps(steps))
-        errors.extend(cycles)
-        graph_sound = graph_sound and not references and not cycles
-    if graph_sound and not errors and with_data:
-        errors.extend(data_errors(_skeleton(spec))[0])
-    return errors
-
-
-def _skeleton(spec: WorkflowSpec) -> Plan:
-    """The groups of both lists, without compiled conditions."""
-    main_groups = group_steps(spec.steps)
-    groups = main_groups + group_steps(spec.finally_steps)
-    group_of = {name: g for g, members in enumerate(groups) for name in members}
-    budget, requests, _ = resource_budget(spec)
-    return Plan(spec=spec, groups=groups, group_of=group_of,
-                main_group_count=len(main_groups) if spec.finally_steps else None,
-                budget=budget, requests=requests)
-
-
-def build_plan(spec: WorkflowSpec) -> Plan:
-    """Plan a spec whose structure passed :func:`plan_errors`'s group and reference checks;
-    raises SpecError with every O4 and W2 error, and compiles each ``when`` once."""
-    plan = _skeleton(spec)
-    errors, conditions = data_errors(plan)
-    if errors:
-        raise SpecError(errors)
-    return replace(plan, conditions=conditions) if conditions else plan
-
-
 # --- resources (R1) ---------------------------------------------------------------------------
 
 def resource_budget(spec: WorkflowSpec) -> tuple[dict[str, Decimal] | None, dict[str, Quantities],
                                                  list[FieldError]]:
     """R1: spec.maxResources parsed, each step's requests, and the errors: a quantity that does
     not parse, and a step that asks for more than the whole budget, since it could never start.
-    Without a budget, resources are the cluster's business (:mod:`stepflow.cluster_checks`)."""
+    Without a budget, resources are the cluster's business (:mod:`stepflow.cluster_refusals`)."""
     if spec.max_resources is None:
         return None, {}, []
     errors: dict[str, FieldError] = {}  # by path: a bad default is reported once, not per step
@@ -477,100 +294,21 @@ def resource_budget(spec: WorkflowSpec) -> tuple[dict[str, Decimal] | None, dict
     return budget, requests, list(errors.values())
 
 
-# --- outputs (O4) and conditions (W2) --------------------------------------------------------
+# --- entry points ----------------------------------------------------------------------------
 
-def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
-    """Every ``stepOutput`` and ``when`` must read declared outputs of prerequisites only, so the
-    values they read are final; returns the errors and the compiled conditions."""
-    readers = [s for s in plan.steps if s.when is not None or s.output_sources]
-    if not readers:
-        return [], {}
-    before = _Ancestry(plan)
-    errors: list[FieldError] = []
-    conditions: dict[str, Condition] = {}
-    for step in readers:
-        for i, var in enumerate(step.env):
-            source = step_output_source(var)
-            if source is not None:
-                path = f"{step.path}.env[{i}].valueFrom.stepOutput"
-                errors.extend(_read_error(plan, before, step, *source, path, "reads"))
-                errors.extend(_substitution_errors(step, var["name"]))
-        if step.when is None:
-            continue
-        try:
-            condition = compile_condition(step.when)
-        except ConditionSyntaxError as exc:
-            errors.append(FieldError(f"{step.path}.when", f'step "{step.name}": when {exc}'))
-            continue
-        found = [e for ref in condition.references
-                 for e in _read_error(plan, before, step, ref.step, ref.output, f"{step.path}.when",
-                                      "reads (in when)")]
-        errors.extend(dict.fromkeys(found))
-        conditions[step.name] = condition
-    return errors, conditions
-
-
-def _read_error(plan: Plan, before: _Ancestry, step: Step, source: str, output: str | None, path: str,
-                verb: str) -> list[FieldError]:
-    label = f'step "{step.name}"'
-    producer = plan.step_by_name.get(source)
-    if producer is None:
-        hint = _close_match(source, set(plan.step_by_name))
-        return [FieldError(path, f'{label} {verb} unknown step "{source}"{hint}')]
-    if not before.precedes(source, step.name):
-        why = "a finally step: it runs after the main steps" if producer.final and not step.final else (
-            "which is not a prerequisite of it (through dependsOn or the group barriers)")
-        return [FieldError(path, f'{label} {verb} step "{source}", {why}; only a prerequisite '
-                                 "is sure to have finished")]
-    if output is not None and output not in producer.outputs:
-        declared = ", ".join(producer.outputs) or "none"
-        return [FieldError(path, f'{label} {verb} output "{output}" of step "{source}", which does not '
-                                 f"declare it (its outputs: {declared})")]
-    return []
-
-
-def _substitution_errors(step: Step, variable: str) -> list[FieldError]:
-    """O3: Kubernetes expands ``$(VAR)`` in command, args and script before the shell sees them,
-    so an output read that way would be pasted into the command line: shell injection."""
-    reference = re.compile(rf"(?<!\$)\$\({re.escape(variable)}\)")
-    places = [("script", step.script or "")] + [(f"command[{i}]", c) for i, c in enumerate(step.command)]
-    places += [(f"args[{i}]", a) for i, a in enumerate(step.args)]
-    message = (f'step "{step.name}" uses $({variable}), which would paste a step\'s output into the '
-               f'command; read it as "${variable}" in the shell instead')
-    return [FieldError(f"{step.path}.{where}", message) for where, text in places if reference.search(text)]
-
-
-class _Ancestry:
-    """Which steps are sure to have finished before a step starts: its prerequisites,
-    transitively, through dependsOn and barriers; for a finally step also every main step.
-    Ancestor sets are bitsets built in one topological pass, linear in edges times n/64."""
-
-    def __init__(self, plan: Plan):
-        self._bits: dict[str, int] = {}
-        self._bit: dict[str, int] = {}
-        main, final = plan.parts
-        every_main = 0
-        for part in (main, final):
-            if part is None:
-                continue
-            edges = _wait_edges(part.steps, part.groups)
-            for node in _post_order(edges):
-                waits = edges[node]
-                bits = 0
-                for upstream in waits:
-                    bits |= self._bits[upstream] | self._bit.get(upstream, 0)
-                if not node.startswith("#"):
-                    self._bit[node] = 1 << len(self._bit)
-                    if part is final:
-                        bits |= every_main
-                self._bits[node] = bits
-            if part is main:
-                every_main = sum(self._bit.values())
-            for g in range(len(part.groups)):
-                del self._bits[f"#{g}"]  # group nodes are per part; the next part reuses the names
-
-    def precedes(self, producer: str, consumer: str) -> bool:
-        return bool(self._bits[consumer] & self._bit[producer])
+def plan_errors(spec: WorkflowSpec) -> list[FieldError]:
+    """Cross-step checks of the structure: G6 groups, then D2 references and cycles when names
+    are sound, each for spec.steps and spec.finally apart (X2). The data-flow checks (O4, W2)
+    need a sound structure: "a prerequisite" is defined by it."""
+    errors = group_errors(spec.steps) + group_errors(spec.finally_steps)
+    names = [s.name for s in spec.all_steps]
+    if not (all(names) and len(set(names)) == len(names)):
+        return errors
+    for steps, other in ((spec.steps, spec.finally_steps), (spec.finally_steps, spec.steps)):
+        references = reference_errors(steps, other)
+        errors.extend(references)
+        errors.extend([] if references else cycle_errors(steps, group_steps(steps)))
+    return errors
 
 
 def compile_workflow(doc: Any) -> Plan:
@@ -579,7 +317,7 @@ def compile_workflow(doc: Any) -> Plan:
     spec, errors = read_workflow(doc)
     if spec is None or not spec.steps:
         raise SpecError(errors)
-    structural = plan_errors(spec, with_data=False)
+    structural = plan_errors(spec)
     errors = errors + structural + resource_budget(spec)[2]
     plan = _skeleton(spec)
     conditions: dict[str, Condition] = {}
@@ -591,39 +329,19 @@ def compile_workflow(doc: Any) -> Plan:
     return replace(plan, conditions=conditions) if conditions else plan
 
 
-def load_plans(path: str | Path) -> list[Plan]:
-    """Every Workflow in a file, planned; all errors of all documents in one SpecError."""
-    docs = read_documents(path)
-    plans, errors = [], []
-    for number, doc in enumerate(docs, start=1):
-        prefix = f"[document {number}] " if len(docs) > 1 else ""
-        try:
-            plans.append(compile_workflow(doc))
-        except SpecError as exc:
-            errors.extend(FieldError(prefix + e.path, e.message) for e in exc.errors)
-    if errors:
-        raise SpecError(errors)
-    return plans
+def _skeleton(spec: WorkflowSpec) -> Plan:
+    """The groups of both lists, without compiled conditions."""
+    main_groups = group_steps(spec.steps)
+    groups = main_groups + group_steps(spec.finally_steps)
+    group_of = {name: g for g, members in enumerate(groups) for name in members}
+    budget, requests, _ = resource_budget(spec)
+    return Plan(spec=spec, groups=groups, group_of=group_of,
+                main_group_count=len(main_groups) if spec.finally_steps else None,
+                budget=budget, requests=requests)
 
 
-def load_plan(path: str | Path, name: str | None = None) -> Plan:
-    """The one Workflow of a file, or the one called ``name`` in a file of several: the file
-    is read and checked as ``validate`` reads it, whichever command asks."""
-    plans = load_plans(path)
-    if name is not None:
-        chosen = [p for p in plans if p.spec.name == name]
-        if not chosen:
-            names = ", ".join(p.spec.name for p in plans)
-            raise SpecError([FieldError("(file)", f'holds no Workflow "{name}" (it holds: {names})')])
-        return chosen[0]
-    if len(plans) != 1:
-        names = ", ".join(p.spec.name for p in plans)
-        raise SpecError([FieldError("(file)", f"holds {len(plans)} Workflows ({names}); choose one with "
-                                              "--name")])
-    return plans[0]
 
-
-# --- estimates and graphs --------------------------------------------------------------------
+# --- estimates -------------------------------------------------------------------------------
 
 def critical_path(plan: Plan, durations: Mapping[str, float]) -> tuple[float, list[str]]:
     """Longest chain of prerequisites by duration: the ideal wall time with unlimited slots."""
@@ -651,97 +369,3 @@ def critical_path(plan: Plan, durations: Mapping[str, float]) -> tuple[float, li
         node = via[node]
     return finish[end], chain[::-1]
 
-
-PHASE_COLOURS = {
-    "Pending": "#eeeeee", "Running": "#9ecbff", "Succeeded": "#a6e3a1",
-    "Failed": "#f38ba8", "Skipped": "#d0d0d0", "Cancelled": "#fab387",
-}
-
-
-def _edges(plan: Plan) -> list[tuple[str, str]]:
-    """Graph edges; a barrier is drawn through one join node ``#g`` per group boundary."""
-    edges = []
-    needed_joins = {plan.group_of[s.name] - 1 for s in plan.steps if plan.waits_for_barrier(s.name)}
-    for g in sorted(needed_joins):
-        edges.extend((name, f"#{g}") for name in plan.groups[g])
-    waiting_for_main = [s.name for s in plan.steps if plan.waits_for_main(s.name)]
-    if waiting_for_main:  # X1: one join node, "every main step is over"
-        edges.extend((name, MAIN_DONE) for name in plan.main_sinks)
-        edges.extend((MAIN_DONE, name) for name in waiting_for_main)
-    for step in plan.steps:
-        if step.depends_on:
-            edges.extend((d, step.name) for d in step.depends_on)
-        elif plan.waits_for_barrier(step.name):
-            edges.append((f"#{plan.group_of[step.name] - 1}", step.name))
-    return edges
-
-
-def _join_nodes(edges: list[tuple[str, str]]) -> list[str]:
-    """The ``#g`` barrier and "every main step is over" nodes that ``_edges`` drew through."""
-    return sorted({a for a, _ in edges if a.startswith("#")})
-
-
-def _group_title(plan: Plan, g: int) -> str:
-    main = plan.main_group_count if plan.main_group_count is not None else len(plan.groups)
-    return f"group {g + 1}" if g < main else f"finally group {g - main + 1}"
-
-
-def _mermaid_id(node: str) -> str:
-    """Mermaid ids allow no '-'; DNS labels have no '_', so the mapping stays one-to-one."""
-    return f"j_{node[1:]}" if node.startswith("#") else "s_" + node.replace("-", "_")
-
-
-def to_mermaid(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
-    edges = _edges(plan)
-    lines = ["flowchart TD"]
-    for g, members in enumerate(plan.groups):
-        lines.append(f'  subgraph group{g + 1}["{_group_title(plan, g)}"]')
-        lines.extend(f'    {_mermaid_id(n)}["{n}"]' for n in members)
-        lines.append("  end")
-    joins = _join_nodes(edges)
-    lines.extend(f"  {_mermaid_id(j)}(( ))" for j in joins)
-    lines.extend(f"  {_mermaid_id(a)} --> {_mermaid_id(b)}" for a, b in edges)
-    if phases:
-        lines.extend(f"  classDef {phase} fill:{colour},stroke:#555"
-                     for phase, colour in PHASE_COLOURS.items())
-        lines.extend(f"  class {_mermaid_id(name)} {phase}"
-                     for name, phase in phases.items() if phase in PHASE_COLOURS)
-    return "\n".join(lines) + "\n"
-
-
-def to_dot(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
-    edges = _edges(plan)
-    lines = [f'digraph "{plan.spec.name}" {{', "  rankdir=TB;", "  node [shape=box, style=rounded];"]
-    for g, members in enumerate(plan.groups):
-        lines.append(f'  subgraph cluster_{g + 1} {{ label="{_group_title(plan, g)}"; style=dashed;')
-        for name in members:
-            colour = PHASE_COLOURS.get((phases or {}).get(name, ""), "")
-            style = f', style="rounded,filled", fillcolor="{colour}"' if colour else ""
-            lines.append(f'    "{name}" [label="{name}"{style}];')
-        lines.append("  }")
-    joins = _join_nodes(edges)
-    lines.extend(f'  "{j}" [shape=point, label=""];' for j in joins)
-    lines.extend(f'  "{a}" -> "{b}";' for a, b in edges)
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def graph_model(plan: Plan) -> dict[str, Any]:
-    """The graph as data for the web UI: the same nodes and edges as ``to_dot``.
-
-    Columns are ordered slots for a layered layout: group ``g`` is column ``2g`` and the join
-    nodes after it (its barrier ``#g``, or "every main step is over") sit in column ``2g + 1``,
-    so that the groups read left to right as the plan runs them.
-    """
-    edges = _edges(plan)
-    main = plan.main_group_count if plan.main_group_count is not None else len(plan.groups)
-    nodes: list[dict[str, Any]] = [
-        {"id": name, "column": 2 * g} for g, members in enumerate(plan.groups) for name in members
-    ]
-    joins = _join_nodes(edges)
-    for join in joins:
-        after = main - 1 if join == MAIN_DONE else int(join[1:])
-        nodes.append({"id": join, "column": 2 * after + 1, "join": True})
-    groups = [{"column": 2 * g, "title": _group_title(plan, g), "finally": g >= main}
-              for g in range(len(plan.groups))]
-    return {"groups": groups, "nodes": nodes, "edges": edges}

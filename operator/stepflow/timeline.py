@@ -2,7 +2,8 @@
 
 It reads only ``status`` (the CR's or a ``--report`` file), so a local run and
 a cluster run draw the same chart. Layout is computed once
-(:func:`timeline_rows`) and rendered as rich text or as SVG.
+(:func:`timeline_rows`) and rendered as rich text or as SVG, whose fills are
+:mod:`stepflow.palette`'s, as in the graphs and the UI.
 """
 
 from __future__ import annotations
@@ -15,15 +16,12 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
+from stepflow.palette import PHASE_FILLS
 from stepflow.status import group_label, human_duration, parse_time, phase_label
 
 PHASE_STYLES = {
     "Succeeded": "green", "Failed": "red", "Running": "cyan", "Pending": "grey50",
     "Skipped": "grey50", "Cancelled": "yellow",
-}
-PHASE_FILLS = {
-    "Succeeded": "#40a02b", "Failed": "#d20f39", "Running": "#1e66f5", "Pending": "#9ca0b0",
-    "Skipped": "#9ca0b0", "Cancelled": "#df8e1d",
 }
 
 

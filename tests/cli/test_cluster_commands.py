@@ -27,6 +27,7 @@ from cluster.kubeconfig import kubeconfig_dict
 from operator_harness import ROOT, OperatorProcess, free_port, job_runs, status_of, wait_phase, workflow
 from stepflow.cli import main
 from stepflow.cli.cluster import status_view
+from stepflow.palette import PHASE_FILLS
 from stepflow.timeline import Row, bar_columns
 
 TIME_SCALE = 0.5
@@ -339,8 +340,9 @@ def test_graph_mermaid_and_dot_show_every_step_coloured_by_phase(phases, cli):
 
     dot = cli(phases, "graph", "busy", "-o", "dot")
     assert dot.code == 0 and dot.out.startswith('digraph "busy"')
-    assert '"long1" [label="long1", style="rounded,filled", fillcolor="#9ecbff"]' in dot.out  # Running
-    assert '"after" [label="after", style="rounded,filled", fillcolor="#eeeeee"]' in dot.out  # Pending
+    running, pending = PHASE_FILLS["Running"], PHASE_FILLS["Pending"]
+    assert f'"long1" [label="long1", style="rounded,filled", fillcolor="{running}"' in dot.out
+    assert f'"after" [label="after", style="rounded,filled", fillcolor="{pending}"' in dot.out
     assert '"long2"' in dot.out and "->" in dot.out
 
 

@@ -24,8 +24,9 @@ from kube.browser import (
 )
 from kube.realcluster import step, wait_for, workflow
 from operator_harness import ROOT
-from stepflow.plan import compile_workflow, graph_model
-from stepflow.timeline import PHASE_FILLS
+from stepflow.graph import graph_model
+from stepflow.palette import PHASE_FILLS
+from stepflow.plan import compile_workflow
 
 DOCS = ROOT / "docs"
 DOCS.mkdir(exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stepflow.plan import MAIN_DONE
+from stepflow.graph import MAIN_DONE
 from stepflow.ui.model import changed_steps, detail, graph, step_views, summary
 
 

@@ -60,7 +60,9 @@ def test_the_list_and_a_workflow_as_json():
         missing = await client.get("/api/workflows/team/nope")
         assert missing.status == 404 and "team/nope" in (await missing.json())["error"]
         meta = await (await client.get("/api/meta")).json()
-        assert meta["scope"] == "team" and meta["phaseColours"]["Failed"].startswith("#")
+        assert meta["scope"] == "team"
+        palette = await client.get("/palette.css")
+        assert palette.content_type == "text/css" and "--phase-Failed: #" in await palette.text()
 
     run(test)
 

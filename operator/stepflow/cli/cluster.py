@@ -18,7 +18,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from stepflow.plan import compile_workflow, to_dot, to_mermaid
+from stepflow.graph import to_dot, to_mermaid
+from stepflow.plan import compile_workflow
 from stepflow.spec import API_GROUP, API_VERSION, RERUN_FAILED_ANNOTATION, SpecError
 from stepflow.status import group_label, human_duration, outputs_text, parse_time, phase_label, rfc3339
 from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline, timeline_svg

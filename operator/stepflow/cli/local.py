@@ -18,13 +18,15 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from stepflow.cluster_checks import cluster_errors
+from stepflow.cluster_refusals import cluster_errors
 from stepflow.engine import SUCCEEDED
+from stepflow.graph import to_dot, to_mermaid
 from stepflow.local import LocalRun, unsupported_fields
-from stepflow.plan import Plan, critical_path, load_plan, load_plans, to_dot, to_mermaid
+from stepflow.plan import Plan, critical_path
 from stepflow.spec import SpecError
 from stepflow.status import group_label, human_duration, outputs_text, parse_time, phase_label
 from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline
+from stepflow.workflow_files import load_plan, load_plans
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 

@@ -1,7 +1,7 @@
 """What the pages show, computed from Workflow objects: no I/O, so the tests need no server.
 
 Phases, labels, times and the graph come from the modules the CLI uses (``status``,
-``timeline``, ``plan``), so the browser and the terminal never disagree.
+``timeline``, ``graph``), so the browser and the terminal never disagree.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from stepflow.plan import compile_workflow, graph_model
+from stepflow.graph import graph_model
+from stepflow.plan import compile_workflow
 from stepflow.spec import SpecError
 from stepflow.status import group_label, parse_time, phase_label
 from stepflow.timeline import timeline_origin, timeline_rows

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from stepflow import __version__
-from stepflow.timeline import PHASE_FILLS
+from stepflow.palette import stylesheet
 from stepflow.ui.model import Key, changed_steps, detail, header, step_views, summary
 from stepflow.ui.watch import CLOSE, CONNECTION, Hub
 
@@ -41,6 +41,7 @@ def make_app(hub: Hub, read_logs: LogReader, scope: str) -> web.Application:
     app = web.Application(middlewares=[_security_headers])
     app[HUB], app[LOGS], app[SCOPE] = hub, read_logs, scope
     app.router.add_get("/", _index)
+    app.router.add_get("/palette.css", _palette)
     app.router.add_get("/api/meta", _meta)
     app.router.add_get("/api/workflows", _list)
     app.router.add_get("/api/workflows/{namespace}/{name}", _workflow)
@@ -72,13 +73,18 @@ async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+async def _palette(request: web.Request) -> web.Response:
+    """The phase colours as CSS custom properties, from the palette the CLI's graphs and timeline
+    use: ``style.css`` only refers to them, so the colours are written down once, in Python."""
+    return web.Response(text=stylesheet(), content_type="text/css", headers={"Cache-Control": "no-cache"})
+
+
 async def _meta(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     return web.json_response(
         {
             "version": __version__,
             "scope": request.app[SCOPE],
-            "phaseColours": PHASE_FILLS,
             "connected": hub.connected,
         }
     )

@@ -484,9 +484,6 @@ function route() {
 async function start() {
   startLayoutWorker();
   const meta = await (await fetch("/api/meta")).json();
-  for (const [phase, colour] of Object.entries(meta.phaseColours)) {
-    document.documentElement.style.setProperty(`--phase-${phase}`, colour);
-  }
   document.getElementById("scope").textContent = meta.scope ? `namespace ${meta.scope}` : "all namespaces";
   window.addEventListener("hashchange", route);
   route();

@@ -1,0 +1,60 @@
+"""What a cluster refuses and a local run tolerates: a step without an image, more steps than
+the CRD takes, a quantity Kubernetes cannot parse, and resource claims.
+
+``stepflow validate`` and the operator run these checks, so that a file that validates also
+applies; ``stepflow run`` does not, which keeps it lenient about images and sizes. Apart from
+:mod:`stepflow.operator`, so that the CLI's local commands never import kopf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from stepflow.capacity import QuantityError, parse_quantity
+from stepflow.plan import Plan
+from stepflow.spec import FieldError
+
+MAX_CLUSTER_STEPS = 1000  # the CRD's maxItems; the local runner takes 10,000
+MAX_CLUSTER_FINALLY_STEPS = 50  # the CRD's maxItems of spec.finally
+
+
+def image_errors(plan: Plan) -> list[FieldError]:
+    """A Job needs an image; a local run does not, so this check lives here."""
+    if plan.spec.defaults.image:
+        return []
+    return [FieldError(f"{s.path}.image",
+                       f'step "{s.name}" has no image; set it or spec.defaults.image')
+            for s in plan.steps if not s.image]
+
+
+def cluster_errors(plan: Plan) -> list[FieldError]:
+    """What a cluster refuses and a local run tolerates: ``stepflow validate`` and the operator
+    check these, so that a file that validates also applies."""
+    errors = image_errors(plan)
+    if len(plan.spec.steps) > MAX_CLUSTER_STEPS:
+        errors.append(FieldError("spec.steps", f"has {len(plan.spec.steps)} steps; a cluster takes at most "
+                                               f"{MAX_CLUSTER_STEPS} (stepflow run takes 10,000)"))
+    if len(plan.spec.finally_steps) > MAX_CLUSTER_FINALLY_STEPS:
+        errors.append(FieldError("spec.finally", f"has {len(plan.spec.finally_steps)} steps; a cluster takes "
+                                                 f"at most {MAX_CLUSTER_FINALLY_STEPS}"))
+    places = [("spec.defaults.resources", plan.spec.defaults.resources)]
+    places += [(f"{s.path}.resources", s.resources) for s in plan.steps]
+    for path, resources in places:
+        errors += _quantity_errors(path, resources or {})
+        if (resources or {}).get("claims"):
+            reason = ("is not supported yet: a step's pod cannot declare the resourceClaims a claim "
+                      "needs, so its Job would be refused")
+            errors.append(FieldError(f"{path}.claims", reason))
+    return errors
+
+
+def _quantity_errors(path: str, resources: Mapping[str, Any]) -> list[FieldError]:
+    errors = []
+    for kind in ("requests", "limits"):
+        for resource, value in (resources.get(kind) or {}).items():
+            try:
+                parse_quantity(value)
+            except QuantityError as exc:
+                errors.append(FieldError(f"{path}.{kind}.{resource}", str(exc)))
+    return errors

@@ -1,0 +1,116 @@
+"""Data flow (O4, W2): a step reads only declared outputs of steps sure to have finished.
+
+Every ``stepOutput`` and every ``when`` may read outputs of the step's prerequisites only, so the
+values it reads are final when it starts; a reference to any other step is an error at
+validation, not a race at run time. "A prerequisite" is defined by the waits-for graph
+(:mod:`stepflow.waits`), so these checks run once that graph is sound.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from stepflow.conditions import Condition, ConditionSyntaxError, compile_condition
+from stepflow.spec import FieldError, Step, step_output_source
+from stepflow.waits import close_match, post_order, wait_edges
+
+if TYPE_CHECKING:
+    from stepflow.plan import Plan
+
+
+def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
+    """Every ``stepOutput`` and ``when`` must read declared outputs of prerequisites only, so the
+    values they read are final; returns the errors and the compiled conditions."""
+    readers = [s for s in plan.steps if s.when is not None or s.output_sources]
+    if not readers:
+        return [], {}
+    before = _Ancestry(plan)
+    errors: list[FieldError] = []
+    conditions: dict[str, Condition] = {}
+    for step in readers:
+        for i, var in enumerate(step.env):
+            source = step_output_source(var)
+            if source is not None:
+                path = f"{step.path}.env[{i}].valueFrom.stepOutput"
+                errors.extend(_read_error(plan, before, step, *source, path, "reads"))
+                errors.extend(_substitution_errors(step, var["name"]))
+        if step.when is None:
+            continue
+        try:
+            condition = compile_condition(step.when)
+        except ConditionSyntaxError as exc:
+            errors.append(FieldError(f"{step.path}.when", f'step "{step.name}": when {exc}'))
+            continue
+        found = [e for ref in condition.references
+                 for e in _read_error(plan, before, step, ref.step, ref.output, f"{step.path}.when",
+                                      "reads (in when)")]
+        errors.extend(dict.fromkeys(found))
+        conditions[step.name] = condition
+    return errors, conditions
+
+
+def _read_error(plan: Plan, before: _Ancestry, step: Step, source: str, output: str | None, path: str,
+                verb: str) -> list[FieldError]:
+    """The error of one read, if any: an unknown step, a step not sure to have finished, or an
+    output it does not declare; a list, so that callers can extend with it."""
+    label = f'step "{step.name}"'
+    producer = plan.step_by_name.get(source)
+    if producer is None:
+        hint = close_match(source, set(plan.step_by_name))
+        return [FieldError(path, f'{label} {verb} unknown step "{source}"{hint}')]
+    if not before.precedes(source, step.name):
+        why = "a finally step: it runs after the main steps" if producer.final and not step.final else (
+            "which is not a prerequisite of it (through dependsOn or the group barriers)")
+        return [FieldError(path, f'{label} {verb} step "{source}", {why}; only a prerequisite '
+                                 "is sure to have finished")]
+    if output is not None and output not in producer.outputs:
+        declared = ", ".join(producer.outputs) or "none"
+        return [FieldError(path, f'{label} {verb} output "{output}" of step "{source}", which does not '
+                                 f"declare it (its outputs: {declared})")]
+    return []
+
+
+def _substitution_errors(step: Step, variable: str) -> list[FieldError]:
+    """O3: Kubernetes expands ``$(VAR)`` in command, args and script before the shell sees them,
+    so an output read that way would be pasted into the command line: shell injection."""
+    reference = re.compile(rf"(?<!\$)\$\({re.escape(variable)}\)")
+    places = [("script", step.script or "")] + [(f"command[{i}]", c) for i, c in enumerate(step.command)]
+    places += [(f"args[{i}]", a) for i, a in enumerate(step.args)]
+    message = (f'step "{step.name}" uses $({variable}), which would paste a step\'s output into the '
+               f'command; read it as "${variable}" in the shell instead')
+    return [FieldError(f"{step.path}.{where}", message) for where, text in places if reference.search(text)]
+
+
+class _Ancestry:
+    """Which steps are sure to have finished before a step starts: its prerequisites,
+    transitively, through dependsOn and barriers; for a finally step also every main step.
+    Ancestor sets are bitsets built in one topological pass, linear in edges times n/64."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._bits: dict[str, int] = {}
+        self._bit: dict[str, int] = {}
+        main, final = plan.parts
+        every_main = 0
+        for part in (main, final):
+            if part is None:
+                continue
+            edges = wait_edges(part.steps, part.groups)
+            for node in post_order(edges):
+                waits = edges[node]
+                bits = 0
+                for upstream in waits:
+                    bits |= self._bits[upstream] | self._bit.get(upstream, 0)
+                if not node.startswith("#"):
+                    self._bit[node] = 1 << len(self._bit)
+                    if part is final:
+                        bits |= every_main
+                self._bits[node] = bits
+            if part is main:
+                every_main = sum(self._bit.values())
+            for g in range(len(part.groups)):
+                del self._bits[f"#{g}"]  # group nodes are per part; the next part reuses the names
+
+    def precedes(self, producer: str, consumer: str) -> bool:
+        return bool(self._bits[consumer] & self._bit[producer])
+
