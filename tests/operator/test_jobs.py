@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builders import step, workflow
-from stepflow.cluster_checks import image_errors
+from stepflow.cluster_refusals import image_errors
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, WAITING_FOR_ADMISSION, StepState
 from stepflow.operator.jobs import (
     build_job,

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from stepflow.cluster_checks import cluster_errors
+from stepflow.cluster_refusals import cluster_errors
 from stepflow.engine import (
     PENDING,
     RUNNING,
