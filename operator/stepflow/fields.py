@@ -16,6 +16,8 @@ from typing import Any
 
 from stepflow import pod_fields
 from stepflow.openapi import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
     UNSIGNED_QUANTITY,
     Schema,
     array,
@@ -27,9 +29,8 @@ from stepflow.openapi import (
     rule,
     string,
 )
-from stepflow.pod_fields import DNS1123_LABEL, OUTPUT_NAME
 
-DNS1123_SUBDOMAIN = rf"{DNS1123_LABEL}(\.{DNS1123_LABEL})*"
+OUTPUT_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # O1, unanchored
 FAILURE_POLICIES = ("StopAfterGroup", "FailFast", "Continue")
 DEFAULT_MAX_CONCURRENCY = 5
 MAX_RETRIES = 10
@@ -66,6 +67,15 @@ def _obj(description: str, fields: Iterable[Field], **keywords: Any) -> Schema:
     return obj(description, {f.name: f.schema for f in fields},
                required=[f.name for f in fields if f.required], **keywords)
 
+
+STEP_OUTPUT = obj(
+    "An output of a prerequisite step (O3), resolved when this step starts and passed as a plain "
+    "value, never substituted into command, args or script.", {
+        "step": string("The step that produces the output; a prerequisite of this one.",
+                       max_length=63, pattern=DNS1123_LABEL),
+        "output": string("One of that step's declared outputs.", max_length=MAX_OUTPUT_NAME,
+                         pattern=OUTPUT_NAME),
+    }, required=["step", "output"])
 
 STEP: tuple[Field, ...] = (
     Field("name", string(
@@ -112,10 +122,10 @@ STEP: tuple[Field, ...] = (
                            min_length=1, max_length=65536)),
     Field("workingDir", string("Working directory of the container.", max_length=4096)),
     Field("env", pod_fields.env("Environment variables of the step's container, added to (and "
-                                "overriding) spec.defaults.env.", step_output=True),
-          pod_setting=True, in_defaults=pod_fields.env(
+                                "overriding) spec.defaults.env.", step_output=STEP_OUTPUT),
+          pod_setting=True, in_defaults=pod_fields.env(  # each step reads its own prerequisites' outputs
               "Environment variables for every step's container; a step's own env entries win on a "
-              "name clash.", step_output=False)),
+              "name clash.")),
     Field("resources", pod_fields.resources("Compute resources of the step's container (Kubernetes "
                                             "ResourceRequirements); replaces spec.defaults.resources.",
                                             where="resources"),

@@ -14,6 +14,9 @@ from typing import Any
 
 Schema = dict[str, Any]
 
+# Kubernetes' name syntaxes (k8s.io/apimachinery/pkg/util/validation), unanchored.
+DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_SUBDOMAIN = rf"{DNS1123_LABEL}(\.{DNS1123_LABEL})*"
 # Kubernetes' quantity syntax (resource.Quantity), as its own OpenAPI schema spells it.
 QUANTITY = (r"(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
             r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?")

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from stepflow.openapi import Schema, array, boolean, integer, obj, quantity, rule, string
 
-DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-OUTPUT_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # O1
-
 
 def _key_ref(kind: str) -> Schema:
     return obj(f"Selects a key of a {kind} in the Workflow's namespace.", {
@@ -23,17 +20,8 @@ def _key_ref(kind: str) -> Schema:
     }, required=["key"])
 
 
-STEP_OUTPUT = obj(
-    "An output of a prerequisite step (O3), resolved when this step starts and passed as a plain "
-    "value, never substituted into command, args or script.", {
-        "step": string("The step that produces the output; a prerequisite of this one.",
-                       max_length=63, pattern=DNS1123_LABEL),
-        "output": string("One of that step's declared outputs.", max_length=63, pattern=OUTPUT_NAME),
-    }, required=["step", "output"])
-
-
-def env_var(*, step_output: bool) -> Schema:
-    """Kubernetes' EnvVar; a step's (not the defaults') may also read a prerequisite's output."""
+def env_var(*, step_output: Schema | None) -> Schema:
+    """Kubernetes' EnvVar, with one more source where ``step_output`` is given (O3)."""
     sources = {
         "configMapKeyRef": _key_ref("ConfigMap"),
         "secretKeyRef": _key_ref("Secret"),
@@ -48,8 +36,8 @@ def env_var(*, step_output: bool) -> Schema:
             "divisor": quantity("Output format of the exposed resources (a quantity, default 1)."),
         }, required=["resource"]),
     }
-    if step_output:
-        sources["stepOutput"] = STEP_OUTPUT
+    if step_output is not None:
+        sources["stepOutput"] = step_output
     return obj("An environment variable (Kubernetes EnvVar).", {
         "name": string("Name of the environment variable.", min_length=1, max_length=256),
         "value": string("Value of the variable; $(VAR) references are expanded.", max_length=32768),
@@ -57,7 +45,7 @@ def env_var(*, step_output: bool) -> Schema:
     }, required=["name"])
 
 
-def env(description: str, *, step_output: bool) -> Schema:
+def env(description: str, *, step_output: Schema | None = None) -> Schema:
     return array(description, env_var(step_output=step_output), max_items=128, list_type="map",
                  map_keys=["name"])
 
