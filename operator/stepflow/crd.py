@@ -10,6 +10,7 @@ change to a field is a small diff that reads well.
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,7 +80,7 @@ AGE = "Time since the {} was created."
 def custom_resource(kind: str, short_name: str, columns: Iterable[dict[str, Any]],
                     schema: Schema) -> dict[str, Any]:
     """A namespaced CustomResourceDefinition of one served and stored version, with a status
-    subresource."""
+    subresource. The document is the caller's own: the declaration's nodes are copied."""
     plural = f"{kind.lower()}s"
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -95,7 +96,7 @@ def custom_resource(kind: str, short_name: str, columns: Iterable[dict[str, Any]
                 "name": API_VERSION, "served": True, "storage": True,
                 "subresources": {"status": {}},
                 "additionalPrinterColumns": list(columns),
-                "schema": {"openAPIV3Schema": schema},
+                "schema": {"openAPIV3Schema": copy.deepcopy(schema)},
             }],
         },
     }
