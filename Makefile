@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= examples/mixed-sequential-parallel.yaml
 
-.PHONY: demo test chaos lint bench clean kube-assets cluster ui-assets
+.PHONY: demo test chaos lint bench clean kube-assets cluster ui-assets crds
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ chaos: $(STAMP) kube-assets
 # A real API server on loopback with deploy/ installed, for trying stepflow by hand.
 cluster: $(STAMP) kube-assets
 	cd tests && ../$(BIN)/python -m kube.controlplane
+
+# deploy/crds/ from operator/stepflow/fields.py; tests/test_crd.py fails until it is rerun.
+crds: $(STAMP)
+	$(BIN)/python -m stepflow.crd
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 
 from builders import step, workflow
+from stepflow import crd
 from stepflow.plan import compile_workflow
 from stepflow.spec import (
     DEFAULT_MAX_CONCURRENCY,
     FieldError,
     SpecError,
-    iter_documents,
     parse_workflow,
-    read_documents,
     read_workflow,
 )
 
@@ -186,6 +185,24 @@ def test_unknown_top_level_field_path_has_no_leading_dot():
     assert single_error(doc) == 'spce: unknown field (did you mean "spec"?)'
 
 
+def test_every_field_the_crd_declares_is_known_and_no_other():
+    """The known fields come from the CRD's declaration (stepflow.fields): a field the API server
+    accepts is never an "unknown field" here, and one it would prune is."""
+    schema = crd.workflow_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    spec = schema["properties"]["spec"]
+    doc = workflow(step("a"), defaults={})
+    doc["spec"]["finally"] = [{"name": "z", "script": "true"}]
+    places = [(doc, schema), (doc["spec"], spec), (doc["spec"]["defaults"], spec["properties"]["defaults"]),
+              (doc["spec"]["steps"][0], spec["properties"]["steps"]["items"]),
+              (doc["spec"]["finally"][0], spec["properties"]["finally"]["items"])]
+    for target, node in places:
+        for name in [*node["properties"], "colour"]:
+            target.setdefault(name, None)  # None: present, and as good as unset
+    unknown = [e.path for e in read_workflow(doc)[1] if "unknown field" in e.message]
+    assert unknown == ["colour", "spec.colour", "spec.steps[0].colour", "spec.finally[0].colour",
+                       "spec.defaults.colour"]
+
+
 # --- nothing to run --------------------------------------------------------------------------
 
 def test_step_with_nothing_to_run():
@@ -278,57 +295,6 @@ def test_spec_error_message_lists_every_error_one_per_line():
         compile_workflow(workflow(step("A"), step("B")))
     assert str(info.value).count("\n") == 1
     assert "spec.steps[0].name" in str(info.value) and "spec.steps[1].name" in str(info.value)
-
-
-# --- reading files ---------------------------------------------------------------------------
-
-def test_malformed_yaml_names_line_and_column(tmp_path):
-    path = tmp_path / "bad.yaml"
-    path.write_text("spec:\n  steps: [a, b\n  other: 1\n")
-    with pytest.raises(SpecError) as info:
-        read_documents(path)
-    [error] = info.value.errors
-    assert error.path.startswith("line ") and "column" in error.path
-    assert error.message.startswith("malformed YAML")
-
-
-def test_missing_file_and_empty_file(tmp_path):
-    with pytest.raises(SpecError, match="No such file"):
-        read_documents(tmp_path / "nope.yaml")
-    empty = tmp_path / "empty.yaml"
-    empty.write_text("# nothing\n")
-    with pytest.raises(SpecError, match="contains no Workflow document"):
-        read_documents(empty)
-
-
-def test_duplicate_keys_are_an_error_not_a_silently_dropped_step_list(tmp_path):
-    path = tmp_path / "dup.yaml"
-    path.write_text("spec:\n  steps:\n    - name: a\n  steps:\n    - name: b\n")
-    with pytest.raises(SpecError) as info:
-        read_documents(path)
-    [error] = info.value.errors
-    assert error.path == "line 4, column 3" and "duplicate key 'steps'" in error.message
-
-
-def test_multi_document_stream_skips_empty_documents():
-    docs = list(iter_documents("a: 1\n---\n---\nb: 2\n"))
-    assert docs == [{"a": 1}, {"b": 2}]
-
-
-def test_a_yaml_alias_bomb_is_refused_quickly_with_a_short_message():
-    import time
-
-    from stepflow.spec import iter_documents
-
-    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
-    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
-    text = "\n".join(lines) + "\nspec: {steps: *a8}\n"  # 546 bytes, 9^9 values expanded
-    started = time.perf_counter()
-    with pytest.raises(SpecError) as refused:
-        list(iter_documents(text))
-    assert time.perf_counter() - started < 5
-    [error] = refused.value.errors
-    assert "YAML aliases" in error.message and len(str(error)) < 200
 
 
 def test_error_messages_quote_only_an_excerpt_of_a_value():

@@ -1,17 +1,18 @@
-"""The Workflow CRD's schema, as the API server applies it, for offline checks.
+"""The Workflow CRD's schema, for the offline check of documents (examples/, status fixtures)
+with jsonschema.
 
-* :func:`to_jsonschema` turns the structural OpenAPI v3 schema into JSON Schema that rejects
-  unknown fields the way the API server does with strict field validation (kubectl's default):
-  an object that lists ``properties`` gets ``additionalProperties: false`` unless it carries
-  ``x-kubernetes-preserve-unknown-fields``; ``nullable`` admits null; ``int-or-string`` admits
-  both. ``metadata`` at the root is left open: the server validates ObjectMeta on its own.
-* :func:`apply_defaults` fills in ``default`` values, as the server does before it validates.
-* :func:`validate` runs both plus what JSON Schema cannot say: unique keys of list-type map lists.
+:func:`to_jsonschema` turns the structural OpenAPI v3 schema into JSON Schema that rejects
+unknown fields the way the API server does with strict field validation (kubectl's default):
+an object that lists ``properties`` gets ``additionalProperties: false`` unless it carries
+``x-kubernetes-preserve-unknown-fields``; ``nullable`` admits null; ``int-or-string`` admits
+both. ``metadata`` at the root is left open: the server validates ObjectMeta on its own.
+
+What only the API server does (defaults, the keys of map lists, the CEL rules) is judged by the
+real API server, in tests/kube/test_crd_rules.py.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from datetime import datetime
 from functools import cache
@@ -96,51 +97,6 @@ def _is_int64(value: object) -> bool:
     return not isinstance(value, int) or -(2**63) <= value < 2**63
 
 
-def apply_defaults(node: dict[str, Any], value: Any) -> Any:
-    """A copy of ``value`` with the schema's defaults filled in where fields are absent."""
-    value = copy.deepcopy(value)
-    _default_in_place(node, value)
-    return value
-
-
-def _default_in_place(node: dict[str, Any], value: Any) -> None:
-    if isinstance(value, dict):
-        for name, sub in (node.get("properties") or {}).items():
-            if name not in value and "default" in sub:
-                value[name] = copy.deepcopy(sub["default"])
-            if name in value:
-                _default_in_place(sub, value[name])
-        extra = node.get("additionalProperties")
-        if isinstance(extra, dict):
-            for key, item in value.items():
-                if key not in (node.get("properties") or {}):
-                    _default_in_place(extra, item)
-    elif isinstance(value, list) and isinstance(node.get("items"), dict):
-        for item in value:
-            _default_in_place(node["items"], item)
-
-
-def list_map_duplicates(node: dict[str, Any], value: Any, path: str = "") -> list[str]:
-    """Duplicate keys in ``x-kubernetes-list-type: map`` lists, which the server rejects."""
-    errors: list[str] = []
-    if isinstance(value, list) and isinstance(node.get("items"), dict):
-        if node.get("x-kubernetes-list-type") == "map":
-            keys = node.get("x-kubernetes-list-map-keys") or []
-            seen: set[tuple] = set()
-            for i, item in enumerate(value):
-                key = tuple(item.get(k) for k in keys) if isinstance(item, dict) else (item,)
-                if key in seen:
-                    errors.append(f"{path}[{i}]: Duplicate value: {dict(zip(keys, key, strict=True))}")
-                seen.add(key)
-        for i, item in enumerate(value):
-            errors += list_map_duplicates(node["items"], item, f"{path}[{i}]")
-    elif isinstance(value, dict):
-        for name, sub in (node.get("properties") or {}).items():
-            if name in value:
-                errors += list_map_duplicates(sub, value[name], f"{path}.{name}")
-    return errors
-
-
 @cache
 def _validator() -> jsonschema.protocols.Validator:
     schema = to_jsonschema(crd_schema())
@@ -150,13 +106,11 @@ def _validator() -> jsonschema.protocols.Validator:
 
 
 def validate(obj: dict[str, Any]) -> list[str]:
-    """Errors the API server would report for this Workflow's schema (not its CEL rules)."""
-    obj = apply_defaults(crd_schema(), obj)
-    errors = [
+    """What the CRD's schema says is wrong with this Workflow (its CEL rules aside)."""
+    return [
         f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
         for e in sorted(_validator().iter_errors(obj), key=lambda e: list(map(str, e.path)))
     ]
-    return errors + list_map_duplicates(crd_schema(), obj)
 
 
 def iter_nodes(node: dict[str, Any], path: tuple[str, ...] = ()):

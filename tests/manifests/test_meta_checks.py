@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from manifests import cel, render
+from manifests import render
 from manifests.checks import (
     DEPLOY,
     HEALTH_LUA,
@@ -19,7 +19,6 @@ from manifests.checks import (
     kubernetes_errors,
     load_yaml_documents,
 )
-from manifests.test_cel_rules import CASES, _clean
 from manifests.workflows import step, workflow
 
 
@@ -57,19 +56,6 @@ def test_example_check_reads_every_document_of_a_file(tmp_path):
     path = tmp_path / "two.yaml"
     path.write_text(yaml.safe_dump_all([workflow(), workflow(step("a", parallel="yes"))]))
     assert [bool(example_errors(doc)) for doc in load_yaml_documents(path)] == [False, True]
-
-
-@pytest.mark.parametrize("prefix", [p for p in CASES if p != "only spec.suspend and spec.maxConcurrency"])
-def test_example_check_rejects_what_a_cel_rule_forbids(prefix):
-    new, _ = _clean(CASES[prefix][1][0])
-    errors = example_errors(new)
-    assert any(prefix in e for e in errors), errors
-
-
-def test_cel_check_rejects_a_forbidden_update():
-    (new, old) = _clean(CASES["only spec.suspend and spec.maxConcurrency"][1][0])
-    assert cel.check(new) == []  # a create is fine
-    assert any("only spec.suspend" in e for e in cel.check(new, old))
 
 
 def test_hadolint_rejects_a_bad_dockerfile(tmp_path):

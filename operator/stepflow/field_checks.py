@@ -1,0 +1,207 @@
+"""Field-level checks of a document: type-checking accessors that record every problem, with its
+field path, instead of stopping at the first.
+
+:mod:`stepflow.spec` builds a Workflow with them; the errors they collect are what ``stepflow
+validate``, the operator's InvalidSpec and the CLI print.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from stepflow import fields
+from stepflow.fields import MAX_OUTPUT_NAME
+
+OUTPUT_NAME = re.compile(fields.OUTPUT_NAME)  # used with fullmatch (O1)
+# A qualified name, as Kubernetes checks label and annotation keys: an optional DNS subdomain
+# prefix and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric.
+QUALIFIED_NAME = re.compile(r"(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                            r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
+RESERVED_LABEL_PREFIXES = ("stepflow.dev/", "batch.kubernetes.io/", "controller-uid", "job-name")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem in a document, located by its field path."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class SpecError(ValueError):
+    """A document is invalid; carries every problem found, not just the first."""
+
+    def __init__(self, errors: Iterable[FieldError]):
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+class Collector:
+    """Type-checking accessors that record errors instead of raising."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(FieldError(path, message))
+
+    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.error(path, f"must be an object, got {kind_of(value)}")
+            return {}
+        return value
+
+    def unknown_fields(self, obj: Mapping[str, Any], known: tuple[str, ...], path: str) -> None:
+        for key in obj:
+            if key in known:
+                continue
+            hint = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+            suffix = f' (did you mean "{hint[0]}"?)' if hint else ""
+            self.error(f"{path}.{key}" if path else str(key), f"unknown field{suffix}")
+
+    def typed(self, obj: Mapping[str, Any], key: str, path: str, kind: type, default: Any = None) -> Any:
+        value = obj.get(key)
+        if value is None:
+            return default
+        # bool is an int in Python; YAML's `yes` must not pass as a number, nor 1 as a bool.
+        if isinstance(value, kind) and not (kind is not bool and isinstance(value, bool)):
+            return value
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        self.error(f"{path}.{key}", f"must be {TYPE_NAMES[kind]}, got {kind_of(value)} {excerpt(value)}")
+        return default
+
+    def integer(self, obj: Mapping[str, Any], key: str, path: str, default: int | None = None,
+                minimum: int | None = None, maximum: int | None = None) -> int | None:
+        value = self.typed(obj, key, path, int, default)
+        if value is None or value is default:
+            return value
+        if minimum is not None and value < minimum:
+            self.error(f"{path}.{key}", f"must be >= {minimum}, got {value}")
+            return default
+        if maximum is not None and value > maximum:
+            self.error(f"{path}.{key}", f"must be <= {maximum}, got {value}")
+            return default
+        return value
+
+    def strings(self, obj: Mapping[str, Any], key: str, path: str) -> tuple[str, ...] | None:
+        value = obj.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            self.error(f"{path}.{key}", f"must be a list of strings, got {kind_of(value)}")
+            return None
+        good = []
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                good.append(item)
+            else:
+                self.error(f"{path}.{key}[{i}]", f"must be a string, got {kind_of(item)} {excerpt(item)}")
+        return tuple(good)
+
+    def env(self, obj: Mapping[str, Any], key: str, path: str) -> tuple[Mapping[str, Any], ...]:
+        value = obj.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.error(f"{path}.{key}", f"must be a list of {{name, value}}, got {kind_of(value)}")
+            return ()
+        good = []
+        for i, item in enumerate(value):
+            where = f"{path}.{key}[{i}]"
+            if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+                self.error(where, "must be an object with a string name")
+                continue
+            if not item["name"] or any(c in item["name"] for c in "=\0"):
+                self.error(f"{where}.name", f"{excerpt(item['name'])} is not a valid variable name "
+                                            "(non-empty, no '=' or NUL)")
+                continue
+            if "value" in item and not isinstance(item["value"], str):
+                self.error(f"{where}.value", f"must be a string, got {kind_of(item['value'])}"
+                           " (quote numbers and booleans)")
+                continue
+            if not self.step_output(item, where, allowed=key == "env" and not path.endswith("defaults")):
+                continue
+            good.append(dict(item))
+        return tuple(good)
+
+    def step_output(self, item: Mapping[str, Any], where: str, allowed: bool) -> bool:
+        """O3's ``valueFrom.stepOutput``: exactly a step and an output name, and nothing else."""
+        source = item.get("valueFrom")
+        if not isinstance(source, Mapping) or "stepOutput" not in source:
+            return True
+        path = f"{where}.valueFrom.stepOutput"
+        ref = source["stepOutput"]
+        if not allowed:
+            self.error(path, "is not allowed in spec.defaults.env: each step reads its own prerequisites")
+            return False
+        if len(source) > 1 or "value" in item:
+            self.error(f"{where}.valueFrom", "stepOutput stands alone: no value and no other source")
+            return False
+        if not isinstance(ref, Mapping) or set(ref) != {"step", "output"} or not all(
+                isinstance(ref[k], str) and ref[k] for k in ("step", "output")):
+            self.error(path, f"must be {{step: NAME, output: NAME}}, got {excerpt(ref)}")
+            return False
+        return True
+
+    def outputs(self, obj: Mapping[str, Any], path: str) -> tuple[str, ...]:
+        """O1: output names are identifiers, unique, at most 63 characters."""
+        names = self.strings(obj, "outputs", path) or ()
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            where = f"{path}.outputs[{i}]"
+            if len(name) > MAX_OUTPUT_NAME or not OUTPUT_NAME.fullmatch(name):
+                self.error(where, f"{excerpt(name)} is not an output name (letters, digits and '_', "
+                                  f"not starting with a digit, at most {MAX_OUTPUT_NAME} characters)")
+            elif name in seen:
+                self.error(where, f'declares output "{name}" twice')
+            seen.add(name)
+        return tuple(names)
+
+    def string_map(self, obj: Mapping[str, Any], key: str, path: str, labels: bool = False,
+                   reserved: bool = False) -> dict[str, str]:
+        """A map of string to string with Kubernetes' key rules, and label-value rules for labels."""
+        good = {}
+        for name, value in self.mapping(obj.get(key), f"{path}.{key}").items():
+            where = f"{path}.{key}[{excerpt(name)}]"
+            if not isinstance(name, str) or len(name) > 316 or not QUALIFIED_NAME.fullmatch(name):
+                self.error(where, "is not a valid key (an optional DNS prefix and '/', then at most "
+                                  "63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)")
+            elif not isinstance(value, str):
+                self.error(where, f"must be a string, got {kind_of(value)} (quote numbers and booleans)")
+            elif reserved and name.startswith(RESERVED_LABEL_PREFIXES):
+                self.error(where, "is reserved: stepflow and the Job controller set this label")
+            elif labels and not LABEL_VALUE.fullmatch(value):
+                self.error(where, f"{excerpt(value)} is not a valid label value (at most 63 letters, "
+                                  "digits, '-', '_' or '.', starting and ending alphanumeric)")
+            else:
+                good[name] = value
+        return good
+
+
+def excerpt(value: Any, limit: int = 40) -> str:
+    """A value as an error message quotes it: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string", float: "a number",
+              dict: "an object", list: "a list"}
+
+
+def kind_of(value: Any) -> str:
+    """A value's type in the document's words (YAML's, not Python's)."""
+    return {
+        bool: "boolean", int: "integer", float: "number", str: "string",
+        list: "list", dict: "object", type(None): "null",
+    }.get(type(value), type(value).__name__)

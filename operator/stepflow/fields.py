@@ -1,0 +1,371 @@
+"""The Workflow's fields, declared once: the CRD's schema is generated from here, and
+:mod:`stepflow.spec` takes its lists of known fields from here.
+
+Each field carries its type, bounds, the description ``kubectl explain`` shows, and the CEL
+rules the API server checks on every write. The fields of a step (:data:`STEP`) serve
+``spec.steps`` and ``spec.finally`` alike; those that are pod settings serve ``spec.defaults``
+too, so a new step field is one entry here and appears in all three places at once.
+:mod:`stepflow.crd` writes deploy/crds/ from this module (``make crds``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from stepflow import pod_fields
+from stepflow.openapi import (
+    DNS1123_LABEL,
+    DNS1123_SUBDOMAIN,
+    UNSIGNED_QUANTITY,
+    Schema,
+    array,
+    boolean,
+    integer,
+    number,
+    obj,
+    quantity,
+    rule,
+    string,
+)
+
+OUTPUT_NAME = r"[A-Za-z_][A-Za-z0-9_]*"  # O1, unanchored
+FAILURE_POLICIES = ("StopAfterGroup", "FailFast", "Continue")
+DEFAULT_MAX_CONCURRENCY = 5
+MAX_RETRIES = 10
+MAX_PARALLEL_GROUP = 1_000_000
+MAX_WORKFLOW_NAME = 63  # a label value's limit: the name labels every Job (DESIGN.md, Names)
+MAX_OUTPUT_NAME = 63
+CHANGEABLE_MID_RUN = ("maxConcurrency", "suspend")  # every other spec field is fixed during a run
+IN_PROGRESS = ("Pending", "Running", "Suspended")  # the phases of a run that is not over
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an object: its name and schema, and where else it appears."""
+
+    name: str
+    schema: Schema
+    required: bool = False
+    # A step's pod setting: spec.defaults declares it too, and every step inherits it from there.
+    pod_setting: bool = False
+    # What differs under spec.defaults (its description, say), replacing the step's keys.
+    in_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def defaults_schema(self) -> Schema:
+        return {**self.schema, **self.in_defaults}
+
+
+def names(fields: Iterable[Field]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields)
+
+
+def _obj(description: str, fields: Iterable[Field], **keywords: Any) -> Schema:
+    fields = tuple(fields)
+    return obj(description, {f.name: f.schema for f in fields},
+               required=[f.name for f in fields if f.required], **keywords)
+
+
+STEP_OUTPUT = obj(
+    "An output of a prerequisite step (O3), resolved when this step starts and passed as a plain "
+    "value, never substituted into command, args or script.", {
+        "step": string("The step that produces the output; a prerequisite of this one.",
+                       max_length=63, pattern=DNS1123_LABEL),
+        "output": string("One of that step's declared outputs.", max_length=MAX_OUTPUT_NAME,
+                         pattern=OUTPUT_NAME),
+    }, required=["step", "output"])
+
+STEP: tuple[Field, ...] = (
+    Field("name", string(
+        "Unique name of the step, a DNS-1123 label (lower case letters, digits and '-'). Shown in "
+        "status, events, Job labels and metrics.", min_length=1, max_length=63, pattern=DNS1123_LABEL),
+        required=True),
+    Field("type", string("Free-form kind of step (e.g. validation, build, deploy), shown in status, "
+                         "events and metrics.", min_length=1, max_length=63)),
+    Field("parallel", boolean("Run concurrently with the adjacent parallel steps. Ignored on a step "
+                              "with a parallelGroup number.")),
+    Field("parallelGroup", integer(
+        "Group number; adjacent steps with the same number run together. Numbers must increase down "
+        "the list (gaps are fine). 0 or absent means unset.", minimum=0, maximum=MAX_PARALLEL_GROUP)),
+    Field("dependsOn", array(
+        "Names of steps that must succeed before this one starts; replaces the group barrier for this "
+        "step. An empty list means it may start at once.",
+        string("Name of another step of this workflow.", max_length=63, pattern=DNS1123_LABEL),
+        max_items=100, list_type="set")),
+    Field("outputs", array(
+        "Names of the outputs the step produces (O1). It writes them as name=value lines, or "
+        "name<<DELIM ... DELIM blocks, to the file $STEPFLOW_OUTPUTS (the container's "
+        "termination-message path); at most 4,000 bytes in all. A step that exits 0 without one of "
+        "them fails with reason MissingOutput.",
+        string("An output name.", min_length=1, max_length=MAX_OUTPUT_NAME, pattern=OUTPUT_NAME),
+        max_items=32, list_type="set")),
+    Field("pool", string(
+        "A StepPool of the Workflow's namespace (R2): the step holds one of its slots while it runs, "
+        "and waits as Pending, reason WaitingForPool, while every slot is held (PoolNotFound while the "
+        "pool does not exist).", max_length=63, pattern=DNS1123_SUBDOMAIN)),
+    Field("when", string(
+        "CEL condition, evaluated once the step's prerequisites are over (W1). It sees "
+        "steps['name'].phase, .exitCode and .outputs.NAME of its prerequisites, and workflow.name, "
+        "workflow.namespace and workflow.failed. False skips the step with reason ConditionFalse, "
+        "which its dependents treat as success. The operator checks it at InvalidSpec time.",
+        min_length=1, max_length=4096)),
+    Field("image", string("Container image; defaults to spec.defaults.image.", min_length=1, max_length=1024),
+          pod_setting=True, in_defaults={"description": "Container image for steps that set none."}),
+    Field("command", array("Entrypoint of the container, as an exec array (no shell).",
+                           string("One element of the command.", max_length=4096),
+                           min_items=1, max_items=256)),
+    Field("args", array("Arguments to command; only allowed together with command.",
+                        string("One argument.", max_length=65536), max_items=256)),
+    Field("script", string("Shell script, run with sh -c. Use instead of command and args.",
+                           min_length=1, max_length=65536)),
+    Field("workingDir", string("Working directory of the container.", max_length=4096)),
+    Field("env", pod_fields.env("Environment variables of the step's container, added to (and "
+                                "overriding) spec.defaults.env.", step_output=STEP_OUTPUT),
+          pod_setting=True, in_defaults=pod_fields.env(  # each step reads its own prerequisites' outputs
+              "Environment variables for every step's container; a step's own env entries win on a "
+              "name clash.")),
+    Field("resources", pod_fields.resources("Compute resources of the step's container (Kubernetes "
+                                            "ResourceRequirements); replaces spec.defaults.resources.",
+                                            where="resources"),
+          pod_setting=True, in_defaults=pod_fields.resources(
+              "Compute resources for every step's container (Kubernetes ResourceRequirements).",
+              where="defaults.resources")),
+    Field("timeoutSeconds", integer("Limit for this step, in seconds (the Job's activeDeadlineSeconds).",
+                                    bits=64, minimum=1)),
+    Field("retries", integer("How often a failed step is retried (the Job's backoffLimit).",
+                             minimum=0, maximum=MAX_RETRIES, default=0)),
+    Field("continueOnError", boolean("Record the step's failure, but let scheduling and the workflow's "
+                                     "outcome treat it as a success.", default=False)),
+    Field("estimatedSeconds", number("Expected run time, used only by `stepflow plan` to estimate the "
+                                     "speed-up of parallel groups.", minimum=0)),
+    Field("securityContext", pod_fields.SECURITY_CONTEXT, pod_setting=True),
+    Field("podSecurityContext", pod_fields.POD_SECURITY_CONTEXT, pod_setting=True),
+    Field("tolerations", pod_fields.TOLERATIONS, pod_setting=True),
+    Field("nodeSelector", pod_fields.NODE_SELECTOR, pod_setting=True),
+    Field("podMetadata", pod_fields.POD_METADATA, pod_setting=True),
+)
+POD_METADATA_FIELDS = tuple(pod_fields.POD_METADATA["properties"])
+
+
+def _per_step(expression: str, message: str, field_path: str | None = None) -> Schema:
+    """A rule on one step; its message names the step (cheap: one string per step)."""
+    return rule(expression, message, message_expression=f"'step ' + self.name + ': {message}'",
+                field_path=field_path)
+
+
+# Checked on each step of spec.steps and of spec.finally.
+STEP_RULES = (
+    _per_step("has(self.command) != has(self.script)", "set exactly one of command or script"),
+    _per_step("!has(self.args) || has(self.command)",
+              "args is only allowed together with command (a script runs with sh -c)", ".args"),
+    _per_step("!(has(self.parallel) && !self.parallel && has(self.parallelGroup) && self.parallelGroup > 0)",
+              "parallel false conflicts with parallelGroup >= 1 (a numbered step runs with its group)",
+              ".parallel"),
+    _per_step("!has(self.dependsOn) || !(self.name in self.dependsOn)", "a step cannot depend on itself",
+              ".dependsOn"),
+)
+
+# Checked on the whole of spec.steps and of spec.finally. Their messages are plain: the API server
+# estimates any messageExpression over the list beyond its budget (see crd.HEADER).
+STEP_LIST_RULES = (
+    rule("self.filter(s, has(s.parallelGroup) && s.parallelGroup > 0) .map(s, s.parallelGroup).isSorted()",
+         "parallelGroup numbers must increase down the steps list (gaps such as 1, 3, 7 are fine)",
+         reason="FieldValueInvalid"),
+    rule("[self.map(s, has(s.parallelGroup) ? s.parallelGroup : 0)].all(pgs, [pgs.filter(n, n > 0)]"
+         ".all(nums, nums.size() * (pgs.size() + nums.size()) > 400000 || nums.all(n, pgs.lastIndexOf(n) "
+         "- pgs.indexOf(n) == nums.lastIndexOf(n) - nums.indexOf(n))))",
+         "steps that share a parallelGroup number must be adjacent, with no other step between them",
+         reason="FieldValueInvalid"),
+)
+
+
+def step_list(description: str, steps: Iterable[Field], *, min_items: int | None = None,
+              max_items: int) -> Schema:
+    """spec.steps or spec.finally: the same step schema and rules, keyed by name."""
+    item = _obj("One step; it runs as one Kubernetes Job.", steps, rules=STEP_RULES)
+    return array(description, item, min_items=min_items, max_items=max_items, list_type="map",
+                 map_keys=["name"], rules=STEP_LIST_RULES)
+
+
+def spec_fields(steps: Iterable[Field] = STEP) -> tuple[Field, ...]:
+    """The fields of spec, built around the given step fields."""
+    steps = tuple(steps)
+    defaults = obj("Values every step inherits unless it sets its own.",
+                   {f.name: f.defaults_schema for f in steps if f.pod_setting})
+    return (
+        Field("maxConcurrency", integer(
+            "How many steps of this workflow may run at once. Ready steps beyond the cap wait in "
+            "document order. May be changed while a run is in progress.",
+            minimum=1, maximum=1000, default=DEFAULT_MAX_CONCURRENCY)),
+        Field("suspend", boolean("While true, no new step starts; running steps finish. May be changed "
+                                 "while a run is in progress.", default=False)),
+        Field("steps", step_list(
+            "The steps, in document order. A sequential step is a group of its own; adjacent parallel "
+            "steps form one group; adjacent steps with the same parallelGroup number form one group. "
+            "Groups run one after another.", steps, min_items=1, max_items=1000), required=True),
+        Field("failurePolicy", string(
+            "What happens when a step fails. StopAfterGroup: running steps and the rest of the failed "
+            "step's group finish, nothing else starts. FailFast: running steps are stopped (Cancelled), "
+            "nothing else starts. Continue: every step that does not depend on a failed step still "
+            "runs. The workflow ends Failed in every case.",
+            enum=FAILURE_POLICIES, default=FAILURE_POLICIES[0])),
+        Field("timeoutSeconds", integer("Limit for the whole run, in seconds. When it runs out the "
+                                        "workflow behaves as FailFast, with reason Timeout.",
+                                        bits=64, minimum=1)),
+        Field("serviceAccountName", string(
+            "Service account, in the Workflow's namespace, that every step's pod runs as. Defaults to "
+            "the namespace's default service account.", max_length=253, pattern=DNS1123_SUBDOMAIN)),
+        Field("runToken", string("Changing it starts a new run of an otherwise unchanged, finished "
+                                 "workflow. `stepflow rerun` sets it.", max_length=128)),
+        Field("defaults", defaults),
+        Field("maxResources", obj(
+            "At no moment do the running steps of this workflow request more than this, per resource "
+            "(cpu, memory, nvidia.com/gpu, ...). A step's requests default to its limits; a step "
+            "without either counts as zero. A ready step that does not fit waits as Pending, reason "
+            "WaitingForResources. Fixed while a run is in progress.", max_properties=16,
+            values=quantity("A resource quantity, e.g. 4 or 8Gi.", pattern=UNSIGNED_QUANTITY))),
+        Field("queueName", string(
+            "A Kueue LocalQueue of the Workflow's namespace (R3). Every Job is created suspended with "
+            "the label kueue.x-k8s.io/queue-name; its step waits as Pending, reason "
+            "WaitingForAdmission, until Kueue un-suspends the Job. Counts against the caps from the "
+            "Job's creation. Fixed while a run is in progress.", max_length=63, pattern=DNS1123_SUBDOMAIN)),
+        Field("finally", step_list(
+            "Steps that run once every step of spec.steps is over, whatever the outcome (X1): cleanup, "
+            "notifications, releasing a lock. Same fields as spec.steps; their dependsOn names finally "
+            "steps only, their when and stepOutput may read any main step. Each runs unless a finally "
+            "prerequisite failed. Not covered by spec.timeoutSeconds.", steps, max_items=50)),
+    )
+
+
+SPEC = spec_fields()
+DEFAULTS = tuple(f for f in STEP if f.pod_setting)
+
+SPEC_RULES = (
+    rule("(has(self.defaults) && has(self.defaults.image)) || (self.steps.all(s, has(s.image)) && "
+         "(!has(self.finally) || self.finally.all(s, has(s.image))))",
+         "every step needs an image; set spec.defaults.image or an image on each step",
+         reason="FieldValueRequired", field_path=".steps"),
+    rule("!has(self.finally) || self.finally.all(f, !self.steps.exists(s, s.name == f.name))",
+         "step names must be unique across spec.steps and spec.finally",
+         reason="FieldValueDuplicate", field_path=".finally"),
+)
+
+
+def fixed_during_a_run(spec: Iterable[Field]) -> Schema:
+    """The transition rule: while a run is in progress, every spec field but
+    :data:`CHANGEABLE_MID_RUN` keeps its value. Written from the fields, so a new one is fixed too."""
+    terms = []
+    for f in spec:
+        if f.name in CHANGEABLE_MID_RUN:
+            continue
+        new, old = f"self.spec.{f.name}", f"oldSelf.spec.{f.name}"
+        same = f"{new} == {old}"
+        if f.schema.get("x-kubernetes-list-type") == "map":
+            # The API server compares map lists regardless of order, but the order of steps is the plan.
+            key = f.schema["x-kubernetes-list-map-keys"][0]
+            same = f"{same} && {new}.map(s, s.{key}) == {old}.map(s, s.{key})"
+        if not f.required:
+            same = f"has({new}) == has({old}) && (!has({new}) || {f'({same})' if ' && ' in same else same})"
+        terms.append(same)
+    phases = ", ".join(f"'{phase}'" for phase in IN_PROGRESS)
+    return rule(f"!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in "
+                f"[{phases}]) || ({' && '.join(terms)})",
+                "only spec.suspend and spec.maxConcurrency may change while a run is in progress; wait for "
+                "it to finish or delete the workflow", reason="FieldValueForbidden", field_path=".spec")
+
+
+def _timestamp(what: str) -> Schema:
+    return string(f"When {what} (RFC 3339, milliseconds).", date_time=True)
+
+
+STEP_STATUS = obj("State of one step.", {
+    "group": integer("Index of the step's group in status.groups.", minimum=0),
+    "index": integer("Position of the step in spec.steps, then spec.finally (counted on).", minimum=0),
+    "type": string("The step's type, copied from the spec."),
+    "phase": string("Phase of the step.",
+                    enum=["Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled"]),
+    "reason": string(
+        "Machine-readable reason, e.g. WaitingForSlot, WaitingForPrerequisites, PrerequisiteFailed, "
+        "Timeout, ConditionFalse, ConditionError, OutputUnavailable, MissingOutput, OutputsTooLarge, "
+        "WaitingForMainSteps."),
+    "message": string("Human-readable detail; for a skipped step it names the upstream step."),
+    "jobName": string("Name of the step's Job in this run."),
+    "startedAt": _timestamp("the step started"),
+    "finishedAt": _timestamp("the step finished"),
+    "attempts": integer("How many pods the step has run (1 + retries used).", minimum=0),
+    "exitCode": integer("Exit code of the container of a failed step."),
+    "terminationMessage": string("Termination message of the container of a failed step."),
+    "continuedOnError": boolean("The step failed, but continueOnError let the workflow carry on."),
+    "outputs": obj("The declared outputs of a succeeded step (O2).", max_properties=32,
+                   values=string("An output's value.")),
+    "finally": boolean("The step is one of spec.finally (X4)."),
+})
+
+CONDITION = obj("One condition.", {
+    "type": string("Type of the condition, e.g. Ready, Reconciling, Stalled, Complete, Failed.",
+                   max_length=316),
+    "status": string("Status of the condition.", enum=["True", "False", "Unknown"]),
+    "reason": string("Machine-readable reason for the last transition.", max_length=1024),
+    "message": string("Human-readable detail of the last transition.", max_length=32768),
+    "lastTransitionTime": string("When the condition last changed status.", date_time=True),
+    "observedGeneration": integer("The metadata.generation the condition was set for.", bits=64, minimum=0),
+}, required=["type", "status"])
+
+STATUS = obj("Observed state of the current or last run, written by the operator.", {
+    "phase": string("Phase of the run: Pending, Running, Succeeded, Failed, or Suspended while "
+                    "spec.suspend is set.", enum=["Pending", "Running", "Succeeded", "Failed", "Suspended"]),
+    "reason": string("Machine-readable reason for the phase, e.g. StepsFailed, Timeout, InvalidSpec."),
+    "message": string("Human-readable summary; names every failed step."),
+    "trimmed": string("Set when the status would have outgrown its size budget (512 KiB): says what was "
+                      "cut, such as termination messages shortened to their last characters."),
+    "progress": string("Finished steps out of all steps, e.g. 3/7."),
+    "startedAt": _timestamp("the run started"),
+    "finishedAt": _timestamp("the run finished"),
+    "duration": string("Run time so far or in total, human-readable, e.g. 850ms, 42s, 1m23s."),
+    "observedGeneration": integer("The newest metadata.generation the operator has seen.",
+                                  bits=64, minimum=0),
+    "runGeneration": integer("The metadata.generation whose spec the current or last run executes.",
+                             bits=64, minimum=0),
+    "specHash": string("Fingerprint of the spec that defines the current run (everything but suspend "
+                       "and maxConcurrency). The operator starts a new run when it changes.", max_length=64),
+    "errors": array("Validation errors of an invalid spec (reason InvalidSpec), one per problem.",
+                    string("One validation error, with the field path.")),
+    "groups": array("The plan; groups run one after another, each a list of step names.",
+                    array("One group; its steps run concurrently.", string("A step name."))),
+    "steps": obj("State of every step, keyed by step name.", values=STEP_STATUS),
+    "conditions": array("kstatus conditions: Ready (succeeded), Reconciling (running), Stalled (failed), "
+                        "plus Job-style Complete and Failed.", CONDITION, list_type="map", map_keys=["type"]),
+})
+
+
+def workflow_fields(steps: Iterable[Field] = STEP) -> tuple[Field, ...]:
+    """The top-level fields of a Workflow object."""
+    return (
+        Field("apiVersion", string("APIVersion defines the versioned schema of this representation of "
+                                   "an object (stepflow.dev/v1alpha1).")),
+        Field("kind", string("Kind is the type of this object (Workflow).")),
+        # A real API server refuses any schema of metadata but its type (name and generateName aside).
+        Field("metadata", {"type": "object"}),
+        Field("spec", _obj("The desired run. A Workflow runs once per spec generation.", spec_fields(steps),
+                           rules=SPEC_RULES), required=True),
+        Field("status", STATUS),
+    )
+
+
+TOP = workflow_fields()
+
+
+def workflow_schema(steps: Iterable[Field] = STEP) -> Schema:
+    """The Workflow CRD's openAPIV3Schema, built around the given step fields."""
+    steps = tuple(steps)
+    return _obj(
+        "A Workflow is an ordered list of steps that stepflow runs as Kubernetes Jobs. Steps marked "
+        "parallel, or sharing a parallelGroup number, run concurrently; the others run one after "
+        "another. At most spec.maxConcurrency steps run at once.", workflow_fields(steps), rules=[
+            rule(f"self.metadata.name.size() <= {MAX_WORKFLOW_NAME}",
+                 f"metadata.name may have at most {MAX_WORKFLOW_NAME} characters: it becomes the "
+                 "stepflow.dev/workflow label value and part of every Job name", reason="FieldValueInvalid"),
+            fixed_during_a_run(spec_fields(steps)),
+        ])
