@@ -248,8 +248,9 @@ SPEC_RULES = (
          "every step needs an image; set spec.defaults.image or an image on each step",
          reason="FieldValueRequired", field_path=".steps"),
     rule("!has(self.finally) || self.finally.all(f, !self.steps.exists(s, s.name == f.name))",
-         "step names must be unique across spec.steps and spec.finally",
-         reason="FieldValueDuplicate", field_path=".finally"),
+         # no reason FieldValueDuplicate: with it the API server drops the message and says
+         # only "spec.finally: Duplicate value"
+         "step names must be unique across spec.steps and spec.finally", field_path=".finally"),
 )
 
 
