@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= examples/mixed-sequential-parallel.yaml
+FIGURES := docs/figures
 
-.PHONY: demo test chaos lint bench clean kube-assets cluster ui-assets
+.PHONY: demo test chaos lint docs docs-serve browser bench clean kube-assets cluster ui-assets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,18 +17,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/stepflow run $(DEMO) --timeline
 
+# Debian's Chromium for the browser tests: installed where this user may (root, or sudo without
+# a password); otherwise this stops at once and names the command to run.
+browser:
+	@scripts/ensure-chromium
+
 # The real control plane tier's binaries, built from Go modules once per machine (tests/kube/).
 kube-assets: $(STAMP)
 	$(BIN)/python tests/kube/build.py >/dev/null
 
-test: $(STAMP) kube-assets
+# `browser` first: a missing prerequisite stops the run before the long build.
+test: browser $(STAMP) kube-assets
 	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/mkdocs build --strict
 	$(BIN)/pytest -q
 
-# Faults and a soak on the real control plane, with two leader-elected replicas (README,
-# Reliability). About 10 minutes; CI runs it after `make test`.
+# Faults and a soak on the real control plane, with two leader-elected replicas (docs/reliability.md).
+# About 10 minutes; CI runs it after `make test`. Writes the reliability page's table.
 chaos: $(STAMP) kube-assets
-	$(BIN)/pytest -q -m chaos tests/kube/test_chaos.py
+	STEPFLOW_CHAOS_MARKDOWN=$(FIGURES)/reliability.md $(BIN)/pytest -q -m chaos tests/kube/test_chaos.py
 
 # A real API server on loopback with deploy/ installed, for trying stepflow by hand.
 cluster: $(STAMP) kube-assets
@@ -36,12 +44,20 @@ cluster: $(STAMP) kube-assets
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests benchmarks
 
-bench: $(STAMP) kube-assets
-	$(BIN)/python benchmarks/plan_scale.py
-	$(BIN)/python benchmarks/local_overhead.py
-	$(BIN)/python benchmarks/local_chain.py
-	$(BIN)/python benchmarks/operator_latency.py
-	$(BIN)/python benchmarks/ui_render.py
+# The docs site (mkdocs.yml), into site/; --strict: a broken link or anchor fails the build.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	$(BIN)/mkdocs serve
+
+# Every benchmark, each writing its table into the performance page's figures (docs/figures/).
+bench: $(STAMP) kube-assets browser
+	$(BIN)/python benchmarks/plan_scale.py --markdown $(FIGURES)/plan_scale.md
+	$(BIN)/python benchmarks/local_overhead.py --markdown $(FIGURES)/local_overhead.md
+	$(BIN)/python benchmarks/local_chain.py --markdown $(FIGURES)/local_chain.md
+	$(BIN)/python benchmarks/operator_latency.py --markdown $(FIGURES)/operator_latency.md
+	$(BIN)/python benchmarks/ui_render.py --markdown $(FIGURES)/ui_render.md
 
 # The web UI's one third-party asset (elkjs, pinned in ui/package.json), copied from npm into
 # the package; only needed after changing that pin. The UI itself needs no Node.js.
@@ -49,4 +65,4 @@ ui-assets:
 	ui/vendor.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info
