@@ -122,7 +122,7 @@ class Report:
     def print(self, *objects: Any, **options: Any) -> None:
         self.console.print(*objects, **options)
         for item in objects:
-            self.items.append(item if isinstance(item, Table) else plain(item))
+            self.items.append(item if isinstance(item, Table) else str(item))
 
     def write(self, path: str | None, env: Sequence[str] = ()) -> None:
         """The Markdown file at ``path`` (nothing when it is None), its folder made if needed."""
@@ -133,6 +133,6 @@ class Report:
 def write_markdown(path: str, items: Iterable[Table | str], env: Sequence[str] = ()) -> None:
     parts = [header(env)]
     for item in items:
-        parts.append(markdown_table(item) if isinstance(item, Table) else item + "\n")
+        parts.append(markdown_table(item) if isinstance(item, Table) else plain(item) + "\n")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("\n".join(parts))
