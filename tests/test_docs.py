@@ -42,6 +42,7 @@ def load(path: Path) -> ModuleType:
 crd_reference = load(ROOT / "docs" / "hooks" / "crd_reference.py")
 examples_index = load(ROOT / "docs" / "hooks" / "examples_index.py")
 figures = load(ROOT / "benchmarks" / "figures.py")
+figures_check = load(ROOT / "docs" / "hooks" / "figures_check.py")
 
 
 # --- the field reference -----------------------------------------------------------------------
@@ -194,3 +195,21 @@ def test_a_figure_file_names_its_date_machine_commit_and_command(tmp_path, monke
     assert ("**planning**\n\n| shape | 10,000 steps |\n| --- | ---: |\n| chain | 132 ms |\n"
             "| a \\| b | 1 ms |") in text
     assert text.rstrip().endswith("a note")
+
+
+def test_a_page_including_a_figure_never_written_fails_the_build_naming_the_command(tmp_path):
+    from mkdocs.exceptions import PluginError
+
+    (tmp_path / "docs" / "figures").mkdir(parents=True)
+    (tmp_path / "docs" / "figures" / "plan_scale.md").write_text("a table\n")
+    config = {"config_file_path": str(tmp_path / "mkdocs.yml")}
+    page = type("Page", (), {"file": type("File", (), {"src_uri": "performance.md"})()})()
+    written = '--8<-- "plan_scale.md"\n'
+    assert figures_check.on_page_markdown(written, page, config, None) == written
+    with pytest.raises(PluginError) as missing:
+        figures_check.on_page_markdown(written + '--8<-- "reliability.md"\n--8<-- "ui_render.md"\n', page,
+                                       config, None)
+    message = str(missing.value)
+    assert "docs/figures/reliability.md (written by `make chaos`)" in message
+    assert "`.venv/bin/python benchmarks/ui_render.py --markdown docs/figures/ui_render.md`" in message
+    assert "plan_scale" not in message
