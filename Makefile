@@ -4,8 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= examples/mixed-sequential-parallel.yaml
+FIGURES := docs/figures
+# mkdocs-material prints a banner about its successor on every build; the build itself is unaffected.
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: demo test chaos lint bench clean kube-assets cluster ui-assets crds
+.PHONY: demo test chaos lint docs docs-serve browser bench clean kube-assets cluster ui-assets crds
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,18 +19,25 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/stepflow run $(DEMO) --timeline
 
+# Debian's Chromium for the browser tests: installed where this user may (root, or sudo without
+# a password); otherwise this stops at once and names the command to run.
+browser:
+	@scripts/ensure-chromium
+
 # The real control plane tier's binaries, built from Go modules once per machine (tests/kube/).
 kube-assets: $(STAMP)
 	$(BIN)/python tests/kube/build.py >/dev/null
 
-test: $(STAMP) kube-assets
-	$(BIN)/ruff check operator tests benchmarks
+# `browser` first: a missing prerequisite stops the run before the long build.
+test: browser $(STAMP) kube-assets
+	$(BIN)/ruff check operator tests benchmarks docs
+	$(MKDOCS) build --strict
 	$(BIN)/pytest -q
 
-# Faults and a soak on the real control plane, with two leader-elected replicas (README,
-# Reliability). About 10 minutes; CI runs it after `make test`.
+# Faults and a soak on the real control plane, with two leader-elected replicas (docs/reliability.md).
+# About 10 minutes; CI runs it after `make test`. Writes the reliability page's table.
 chaos: $(STAMP) kube-assets
-	$(BIN)/pytest -q -m chaos tests/kube/test_chaos.py
+	STEPFLOW_CHAOS_MARKDOWN=$(FIGURES)/reliability.md $(BIN)/pytest -q -m chaos tests/kube/test_chaos.py
 
 # A real API server on loopback with deploy/ installed, for trying stepflow by hand.
 cluster: $(STAMP) kube-assets
@@ -38,14 +48,22 @@ crds: $(STAMP)
 	$(BIN)/python -m stepflow.crd
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff check operator tests benchmarks docs
 
-bench: $(STAMP) kube-assets
-	$(BIN)/python benchmarks/plan_scale.py
-	$(BIN)/python benchmarks/local_overhead.py
-	$(BIN)/python benchmarks/local_chain.py
-	$(BIN)/python benchmarks/operator_latency.py
-	$(BIN)/python benchmarks/ui_render.py
+# The docs site (mkdocs.yml), into site/; --strict: a broken link or anchor fails the build.
+docs: $(STAMP)
+	$(MKDOCS) build --strict
+
+docs-serve: $(STAMP)
+	$(MKDOCS) serve
+
+# Every benchmark, each writing its table into the performance page's figures (docs/figures/).
+bench: $(STAMP) kube-assets browser
+	$(BIN)/python benchmarks/plan_scale.py --markdown $(FIGURES)/plan_scale.md
+	$(BIN)/python benchmarks/local_overhead.py --markdown $(FIGURES)/local_overhead.md
+	$(BIN)/python benchmarks/local_chain.py --markdown $(FIGURES)/local_chain.md
+	$(BIN)/python benchmarks/operator_latency.py --markdown $(FIGURES)/operator_latency.md
+	$(BIN)/python benchmarks/ui_render.py --markdown $(FIGURES)/ui_render.md
 
 # The web UI's one third-party asset (elkjs, pinned in ui/package.json), copied from npm into
 # the package; only needed after changing that pin. The UI itself needs no Node.js.
@@ -53,4 +71,4 @@ ui-assets:
 	ui/vendor.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build site *.egg-info

@@ -4,7 +4,7 @@ Each step is a real process (`sh -c true`), so the floor is fork/exec and reapin
 with the chain is the scheduler's work per step. The acceptance in the hardening issue: 2k/1k
 time <= 2.3x, and a 10,000-step chain within 4x the 1,000-step time per step.
 
-    .venv/bin/python benchmarks/local_chain.py [--sizes 1000,2000,10000] [--json PATH]
+    .venv/bin/python benchmarks/local_chain.py [--sizes 1000,2000,10000] [--json PATH] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+import figures
 from stepflow.engine import decide
 from stepflow.local import LocalRun
 from stepflow.plan import compile_workflow
@@ -58,7 +59,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="1000,2000,10000")
-    parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help=figures.MARKDOWN_HELP)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = [run_chain(n) for n in sizes]
@@ -74,7 +76,9 @@ def main() -> int:
             f"{r['seconds'] / base['seconds']:.2f}x",
             f"{r['ms_per_step'] / base['ms_per_step']:.2f}x",
         )
-    Console().print(table)
+    report = figures.Report(Console())
+    report.print(table)
+    report.write(args.markdown)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

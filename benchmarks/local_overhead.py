@@ -8,7 +8,7 @@ and compares the wall time with the ideal, the time the steps alone need:
 - the first again through ``stepflow run`` in a new process, as a user types it: the
   interpreter's start and imports count too.
 
-    .venv/bin/python benchmarks/local_overhead.py [--repeat N] [--json PATH]
+    .venv/bin/python benchmarks/local_overhead.py [--repeat N] [--json PATH] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+import figures
 from stepflow.local import LocalRun
 from stepflow.plan import compile_workflow
 from stepflow.status import parse_time
@@ -88,8 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario; the median counts")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help=figures.MARKDOWN_HELP)
     args = parser.parse_args()
-    console = Console(width=max(Console().width, 120))
+    console = figures.Report(Console(width=max(Console().width, 120)))
     table = Table(title=f"local runner overhead (LocalRun, real processes), median of {args.repeat}")
     for column in ("scenario", "ideal", "wall", "overhead", "overhead %", "mean step", "target", ""):
         table.add_column(column, justify="left" if column == "scenario" else "right")
@@ -132,6 +134,7 @@ def main() -> None:
         "included), or for `stepflow run` process spawned to exited (Python start and imports "
         "included); mean step: a step's startedAt..finishedAt (sleep + fork/exec + reaping)"
     )
+    console.write(args.markdown)
     if args.json:
         Path(args.json).write_text(
             json.dumps(

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+import figures  # noqa: E402
 from cluster.cluster import Cluster, wait_for  # noqa: E402
 from cluster.crds import stepflow_crds  # noqa: E402
 from cluster.jobs import Outcome  # noqa: E402
@@ -380,6 +381,7 @@ def main() -> int:
         "--emulator", action="store_true", help="the in-process emulator, not a real control plane"
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help=figures.MARKDOWN_HELP)
     parser.add_argument(
         "--profile",
         metavar="PATH",
@@ -445,9 +447,11 @@ def main() -> int:
             for variant in variants:
                 if variant != "stock":  # the stock settings change nothing that memory measures
                     results[variant]["memory"] = memory(session_for, variant, mem_flows)
-    print_tables(console, results, chains, flows)
+    report = figures.Report(console)
+    print_tables(report, results, chains, flows)
     if args.quick:
-        console.print("[yellow]--quick: scaled-down runs; the targets refer to the full sizes[/yellow]")
+        report.print("[yellow]--quick: scaled-down runs; the targets refer to the full sizes[/yellow]")
+    report.write(args.markdown)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
@@ -462,7 +466,7 @@ def _cell(results: dict[str, Any], variant: str, *path: str, fmt: str = "{:.1f}"
     return fmt.format(value)
 
 
-def print_tables(console: Console, results: dict[str, Any], chains: int, flows: int) -> None:
+def print_tables(console: figures.Report, results: dict[str, Any], chains: int, flows: int) -> None:
     variants = results["variants"]
     first = variants[0]
     table = Table(

@@ -5,7 +5,7 @@ grouping) on the document as a dict, YAML parsing of the same document on
 its own, and one engine ``decide()`` call, for 100, 1,000 and 10,000 steps in
 three shapes. DESIGN target: planning + validation of 10,000 steps < 0.5 s.
 
-    .venv/bin/python benchmarks/plan_scale.py [--repeat N] [--json PATH]
+    .venv/bin/python benchmarks/plan_scale.py [--repeat N] [--json PATH] [--markdown PATH]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+import figures
 from stepflow.engine import decide
 from stepflow.plan import compile_workflow
 from stepflow.spec import iter_documents
@@ -123,7 +124,7 @@ def growth(rows: list[dict[str, Any]], shape: str, key: str = "plan_seconds") ->
     return by_size[10_000] / by_size[1_000]
 
 
-def report(rows: list[dict[str, Any]], console: Console) -> dict[str, Any]:
+def report(rows: list[dict[str, Any]], console: figures.Report) -> dict[str, Any]:
     table = Table(
         title=f"validate + plan (compile_workflow), best of runs; target < {TARGET_SECONDS} s at 10,000 steps"
     )
@@ -169,8 +170,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best counts")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help=figures.MARKDOWN_HELP)
     args = parser.parse_args()
-    console = Console(width=max(Console().width, 120))
+    console = figures.Report(Console(width=max(Console().width, 120)))
     rows = measure(args.repeat)
     summary = report(rows, console)
     loader = "libyaml" if hasattr(yaml, "CSafeLoader") else "pure-Python"
@@ -178,6 +180,7 @@ def main() -> None:
         f"python {platform.python_version()}, {loader} YAML parser. 'validate+plan' starts from "
         "the dict document; `stepflow validate FILE` also pays 'YAML parse'. Growth ~10x = linear."
     )
+    console.write(args.markdown)
     if args.json:
         Path(args.json).write_text(
             json.dumps(

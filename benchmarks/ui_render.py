@@ -1,6 +1,6 @@
 """How quickly the web UI draws a workflow and shows a change, in headless Chromium.
 
-    python benchmarks/ui_render.py [--quick] [--json PATH]
+    python benchmarks/ui_render.py [--quick] [--json PATH] [--markdown PATH]
 
 On the real control plane of the testing tier (tests/kube/), with ``stepflow ui`` and Debian's
 Chromium on the same 2 cores. No operator runs: the benchmark writes each Workflow's status
@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+import figures  # noqa: E402
 from kube.browser import PageWatch, browser, grouped_workflow, pending_status, ui_server  # noqa: E402
 from kube.build import ensure_assets  # noqa: E402
 from kube.controlplane import ControlPlane  # noqa: E402
@@ -120,6 +121,7 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer loads and changes (a smoke test)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--markdown", metavar="PATH", help=figures.MARKDOWN_HELP)
     args = parser.parse_args()
     loads, changes = (1, 5) if args.quick else (3, 30)
     console = Console()
@@ -152,19 +154,21 @@ def main() -> int:
         results["update"] = {"page_ms": page_ms, "watch_ms": watch_ms}
         results["browser_errors"] = watch.errors
         results["foreign_requests"] = watch.foreign_requests()
-    report(console, results)
+    printed = figures.Report(console)
+    report(printed, results)
+    printed.write(args.markdown)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 1 if results["browser_errors"] or results["foreign_requests"] else 0
 
 
-def report(console: Console, results: dict[str, Any]) -> None:
+def report(console: figures.Report, results: dict[str, Any]) -> None:
     table = Table(title="stepflow ui in headless Chromium (real control plane, 2 shared cores)")
     for column in ("what", "median", "min", "max", "runs"):
         table.add_column(column)
-    for size, figures in results["render"].items():
+    for size, measured in results["render"].items():
         for label, key in (("render", "render_ms"), ("  of it layout (elkjs)", "layout_ms")):
-            values = figures[key]
+            values = measured[key]
             table.add_row(
                 f"{label}, {size} steps" if label == "render" else label,
                 f"{statistics.median(values):.0f} ms",

@@ -134,8 +134,8 @@ def test_validate_refuses_what_the_cluster_refuses(capsys, tmp_path, case, chang
     assert any(f": {path}: " in e and words in e for e in errors), errors
 
 
-def test_the_readme_example_is_what_validate_prints(capsys, tmp_path, monkeypatch):
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+def test_the_documented_example_is_what_validate_prints(capsys, tmp_path, monkeypatch):
+    readme = (Path(__file__).parents[2] / "docs" / "workflow-reference.md").read_text()
     document = readme.split("```yaml\n# broken.yaml\n", 1)[1].split("```", 1)[0]
     shown = readme.split("$ stepflow validate broken.yaml\n", 1)[1].split("```", 1)[0].splitlines()
     (tmp_path / "broken.yaml").write_text(document)

@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -22,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.table import Table
 
 from kube.realcluster import CHAOS_FIGURES, Kube, step, wait_for, workflow
-from operator_harness import OperatorProcess, free_port, operators
+from operator_harness import ROOT, OperatorProcess, free_port, operators
 from stepflow.status import parse_time
 
 pytestmark = pytest.mark.chaos
@@ -33,6 +35,48 @@ LEASE_NAMESPACE = "stepflow-system"
 LEASE = "stepflow-operator"
 LEASE_DURATION, RENEW_DEADLINE = 15.0, 10.0  # client-go's defaults, which deploy/ uses
 TERMINAL = ("Succeeded", "Failed", "Skipped", "Cancelled")
+
+# The reliability page's table (docs/reliability.md): each figure's label, and what it is held to.
+FIGURE_ROWS = {
+    "takeover after SIGKILL (s)": ("takeover after SIGKILL of the leader (s)",
+                                   f"<= {LEASE_DURATION + 5:.0f} s: the lease duration + 5 s (L2)"),
+    "takeover after SIGTERM (s)": ("takeover after SIGTERM of the leader (s)", "<= 2 s (L2)"),
+    "partitioned leader exited after (s)": ("partition: the cut leader fenced itself and exited, "
+                                            "seconds after the cut", "before the takeover (L3)"),
+    "takeover after a partition (s)": ("partition: a standby took over, seconds after the cut",
+                                       "once the old lease has run out"),
+    "soak workflows": ("soak: workflows of 5 steps, the leader killed halfway", "every one Succeeded"),
+    "soak steps": ("soak: steps, each with exactly one Job", "no duplicate, none lost"),
+    "soak wall_s": ("soak: wall time (s)", ""),
+    "soak requests_per_step": ("soak: the operator's API requests per step (audit log)", ""),
+    "soak writes_per_step": ("soak: of which writes", "<= 3 (DESIGN.md)"),
+    "soak events_stored_per_step": ("soak: Events stored per step", ""),
+    "soak event_creates_audited_per_step": ("soak: Event creates in the audit log per step",
+                                            "as many as stored: none dropped"),
+    "soak peak_rss_mib_standby_then_leader": ("soak: peak RSS of the replica that was standby, then "
+                                              "leader (MiB)", ""),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def reliability_table() -> Iterator[None]:
+    """With STEPFLOW_CHAOS_MARKDOWN (``make chaos`` sets it), the figures of the tests that ran
+    are written there as Markdown, with the date, machine and command, for the docs."""
+    yield
+    path = os.environ.get("STEPFLOW_CHAOS_MARKDOWN")
+    if not path or not CHAOS_FIGURES:
+        return
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import figures  # benchmarks/figures.py: one writer for every table of the docs
+
+    table = Table(title=f"make chaos: two replicas with --leader-elect, lease {LEASE_DURATION:.0f} s, "
+                        f"renew deadline {RENEW_DEADLINE:.0f} s")
+    for column in ("measure", "this run", "promise"):
+        table.add_column(column, justify="right" if column == "this run" else "left")
+    for key, value in CHAOS_FIGURES.items():
+        label, promise = FIGURE_ROWS.get(key, (key, ""))
+        table.add_row(label, "-" if value is None else str(value), promise)
+    figures.write_markdown(path, [table], env=("STEPFLOW_CHAOS_MARKDOWN",))
 
 
 def scenario() -> list[dict[str, Any]]:

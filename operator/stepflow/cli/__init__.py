@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from stepflow import __version__
-from stepflow.cli import cluster, local, ui
+from stepflow.cli import cluster, completion, local, ui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         add_help=False)
     cluster.register(commands)
     ui.register(commands)
+    completion.register(commands)
     return parser
 
 
