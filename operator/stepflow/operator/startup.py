@@ -86,11 +86,10 @@ async def start_operator() -> Operator:
     limit = max_running_jobs()
     reconciler = Reconciler(controller.api, store, controller.events, SlotQueue(limit), wake=controller.wake)
     operator = Operator(controller, store, reconciler)
-    controller.start(reconciler, take_over=operator.take_over,
-                     listing_over=functools.partial(relist.listing_over, operator))
+    await controller.start(reconciler, take_over=operator.take_over,
+                           listing_over=functools.partial(relist.listing_over, operator))
     controller.spawn(sweep_waiting_jobs(store, controller.wake), "sweeper")
     controller.spawn(write_pool_statuses(reconciler.pools, controller.api, controller.may_write), "pools")
-    await asyncio.sleep(0)  # let the queue bind to this loop before the first event arrives
     metrics.RUNNING_LIMIT.set(-1 if limit is None else limit)
     metrics.watch_phases(store.workflow_phases)
     port = int(os.environ.get("STEPFLOW_METRICS_PORT", "9090") or 0)

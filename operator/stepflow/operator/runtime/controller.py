@@ -66,7 +66,7 @@ class Controller(Generic[C]):
         self.stopping = threading.Event()
         self.queue: WorkQueue | None = None
         self._tasks: list[asyncio.Task[Any]] = []
-        self._warm = asyncio.Event()
+        self.warm = asyncio.Event()  # set once the first listings are in: then it contends
 
     @classmethod
     def connect(cls, api_client: client.ApiClient, *, client_class: Callable[..., C],
@@ -98,21 +98,28 @@ class Controller(Generic[C]):
         self._tasks.append(task)
         return task
 
-    def start(self, reconcile: Handler, *, take_over: Callable[[], Iterable[Hashable]],
-              listing_over: Callable[[str], None]) -> None:
+    async def start(self, reconcile: Handler, *, take_over: Callable[[], Iterable[Hashable]],
+                    listing_over: Callable[[str], None]) -> None:
         """Serve the work queue with ``reconcile``; with an election, stand by until the Lease
         is ours. ``take_over`` runs on becoming the leader, before any reconcile, and names
-        every key to reconcile; ``listing_over(kind)`` runs when a listing of a kind is over."""
+        every key to reconcile; ``listing_over(kind)`` runs when a listing of a kind is over.
+        Returns once keys may be added."""
         self.queue = WorkQueue(reconcile, workers=self.workers, executor=self.executor,
                                transient=TRANSIENT_ERRORS, paused=self.elector is not None)
         self.listings.over = listing_over
         self.spawn(self.queue.run(), "workqueue")
         if self.elector is None:
             metrics.LEADER.set(1)
-            return
+        else:
+            self._stand_by(take_over)
+        await asyncio.sleep(0)  # let the queue bind to this loop before the first event arrives
+
+    def _stand_by(self, take_over: Callable[[], Iterable[Hashable]]) -> None:
+        """Contend for the Lease once the cache is warm, and watch it to take over at once."""
+        assert self.elector is not None
         metrics.LEADER.set(0)
         election = self.spawn(self.elector.run(lambda: self._start_leading(take_over), self._stop_leading,
-                                               self._warm), "lease")
+                                               self.warm), "lease")
         election.add_done_callback(election_ended)
         self.spawn(self._warm_up(), "warm-up")
         threading.Thread(target=self.elector.watch, args=(asyncio.get_running_loop(), self.stopping),
@@ -122,7 +129,7 @@ class Controller(Generic[C]):
         """A replica contends for the Lease once kopf's first listings are in its cache. A
         leader with a cold cache would not know what already runs."""
         await self.listings.settled()
-        self._warm.set()
+        self.warm.set()
 
     def _start_leading(self, take_over: Callable[[], Iterable[Hashable]]) -> None:
         """Leading: reconcile everything the caller names (level-triggered: whatever the old
