@@ -209,3 +209,27 @@ def test_a_failed_election_ends_the_process_and_a_cancelled_one_does_not(monkeyp
 
     asyncio.run(main())
     assert exits == ["leader election failed: the Lease API is gone for good; exiting"]
+
+
+def test_connect_fences_the_client_with_the_election_and_names_the_replica():
+    from kubernetes import client
+
+    from stepflow.operator.runtime.api import Client, NotLeader
+
+    class Vocabulary(Client):
+        pass
+
+    settings = LeaseSettings("ns", "replica-1")
+    api_client = client.ApiClient()
+    elected = Controller.connect(api_client, client_class=Vocabulary, lease=settings,
+                                 user_agent="thing-operator", workers=1)
+    plain = Controller.connect(client.ApiClient(), client_class=Vocabulary, lease=None,
+                               user_agent="x", workers=1)
+    for controller in (elected, plain):
+        controller.events.close()
+    assert isinstance(elected.api, Vocabulary) and elected.elector is not None
+    assert api_client.user_agent == "thing-operator (replica-1)"  # the audit log tells replicas apart
+    assert not elected.may_write()
+    with pytest.raises(NotLeader):  # refused before anything is sent: there is no server
+        elected.api.request("POST", "/api/v1/namespaces/ns/events", body={})
+    assert plain.elector is None and plain.api.may_write is None and plain.may_write()

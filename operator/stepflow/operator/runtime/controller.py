@@ -73,8 +73,9 @@ class Controller(Generic[C]):
                 lease: LeaseSettings | None, user_agent: str, **options: Any) -> Controller[C]:
         """Build the client (``client_class``, a :class:`Client`) and, with ``lease``, the
         elector that fences it; the User-Agent then names the replica, for the audit log."""
-        elector = LeaderElector(Client(api_client), lease) if lease is not None else None
-        if elector is not None:
+        elector = None
+        if lease is not None:
+            elector = LeaderElector(Client(api_client), lease)
             api_client.user_agent = f"{user_agent} ({lease.identity})"
         api = client_class(api_client, may_write=elector.may_write if elector else None)
         return cls(api, elector=elector, **options)
