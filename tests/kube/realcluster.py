@@ -22,7 +22,8 @@ from kubernetes import config
 from cluster.cluster import wait_for as emulator_wait_for
 from kube.controlplane import ControlPlane
 from operator_harness import ROOT
-from stepflow.operator.api import Api, NotFound
+from stepflow.operator.api import Api
+from stepflow.operator.runtime.api import NotFound
 
 T = TypeVar("T")
 FINISHED = ("Succeeded", "Failed")

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from stepflow.cli.ui import read_only
-from stepflow.operator.api import Api, NotLeader
+from stepflow.operator.api import Api
+from stepflow.operator.runtime.api import NotLeader
 from stepflow.ui.watch import Changes, Hub, WorkflowWatch, lines
 
 

@@ -73,7 +73,7 @@ def _api_errors_as_messages(handler: Handler) -> Handler:
         import urllib3  # here, not at the top: `stepflow run` must not pay for the client
         from kubernetes.client.exceptions import ApiException
 
-        from stepflow.operator.api import Conflict, Forbidden, Invalid, NotFound
+        from stepflow.operator.runtime.api import Conflict, Forbidden, Invalid, NotFound
 
         try:
             return handler(args)
@@ -122,7 +122,7 @@ def _workflow_path(namespace: str, name: str) -> str:
 
 
 def get_workflow(api: Api, namespace: str, name: str) -> dict[str, Any]:
-    from stepflow.operator.api import NotFound
+    from stepflow.operator.runtime.api import NotFound
 
     try:
         return api.request("GET", _workflow_path(namespace, name))
@@ -131,7 +131,7 @@ def get_workflow(api: Api, namespace: str, name: str) -> dict[str, Any]:
 
 
 def patch_workflow(api: Api, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-    from stepflow.operator.api import NotFound
+    from stepflow.operator.runtime.api import NotFound
 
     try:
         return api.request("PATCH", _workflow_path(namespace, name), body=patch,

@@ -56,7 +56,7 @@ def run_operator(argv: Sequence[str]) -> int:
 
 def _lease_options(parser: argparse.ArgumentParser, ours: argparse.Namespace) -> None:
     """Checked here, with client-go's rules, so that a bad combination is a usage error."""
-    from stepflow.operator.leader import LeaseSettings
+    from stepflow.operator.runtime.leader import LeaseSettings
 
     if not ours.leader_elect:
         return

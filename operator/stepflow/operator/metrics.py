@@ -1,11 +1,14 @@
-"""Prometheus metrics of the operator (names documented in the README)."""
+"""Prometheus metrics of the operator (names documented in the README).
+
+The runtime's own, the API's errors and the leadership, are in
+:mod:`stepflow.operator.runtime.metrics`.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
@@ -25,13 +28,9 @@ RUNNING_STEPS = Gauge("stepflow_running_steps", "Steps running now, across all w
 RUNNING_LIMIT = Gauge(
     "stepflow_running_steps_limit",
     "The operator-wide cap on running steps (--max-running-jobs); -1 if unlimited.")
-LEADER = Gauge(
-    "stepflow_leader", "1 while this replica leads (always, without --leader-elect); 0 on a standby.")
 RECONCILE_DURATION = Histogram(
     "stepflow_reconcile_duration_seconds", "Time one reconcile of one workflow takes, API calls included.",
     buckets=FAST_BUCKETS)
-API_ERRORS = PromCounter(
-    "stepflow_api_errors_total", "Kubernetes API errors seen by the operator, by HTTP status code.", ["code"])
 
 
 class WorkflowPhases(Collector):

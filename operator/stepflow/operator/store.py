@@ -1,8 +1,11 @@
 """The operator's view of the cluster, fed by kopf's watch events (an informer cache).
 
-Reconciles read from here instead of listing the API each time. The cache
-never goes backwards: a watch event older than a write's response (which
-the operator stores at once) is ignored.
+Reconciles read from here instead of listing the API each time. What is cached is
+stepflow's: Workflows, their Jobs (trimmed to what a reconcile reads) and what their pods
+say, all by workflow. The rules any such cache keeps are the runtime's
+(:mod:`stepflow.operator.runtime.cache`): it never goes backwards (a watch event older than
+a write's response, which the operator stores at once, is ignored), a deletion cannot drop a
+newer object of the name, and each (re-)listing is bookkept.
 """
 
 from __future__ import annotations
@@ -14,28 +17,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from stepflow.operator.jobs import PodReport, of_job, pod_report
+from stepflow.operator.runtime.cache import Relists, newer, replaced
 from stepflow.status import parse_time
 
 Key = tuple[str, str]  # namespace, workflow name
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"  # set on its pods by the Job controller
 POD_LESS_GRACE = 2.0  # seconds a Job may have no pod before its Events are read
-
-
-def _version(obj: Mapping[str, Any]) -> int | None:
-    value = (obj.get("metadata") or {}).get("resourceVersion")
-    return int(value) if isinstance(value, str) and value.isdigit() else None
-
-
-def _newer(new: Mapping[str, Any], old: Mapping[str, Any] | None) -> bool:
-    """Strictly newer; unknown versions count as newer, to stay on the safe side."""
-    if old is None:
-        return True
-    a, b = _version(new), _version(old)
-    return a is None or b is None or a > b
-
-
-def _uid(obj: Mapping[str, Any] | None) -> str:
-    return ((obj or {}).get("metadata") or {}).get("uid", "")
 
 
 def _job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -77,9 +64,7 @@ class Store:
         self._lock = threading.Lock()
         self._workflows: dict[Key, dict[str, Any]] = {}
         self._jobs: dict[Key, dict[str, dict[str, Any]]] = defaultdict(dict)
-        # Per kind being re-listed by kopf: what the cache held then and the listing has not
-        # shown yet (see listed).
-        self._unlisted: dict[str, set[tuple[Key, str]]] = {}
+        self._relists = Relists()  # per kind being re-listed by kopf (see listed)
         # Per workflow, per Job name, per pod name: what the pod says (jobs.PodReport).
         self._pods: dict[Key, dict[str, dict[str, PodReport]]] = defaultdict(lambda: defaultdict(dict))
         self._orphans: set[tuple[Key, str]] = set()  # pod reports without a Job, at the last sweep
@@ -88,7 +73,7 @@ class Store:
         """Store a newer version; False if we have it already (e.g. our own write's echo)."""
         key = (body["metadata"]["namespace"], body["metadata"]["name"])
         with self._lock:
-            if not _newer(body, self._workflows.get(key)):
+            if not newer(body, self._workflows.get(key)):
                 return False
             self._workflows[key] = trimmed_workflow(body)
             return True
@@ -98,7 +83,7 @@ class Store:
         of that name: kopf handles each object's events in its own task, keyed by uid, so the
         deletion of one can be processed after the creation of the next."""
         with self._lock:
-            if uid and _uid(self._workflows.get(key)) not in ("", uid):
+            if replaced(self._workflows.get(key), uid):
                 return
             self._workflows.pop(key, None)
             self._jobs.pop(key, None)
@@ -142,7 +127,7 @@ class Store:
         name = job["metadata"]["name"]
         with self._lock:
             old = self._jobs[key].get(name)
-            if not _newer(job, old):
+            if not newer(job, old):
                 return False
             self._jobs[key][name] = trimmed_job(job)
             return old is None or _job_signature(old) != _job_signature(job)
@@ -151,7 +136,7 @@ class Store:
         """Forget a Job, unless the cache holds a newer one of that name (see drop_workflow)."""
         with self._lock:
             jobs = self._jobs.get(key, {})
-            if uid and _uid(jobs.get(name)) not in ("", uid):
+            if replaced(jobs.get(name), uid):
                 return
             jobs.pop(name, None)
             self._pods.get(key, {}).pop(name, None)
@@ -167,19 +152,17 @@ class Store:
         one (True): the cache's objects of that kind are noted, each listed one is struck off,
         and what remains at :meth:`end_listing` may be gone."""
         with self._lock:
-            started = kind not in self._unlisted
-            if started:
-                if kind == "workflows":
-                    self._unlisted[kind] = {(k, "") for k in self._workflows}
-                else:
-                    self._unlisted[kind] = {(k, n) for k, jobs in self._jobs.items() for n in jobs}
-            self._unlisted[kind].discard((key, name))
-            return started
+            return self._relists.listed(kind, (key, name), lambda: self._members(kind))
+
+    def _members(self, kind: str) -> set[tuple[Key, str]]:
+        if kind == "workflows":
+            return {(k, "") for k in self._workflows}
+        return {(k, n) for k, jobs in self._jobs.items() for n in jobs}
 
     def end_listing(self, kind: str) -> set[tuple[Key, str]]:
         """Cached objects the listing did not show: to confirm with a read before forgetting."""
         with self._lock:
-            return self._unlisted.pop(kind, set())
+            return self._relists.end(kind)
 
     def put_pod(self, key: Key, pod: Mapping[str, Any], deleted: bool = False) -> bool:
         """Record what a step's pod says; True if a reconcile should look at it now.

@@ -7,8 +7,8 @@ import logging
 import threading
 import time
 
-from stepflow.operator import events
-from stepflow.operator.events import EventRecorder
+from stepflow.operator.runtime import events
+from stepflow.operator.runtime.events import EventRecorder, EventSource
 
 WORKFLOW = {"metadata": {"name": "wf", "namespace": "default", "uid": "u"}}
 
@@ -23,7 +23,7 @@ def test_a_full_queue_drops_events_and_logs_once_per_thousand(monkeypatch, caplo
         posted.append(event)
 
     recorder = EventRecorder(slow_post)
-    with caplog.at_level(logging.WARNING, logger="stepflow.operator.events"):
+    with caplog.at_level(logging.WARNING, logger="stepflow.operator.runtime.events"):
         for i in range(2011):
             recorder.record(WORKFLOW, "Normal", "StepRetried", f"step {i}")
     release.set()
@@ -35,8 +35,11 @@ def test_a_full_queue_drops_events_and_logs_once_per_thousand(monkeypatch, caplo
     assert 10 <= len(posted) <= 11
 
 
+STEPS = EventSource(item="step", items="steps")  # gathered Events name a workflow's steps
+
+
 def recorder_posting_to(posted: list, linger: float = 0.3) -> EventRecorder:
-    return EventRecorder(posted.append, linger=linger)
+    return EventRecorder(posted.append, linger=linger, source=STEPS)
 
 
 def test_routine_outcomes_of_a_workflow_are_gathered_into_one_event_within_the_linger():

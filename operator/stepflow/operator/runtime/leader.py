@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from stepflow.operator.api import Api, Conflict, NotFound
+from stepflow.operator.runtime.api import Client, Conflict, NotFound
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "stepflow-operator"
@@ -67,7 +67,7 @@ def micro_time(ts: float) -> str:
 class LeaderElector:
     """Acquires, renews and releases the Lease; ``may_write`` is the fence every write checks."""
 
-    def __init__(self, api: Api, settings: LeaseSettings, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, api: Client, settings: LeaseSettings, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time):
         self.api = api
         self.settings = settings

@@ -6,7 +6,7 @@ import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from stepflow.operator import api
+from stepflow.operator.runtime import api
 
 
 class Flaky:

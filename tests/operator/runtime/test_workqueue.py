@@ -8,7 +8,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from stepflow.operator.workqueue import WorkQueue
+from stepflow.operator.runtime.workqueue import WorkQueue
 
 
 class Recorder:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from stepflow.operator.api import Conflict, NotFound
-from stepflow.operator.leader import LeaderElector, LeaseSettings
+from stepflow.operator.runtime.api import Conflict, NotFound
+from stepflow.operator.runtime.leader import LeaderElector, LeaseSettings
 
 PATH = "/apis/coordination.k8s.io/v1/namespaces/stepflow-system/leases"
 
@@ -136,8 +136,8 @@ def test_a_renewal_in_flight_during_a_release_does_not_undo_the_fence():
 def test_every_write_attempt_checks_the_fence_and_reads_never_do(monkeypatch):
     from kubernetes.client.exceptions import ApiException
 
-    from stepflow.operator import api as api_module
-    from stepflow.operator.api import Api, NotLeader
+    from stepflow.operator.runtime import api as api_module
+    from stepflow.operator.runtime.api import Client, NotLeader
 
     monkeypatch.setattr(api_module.time, "sleep", lambda _: None)
     sent, allowed = [], [True]
@@ -147,7 +147,7 @@ def test_every_write_attempt_checks_the_fence_and_reads_never_do(monkeypatch):
         allowed[0] = False  # the lease lapses while this attempt fails
         raise ApiException(status=503, reason="Service Unavailable")
 
-    api = Api(None, may_write=lambda: allowed[0])  # type: ignore[arg-type]
+    api = Client(None, may_write=lambda: allowed[0])  # type: ignore[arg-type]
     monkeypatch.setattr(api, "_open", unavailable)
     with pytest.raises(NotLeader):
         api.request("POST", "/apis/batch/v1/namespaces/n/jobs", body={})
