@@ -8,11 +8,11 @@ from typing import Any
 
 from operator_harness import workflow
 from stepflow.engine import SlotQueue
-from stepflow.operator.api import Conflict, Invalid
-from stepflow.operator.events import EventRecorder
 from stepflow.operator.jobs import build_job
 from stepflow.operator.pools import Pools
 from stepflow.operator.reconcile import Reconciler
+from stepflow.operator.runtime.api import Conflict, Invalid
+from stepflow.operator.runtime.events import EventRecorder
 from stepflow.operator.store import Store
 from stepflow.plan import compile_workflow
 from stepflow.status import rfc3339

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from rich.table import Table
 
-from stepflow.cluster_checks import cluster_errors
+from stepflow.cluster_refusals import cluster_errors
 from stepflow.plan import compile_workflow
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from kube.controlplane import ControlPlane
 from kube.realcluster import Kube
 from manifests.workflows import changed, numbered, step, workflow
 from stepflow import crd
-from stepflow.operator.api import Invalid
+from stepflow.operator.runtime.api import Invalid
 
 NAMESPACE = "crd-rules"
 DRY_RUN = {"dryRun": "All", "fieldValidation": "Strict"}

@@ -6,10 +6,10 @@ from __future__ import annotations
 from builders import step, workflow
 from scripted_api import KEY, NOW, ScriptedApi, setup
 from stepflow.engine import RUNNING, SUCCEEDED, SlotQueue, StepState
-from stepflow.operator.events import EventRecorder
 from stepflow.operator.pools import Pools
 from stepflow.operator.queues import SharedSlots
 from stepflow.operator.reconcile import Reconciler
+from stepflow.operator.runtime.events import EventRecorder
 from stepflow.operator.store import Store
 from stepflow.plan import compile_workflow
 

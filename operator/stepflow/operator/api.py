@@ -10,11 +10,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-# The errors are the runtime's; the three re-exports: old path, kept until reconcile.py moves.
 from stepflow.operator.runtime.api import Client, NotFound
-from stepflow.operator.runtime.api import Conflict as Conflict
-from stepflow.operator.runtime.api import Forbidden as Forbidden
-from stepflow.operator.runtime.api import Invalid as Invalid
 from stepflow.spec import API_GROUP, API_VERSION
 
 

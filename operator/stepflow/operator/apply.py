@@ -25,10 +25,11 @@ from stepflow.engine import (
     Verdict,
     cancelled,
 )
-from stepflow.operator.api import Api, Conflict, Forbidden, Invalid, NotFound
+from stepflow.operator.api import Api
 from stepflow.operator.jobs import RUN_LABEL, STEP_LABEL, build_job, job_outcome, observe_job, owned_by
 from stepflow.operator.observe import Observer
 from stepflow.operator.runs import Run
+from stepflow.operator.runtime.api import Conflict, Forbidden, Invalid, NotFound
 from stepflow.operator.store import Key, Store
 from stepflow.outputs import output_env
 from stepflow.plan import Plan

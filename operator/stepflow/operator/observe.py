@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, StepState
-from stepflow.operator.api import Api, NotFound
+from stepflow.operator.api import Api
 from stepflow.operator.jobs import (
     failure_details,
     job_name,
@@ -25,6 +25,7 @@ from stepflow.operator.jobs import (
     success_message,
 )
 from stepflow.operator.runs import Run, not_before_prerequisites
+from stepflow.operator.runtime.api import NotFound
 from stepflow.operator.store import POD_LESS_GRACE, Key, Store, pod_less, waits_for_pod
 from stepflow.outputs import with_outputs
 from stepflow.plan import Plan

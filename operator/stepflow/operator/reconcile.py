@@ -32,9 +32,8 @@ from stepflow.engine import (
     record_skips,
 )
 from stepflow.operator import metrics
-from stepflow.operator.api import Api, NotFound
+from stepflow.operator.api import Api
 from stepflow.operator.apply import JobStarter, delete_stale_jobs
-from stepflow.operator.events import EventRecorder
 from stepflow.operator.observe import CREATE_CHECK_INTERVAL, POD_TROUBLE, Observer
 from stepflow.operator.pools import Pools
 from stepflow.operator.queues import SharedSlots
@@ -46,6 +45,8 @@ from stepflow.operator.runs import (
     previous_states,
     started_with_adopted,
 )
+from stepflow.operator.runtime.api import NotFound
+from stepflow.operator.runtime.events import EventRecorder
 from stepflow.operator.store import Key, Store
 from stepflow.plan import Plan, compile_workflow
 from stepflow.spec import SpecError

@@ -24,10 +24,11 @@ from stepflow.engine import (
     StepState,
 )
 from stepflow.operator import metrics
-from stepflow.operator.api import Api, NotFound
-from stepflow.operator.events import EventRecorder
+from stepflow.operator.api import Api
 from stepflow.operator.observe import POD_TROUBLE
 from stepflow.operator.runs import Run
+from stepflow.operator.runtime.api import NotFound
+from stepflow.operator.runtime.events import EventRecorder
 from stepflow.operator.store import Key, Store
 from stepflow.plan import Plan
 
