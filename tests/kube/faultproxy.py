@@ -22,6 +22,7 @@ authorizer as deploy/'s ServiceAccount, and its requests are still in the audit 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import ssl
@@ -32,6 +33,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 from aiohttp import web
+from yarl import URL
 
 # Hop-by-hop headers (RFC 9110, 7.6.1) and the ones aiohttp sets itself for what it sends.
 NOT_FORWARDED = frozenset(
@@ -41,6 +43,7 @@ NOT_FORWARDED = frozenset(
 REASONS = {409: "Conflict", 422: "Invalid", 429: "TooManyRequests", 500: "InternalError",
            502: "BadGateway", 503: "ServiceUnavailable", 504: "Timeout"}
 VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+AUTO_HEADERS = ("Accept", "Accept-Encoding", "Content-Type", "User-Agent")
 
 
 @dataclass(frozen=True)
@@ -234,8 +237,10 @@ class FaultProxy:
             return error.reply()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED}
         body = await request.read()
-        async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
-                                         data=body or None, allow_redirects=False) as upstream:
+        # The path as it came, still percent-encoded; and no header the caller did not send.
+        url = URL(self.upstream + request.raw_path, encoded=True)
+        async with self._session.request(request.method, url, headers=headers, data=body or None,
+                                         allow_redirects=False, skip_auto_headers=AUTO_HEADERS) as upstream:
             self.calls.append(Call(verb, resource, namespace, name, upstream.status, False))
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers={
                 k: v for k, v in upstream.headers.items() if k.lower() not in NOT_FORWARDED})
@@ -254,10 +259,11 @@ class FaultProxy:
             async for chunk in upstream.content.iter_any():
                 await response.write(chunk)
         except (aiohttp.ClientError, ConnectionError):
-            pass  # the upstream side was closed: a cut watch, or the API server went away
+            pass  # a cut watch, the API server gone, or the client gone
         if watch.abrupt and request.transport is not None:
             request.transport.abort()  # no terminating chunk: the client sees a broken stream
             return response
-        await response.write_eof()
+        with contextlib.suppress(ConnectionError):  # the client may have gone already
+            await response.write_eof()
         return response
 

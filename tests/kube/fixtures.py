@@ -82,6 +82,9 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     try:
         plane.kubectl("apply", "-k", str(ROOT / "deploy"))
         plane.wait_established("workflows.stepflow.dev", "steppools.stepflow.dev")
+        # Established is not yet serving: until a new resource's watch cache is filled, requests
+        # are answered 429 "storage is (re)initializing". kubectl waits that out (Retry-After).
+        plane.kubectl("get", "workflows.stepflow.dev,steppools.stepflow.dev", "-A", "--output=name")
         yield plane
         time.sleep(1.5)  # the audit log is written in batches of up to a second
         UNUSED_PERMISSIONS.extend(permissions_unused(plane))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -41,7 +42,8 @@ def serving(port: int) -> Samples:
             time.sleep(0.1)
 
 
-def typed(name, type_, duration="200ms", **fields):
+def typed(name: str, type_: str, duration: str = "200ms", **fields: Any) -> dict[str, Any]:
+    """A step of a type (the label of its duration metric) whose pod runs ``duration``."""
     return step(name, duration, type=type_, **fields)
 
 

@@ -45,7 +45,7 @@ def test_requests_are_named_as_rbac_and_the_audit_log_name_them(method, path, qu
 
 def test_answers_pass_through_unchanged_with_the_callers_identity(kube, fault_proxy, operator_kubeconfig):
     status, _, listing = call(fault_proxy, operator_kubeconfig, kube.path("workflows"))
-    assert status == 200 and listing["kind"] == "WorkflowList"
+    assert status == 200 and listing["kind"] == "WorkflowList", listing
     # deploy/'s ClusterRole has no Secrets: the real authorizer refuses the operator's account.
     secrets = f"/api/v1/namespaces/{kube.namespace}/secrets"
     status, _, refused = call(fault_proxy, operator_kubeconfig, secrets)
