@@ -109,13 +109,16 @@ class Rule:
 
 @dataclass(eq=False)
 class _Watch:
+    """An open watch stream, and how it is to end when cut."""
+
     what: str
-    request: web.Request
     upstream: aiohttp.ClientResponse
     abrupt: bool = False
 
 
 class FaultProxy:
+    """The proxy, serving from a thread of its own; a test calls it from its own thread."""
+
     def __init__(self, upstream: str, ca: Path):
         self.upstream = upstream  # https://127.0.0.1:<port>
         self.ca = ca
@@ -245,7 +248,7 @@ class FaultProxy:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers={
                 k: v for k, v in upstream.headers.items() if k.lower() not in NOT_FORWARDED})
             await response.prepare(request)
-            watch = _Watch(what, request, upstream)
+            watch = _Watch(what, upstream)
             if verb == "watch":
                 self._watches.add(watch)
             try:
