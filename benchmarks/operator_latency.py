@@ -13,17 +13,14 @@ Two step-to-step figures are reported:
   (pod creation), the scheduler and kwok.
 
 Baseline: the same operator with kopf's stock settings (STEPFLOW_KOPF_STOCK_SETTINGS=1).
-``--emulator`` runs the older scenarios against the in-process API emulator instead
-(tests/cluster/), whose process freezes its garbage collector's view per scenario.
 
-    python benchmarks/operator_latency.py [--quick] [--emulator] [--json PATH]
+    python benchmarks/operator_latency.py [--quick] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import os
 import signal
@@ -31,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +39,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import figures  # noqa: E402
-from cluster.cluster import Cluster, wait_for  # noqa: E402
-from cluster.crds import stepflow_crds  # noqa: E402
-from cluster.jobs import Outcome  # noqa: E402
-from kube_session import cpu_seconds, memory_mib  # noqa: E402
-from operator_harness import OperatorProcess, workflow  # noqa: E402
-from stepflow.status import parse_time  # noqa: E402
+from operator_harness import workflow  # noqa: E402
 
 # DESIGN.md, Performance targets: (comparison, target).
 TARGETS = {
@@ -78,92 +69,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(round(q / 100 * (len(ordered) - 1)), len(ordered) - 1)]
 
 
-class EmulatorSession:
-    """One emulator plus one operator process, torn down together."""
-
-    def __init__(self, stock_settings: bool = False, step_seconds: float = 0.0):
-        self.directory = Path(tempfile.mkdtemp(prefix="stepflow-bench-"))
-        self.cluster = Cluster(
-            crds=stepflow_crds(), kubeconfig=self.directory / "kubeconfig", history_limit=200_000
-        )
-        self.env = {"STEPFLOW_KOPF_STOCK_SETTINGS": "1"} if stock_settings else {}
-        self.step_seconds = step_seconds
-        self.operator: OperatorProcess | None = None
-
-    def __enter__(self) -> EmulatorSession:
-        self.cluster.start()
-        gc.collect()
-        gc.freeze()  # see the module docstring
-        self.cluster.jobs.when(Outcome(duration=self.step_seconds))
-        self.operator = OperatorProcess(self.cluster, self.directory / "operator.log", env=self.env).start()
-        time.sleep(1.5)  # let kopf connect and list before the clock starts
-        self.cluster.requests.clear()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.operator is not None:
-            self.operator.stop()
-        self.cluster.stop()
-        gc.unfreeze()
-
-    def create(self, doc: dict[str, Any]) -> None:
-        self.cluster.create(doc)
-
-    def wait_all(self, names: list[str], timeout: float) -> float:
-        def finished() -> bool:
-            phases = {
-                (w["metadata"]["name"]): (w.get("status") or {}).get("phase")
-                for w in self.cluster.objects("workflows")
-            }
-            return all(phases.get(n) in ("Succeeded", "Failed") for n in names)
-
-        wait_for(finished, timeout=timeout, interval=0.25)
-        ends = [
-            parse_time((w.get("status") or {}).get("finishedAt"))
-            for w in self.cluster.objects("workflows")
-            if w["metadata"]["name"] in set(names)
-        ]
-        return max(e for e in ends if e is not None)
-
-    def cpu(self) -> dict[str, float]:
-        assert self.operator is not None and self.operator.process is not None
-        return {"operator": cpu_seconds(self.operator.process.pid), "emulator": time.process_time()}
-
-    def peak_rss_mib(self) -> float:
-        assert self.operator is not None and self.operator.process is not None
-        return memory_mib(self.operator.process.pid, "VmHWM")
-
-    def rss_mib(self) -> float:
-        assert self.operator is not None and self.operator.process is not None
-        return memory_mib(self.operator.process.pid, "VmRSS")
-
-    def requests(self) -> dict[str, int]:
-        time.sleep(0.5)  # let the last events land before counting
-        return dict(
-            Counter(
-                f"{r.verb} {r.resource}{'/' + r.subresource if r.subresource else ''}"
-                for r in self.cluster.requests
-                if r.verb not in ("watch", "discovery")
-            )
-        )
-
-    def step_delays(self, chains: list[str], length: int) -> tuple[list[float], list[float]]:
-        reaction = []
-        for name in chains:
-            runs = {
-                r.labels["stepflow.dev/step"]: r
-                for r in self.cluster.jobs.runs
-                if r.labels.get("stepflow.dev/workflow") == name
-            }
-            for i in range(1, length):
-                before, after = runs[f"s{i - 1:03d}"], runs[f"s{i:03d}"]
-                reaction.append((after.started - before.finished) * 1000)
-        return reaction, []  # the emulator has no pods worth timing
-
-
 def step(name: str, seconds: float) -> dict[str, Any]:
     fields: dict[str, Any] = {"name": name, "script": "true"}
-    if seconds:  # read by tests/kube/stages.yaml; the emulator scripts its Jobs itself
+    if seconds:  # read by tests/kube/stages.yaml
         fields["podMetadata"] = {"annotations": {"test.stepflow.dev/duration": f"{int(seconds * 1000)}ms"}}
     return fields
 
@@ -377,9 +285,6 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test), same shapes")
-    parser.add_argument(
-        "--emulator", action="store_true", help="the in-process emulator, not a real control plane"
-    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--markdown", metavar="PATH", help=figures.MARKDOWN_HELP)
     parser.add_argument(
@@ -403,11 +308,9 @@ def main() -> int:
     args = parser.parse_args()
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     scenarios = [s for s in SCENARIOS if s in args.scenarios.split(",")]
-    if args.emulator and "previous" in variants:
-        variants.remove("previous")  # the emulator tier predates nothing worth comparing here
     scale = 0.25 if args.quick else 1.0
     console = Console()
-    tier = "emulator" if args.emulator else "real control plane (tests/kube)"
+    tier = "real control plane (tests/kube)"
     results: dict[str, Any] = {
         "machine": {"cores": os.cpu_count()},
         "quick": args.quick,
@@ -420,11 +323,7 @@ def main() -> int:
     chains, length = max(int(10 * scale), 2), 20
     flows, mem_flows = max(int(200 * scale), 10), max(int(1000 * scale), 20)
     with contextlib.ExitStack() as stack:
-        session_for = (
-            (lambda variant, seconds: EmulatorSession(variant == "stock", seconds))
-            if args.emulator
-            else (kube_sessions(stack, previous))
-        )
+        session_for = kube_sessions(stack, previous)
         for variant in variants:
             results[variant] = {}
         if "latency" in scenarios:

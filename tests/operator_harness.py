@@ -1,4 +1,4 @@
-"""Run the real ``stepflow operator`` as a subprocess against the emulator.
+"""Run the real ``stepflow operator`` as a subprocess against the real control plane tier.
 
 A subprocess, not a thread: killing it mid-run is a real crash, and a
 restart is a cold start with empty caches, exactly what restart safety
@@ -20,10 +20,8 @@ from typing import Any
 
 import yaml
 
-from cluster.cluster import Cluster, wait_for
 from simulate import max_overlap as max_overlap  # the e2e tests measure overlap the same way
 
-FINISHED = ("Succeeded", "Failed")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,12 +43,12 @@ def stop_process(process: subprocess.Popen | None, timeout: float = 15) -> None:
 
 
 class OperatorProcess:
-    """``stepflow operator`` in a subprocess; ``target`` is an emulator or a kubeconfig path."""
+    """``stepflow operator`` in a subprocess, logged in with the kubeconfig at ``kubeconfig``."""
 
-    def __init__(self, target: Cluster | Path, log_path: Path, *args: str, env: dict[str, str] | None = None,
+    def __init__(self, kubeconfig: Path, log_path: Path, *args: str, env: dict[str, str] | None = None,
                  cwd: Path = ROOT):
         self.cwd = cwd  # another checkout's root (with PYTHONPATH in env): an older release
-        self.kubeconfig = target.kubeconfig if isinstance(target, Cluster) else Path(target)
+        self.kubeconfig = Path(kubeconfig)
         self.log_path = log_path
         self.args = list(args)
         self.env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "STEPFLOW_METRICS_PORT": "0",
@@ -83,16 +81,17 @@ class OperatorProcess:
 
 
 @contextlib.contextmanager
-def operators(target: Cluster | Path, directory: Path,
+def operators(default: Path, directory: Path,
               refused: tuple[str, ...] = ()) -> Iterator[Callable[..., OperatorProcess]]:
-    """A ``start(*args, env=..., kubeconfig=...)`` for operator subprocesses, all stopped when the
-    block ends. A Python traceback in any operator's log fails the test, and so does a line
-    with any of the ``refused`` words."""
+    """A ``start(*args, env=..., kubeconfig=...)`` for operator subprocesses, logged in with the
+    ``default`` kubeconfig unless told otherwise, all stopped when the block ends. A Python
+    traceback in any operator's log fails the test, and so does a line with any of the
+    ``refused`` words."""
     started: list[OperatorProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None,
               kubeconfig: Path | None = None) -> OperatorProcess:
-        process = OperatorProcess(kubeconfig or target, directory / f"operator-{len(started)}.log", *args,
+        process = OperatorProcess(kubeconfig or default, directory / f"operator-{len(started)}.log", *args,
                                   env=env).start()
         started.append(process)
         return process
@@ -121,21 +120,3 @@ def workflow(name: str, steps: Iterable[dict[str, Any]], namespace: str = "defau
     return {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow",
             "metadata": {"name": name, "namespace": namespace},
             "spec": {**spec, "steps": list(steps)}}
-
-
-def status_of(cluster: Cluster, name: str, namespace: str = "default") -> dict[str, Any]:
-    return (cluster.get("workflows", name, namespace) or {}).get("status") or {}
-
-
-def wait_phase(cluster: Cluster, name: str, phases: Iterable[str] = FINISHED, timeout: float = 30,
-               namespace: str = "default") -> dict[str, Any]:
-    wanted = tuple(phases)
-    wait_for(lambda: status_of(cluster, name, namespace).get("phase") in wanted, timeout=timeout,
-             message=f"workflow {name} never reached {wanted}: {status_of(cluster, name, namespace)}")
-    return status_of(cluster, name, namespace)
-
-
-def job_runs(cluster: Cluster, workflow_name: str) -> dict[str, Any]:
-    """The emulator's record of each Job of a workflow, by step name (last run wins)."""
-    return {r.labels.get("stepflow.dev/step"): r for r in cluster.jobs.runs
-            if r.labels.get("stepflow.dev/workflow") == workflow_name}

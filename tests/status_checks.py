@@ -1,5 +1,5 @@
-"""Checks of one published Workflow status that a user would find contradictory, shared by the
-emulator tier and the real control plane tier: they run on every status write a test sees."""
+"""Checks of one published Workflow status that a user would find contradictory, used by the
+real control plane tier: they run on every status write a test sees."""
 
 from __future__ import annotations
 

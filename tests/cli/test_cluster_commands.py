@@ -1,8 +1,12 @@
-"""The cluster commands of ``stepflow`` against the emulator, with the real operator running.
+"""The cluster commands of ``stepflow`` on the real control plane (tests/kube/), with the real
+operator running.
 
-Mirror: ``operator/stepflow/cli/cluster.py``. Two emulators per module keep the file quick:
-``phases`` holds one workflow in every phase and is only read; ``steering`` is where the tests
-that suspend, resume and rerun work, each on workflows of its own.
+Mirror: ``operator/stepflow/cli/cluster.py``. Two scenes on the session's control plane keep the
+file quick, each with an operator of its own that serves only its namespaces: ``phases`` holds
+one workflow in every phase, in ``default`` and ``team-b``, and is only read; ``steering`` is a
+namespace where the tests that suspend, resume and rerun work, each on workflows of its own.
+Step pods end as their annotations script them (tests/kube/stages.yaml), or when a test
+releases a held one.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,83 +25,107 @@ import pytest
 import yaml
 from rich.console import Console
 
-from cluster.cluster import Cluster
-from cluster.crds import workflow_crd
-from cluster.jobs import Outcome
-from cluster.kubeconfig import kubeconfig_dict
-from operator_harness import ROOT, OperatorProcess, free_port, job_runs, status_of, wait_phase, workflow
+from kube.controlplane import ControlPlane, kubeconfig
+from kube.realcluster import Kube, step, wait_for, workflow
+from operator_harness import ROOT, free_port, operators, stop_process
 from stepflow.cli import main
 from stepflow.cli.cluster import status_view
 from stepflow.palette import PHASE_FILLS
 from stepflow.timeline import Row, bar_columns
 
-TIME_SCALE = 0.5
 BAR = "█"
+STEERING = "cli-steering"
 
 
-def step(name: str, **fields: Any) -> dict[str, Any]:
-    return {"name": name, "script": f"echo {name}", **fields}
+@dataclass
+class Scene:
+    """Workflows in one namespace (``kube``, as the admin) and a kubeconfig whose context
+    defaults to that namespace, as a user's does."""
+
+    kube: Kube
+    kubeconfig: Path
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.kube.status(name)
 
 
-def fate(cluster: Cluster, wf: str, step_name: str, **outcome: Any) -> None:
-    """The Job of one step of one workflow ends as told."""
-    cluster.jobs.when(Outcome(**outcome), step=step_name, labels={"stepflow.dev/workflow": wf})
+def every_workflow(kube: Kube) -> list[dict[str, Any]]:
+    return kube.api.request("GET", "/apis/stepflow.dev/v1alpha1/workflows")["items"]
 
 
 @contextlib.contextmanager
-def _emulator_with_operator(tmp: Path, *args: str) -> Iterator[Cluster]:
-    with Cluster(kubeconfig=tmp / "kubeconfig", crds=[workflow_crd()], time_scale=TIME_SCALE) as cluster:
-        operator = OperatorProcess(cluster, tmp / "operator.log", *args).start()
-        try:
-            yield cluster
-        finally:
-            operator.stop()
-    assert not cluster.failures, "emulator failures:\n" + "\n".join(cluster.failures)
+def _scene(plane: ControlPlane, credentials: Path, tmp: Path, namespaces: list[str],
+           *args: str) -> Iterator[Scene]:
+    """The namespaces (made if missing) and an operator serving them alone with ``args``; at
+    the end the operator stops and the scene's workflows go, with their Jobs and pods."""
+    homes = [Kube(plane, namespace) for namespace in namespaces]
+    for home in homes:
+        if home.get("namespaces", home.namespace) is None:
+            home.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": home.namespace}})
+        wait_for(lambda home=home: home.get("serviceaccounts", "default"))
+    config = yaml.safe_load(plane.kubeconfig.read_text())
+    config["contexts"][0]["context"]["namespace"] = namespaces[0]
+    (tmp / "kubeconfig").write_text(yaml.safe_dump(config))
+    try:
+        with operators(credentials, tmp, refused=("forbidden",)) as start:
+            start(*args, *(f"--namespace={namespace}" for namespace in namespaces))
+            yield Scene(homes[0], tmp / "kubeconfig")
+    finally:
+        for home in homes:
+            if home.namespace == "default":
+                for item in home.objects("workflows"):
+                    home.delete("workflows", item["metadata"]["name"])
+            else:
+                home.delete("namespaces", home.namespace)
 
 
 @pytest.fixture(scope="module")
-def phases(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def phases(control_plane: ControlPlane, operator_kubeconfig: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
     """Workflows in every phase, under an operator-wide cap of 2 running steps.
 
     done (Succeeded): [a b] [c] [d e];  broken (Failed): [x(exit 3) y] [z skipped];
     invalid (Failed, InvalidSpec); busy (Running, holds both slots); waiting (Pending, no slot);
     paused (Suspended); team-b/other (Succeeded, another namespace).
     """
-    with _emulator_with_operator(tmp_path_factory.mktemp("phases"), "--max-running-jobs", "2") as cluster:
-        fate(cluster, "done", "a", duration=0.6, logs="hello from a\nsecond line\n")
-        fate(cluster, "done", "b", duration=0.3)
-        fate(cluster, "done", "c", duration=0.4)
-        fate(cluster, "done", "d", duration=0.3)
-        fate(cluster, "done", "e", duration=0.3)
-        fate(cluster, "broken", "x", duration=0.2, exit_code=3, message="disk full\n")
-        fate(cluster, "broken", "y", duration=0.4)
-        fate(cluster, "busy", "long1", duration=600)
-        fate(cluster, "busy", "long2", duration=600)
+    with _scene(control_plane, operator_kubeconfig, tmp_path_factory.mktemp("phases"),
+                ["default", "team-b"], "--max-running-jobs", "2") as scene:
+        kube, team_b = scene.kube, Kube(control_plane, "team-b")
+        # Only this scene's workflows anywhere (earlier tests' namespaces may still be going),
+        # so that `list -A` shows exactly them.
+        wait_for(lambda: all(w["metadata"]["namespace"] in ("default", "team-b")
+                             for w in every_workflow(kube)), timeout=60)
         # One after another: under the cap, two workflows at once would share the two slots.
-        for body in (workflow("done", [step("a", parallel=True), step("b", parallel=True), step("c"),
-                                       step("d", parallel=True), step("e", parallel=True)]),
-                     workflow("broken", [step("x", parallel=True), step("y", parallel=True), step("z")]),
-                     workflow("invalid", [step("p", dependsOn=["missing"])]),
-                     workflow("other", [step("solo")], namespace="team-b")):
-            cluster.create(body)
-            wait_phase(cluster, body["metadata"]["name"], timeout=30, namespace=body["metadata"]["namespace"])
-        cluster.create(workflow("busy", [step("long1", parallel=True), step("long2", parallel=True),
-                                         step("after")]))
-        cluster.wait_for(lambda: status_of(cluster, "busy").get("progress") == "0/3" and all(
-            status_of(cluster, "busy")["steps"][s]["phase"] == "Running" for s in ("long1", "long2")),
-            timeout=15)
-        cluster.create(workflow("waiting", [step("w")]))
-        cluster.wait_for(lambda: status_of(cluster, "waiting").get("reason") == "WaitingForSlot", timeout=15)
-        cluster.create(workflow("paused", [step("p1"), step("p2")], suspend=True))
-        wait_phase(cluster, "paused", ["Suspended"], timeout=15)
-        yield cluster
+        for home, body in (
+            (kube, workflow("done", [step("a", "600ms", parallel=True), step("b", "300ms", parallel=True),
+                                     step("c", "400ms"), step("d", "300ms", parallel=True),
+                                     step("e", "300ms", parallel=True)])),
+            (kube, workflow("broken", [step("x", "200ms", exit_code=3, message="disk full\n", parallel=True),
+                                       step("y", "400ms", parallel=True), step("z")])),
+            (kube, workflow("invalid", [step("p", dependsOn=["missing"])])),
+            (team_b, workflow("other", [step("solo")])),
+        ):
+            home.create(body)
+            home.wait_phase(body["metadata"]["name"])
+        [pod] = kube.pods("done-1-a")
+        kube.set_pod_log(pod["metadata"]["name"], "hello from a\nsecond line\n")
+        kube.create(workflow("busy", [step("long1", hold=True, parallel=True),
+                                      step("long2", hold=True, parallel=True), step("after")]))
+        wait_for(lambda: kube.status("busy").get("progress") == "0/3" and all(
+            kube.status("busy")["steps"][s]["phase"] == "Running" for s in ("long1", "long2")))
+        kube.create(workflow("waiting", [step("w")]))
+        wait_for(lambda: kube.status("waiting").get("reason") == "WaitingForSlot")
+        kube.create(workflow("paused", [step("p1"), step("p2")], suspend=True))
+        kube.wait_phase("paused", ["Suspended"])
+        yield scene
 
 
 @pytest.fixture(scope="module")
-def steering(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """An emulator with an uncapped operator, for the commands that change workflows."""
-    with _emulator_with_operator(tmp_path_factory.mktemp("steering")) as cluster:
-        yield cluster
+def steering(control_plane: ControlPlane, operator_kubeconfig: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
+    """A namespace with an uncapped operator, for the commands that change workflows."""
+    with _scene(control_plane, operator_kubeconfig, tmp_path_factory.mktemp("steering"), [STEERING]) as scene:
+        yield scene
 
 
 @dataclass
@@ -111,16 +140,16 @@ Cli = Callable[..., Result]
 
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
-    """``stepflow ARGS --kubeconfig <emulator>`` in-process, on a 200-column plain console."""
+    """``stepflow ARGS --kubeconfig <scene's>`` in-process, on a 200-column plain console."""
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("TERM", "dumb")
     monkeypatch.delenv("FORCE_COLOR", raising=False)
 
-    def run(cluster: Cluster, *argv: str, kubeconfig: Path | None = None) -> Result:
+    def run(scene: Scene, *argv: str, kubeconfig: Path | None = None) -> Result:
         capsys.readouterr()
         error = ""
         try:
-            code = main([*argv, "--kubeconfig", str(kubeconfig or cluster.kubeconfig)])
+            code = main([*argv, "--kubeconfig", str(kubeconfig or scene.kubeconfig)])
         except SystemExit as exc:  # what the interpreter would do with it
             code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
             error = f"{exc.code}\n" if isinstance(exc.code, str) else ""
@@ -175,8 +204,8 @@ def test_list_scopes_namespaces_like_kubectl(phases, cli):
 
 
 def test_context_sets_the_default_namespace(phases, cli, tmp_path):
-    config = kubeconfig_dict(phases.url)
-    config["contexts"].append({"name": "team-b", "context": {"cluster": "emulator", "user": "emulator",
+    config = yaml.safe_load(phases.kubeconfig.read_text())
+    config["contexts"].append({"name": "team-b", "context": {"cluster": "stepflow-test", "user": "user",
                                                              "namespace": "team-b"}})
     path = tmp_path / "two-contexts"
     path.write_text(yaml.safe_dump(config))
@@ -223,9 +252,10 @@ def test_status_of_running_pending_suspended_and_invalid_workflows(phases, cli):
 
 
 def test_status_never_shows_a_step_ending_before_it_started(steering, cli):
-    steps = [step(f"s{i}") for i in range(6)]  # ~5 ms each: start and end nearly always share a second
-    steering.create(workflow("quick", steps))
-    wait_phase(steering, "quick")
+    # Pods that end at once: a step's start and end nearly always share a second.
+    steps = [step(f"s{i}", duration=None, parallel=True) for i in range(6)]
+    steering.kube.create(workflow("quick", steps))
+    steering.kube.wait_phase("quick")
     rows = by_name(cli(steering, "status", "quick"), 1)
     durations = {name: rows[name][4] for name in (s["name"] for s in steps)}
     assert not [d for d in durations.values() if d.startswith("-")], durations
@@ -302,23 +332,33 @@ def test_timeline_svg_has_one_rect_per_step_that_ran(phases, cli, tmp_path):
 
 # --- logs --------------------------------------------------------------------------------------
 
+def following(scene: Scene, *argv: str, lines: int) -> str:
+    """The first ``lines`` lines ``stepflow ARGV`` prints, then it is stopped. kwok's kubelet
+    follows a log for good (its runtime answers that every container still runs), where a real
+    kubelet ends the stream of a container that has exited; so here ``-f`` never ends."""
+    with subprocess.Popen([sys.executable, "-m", "stepflow", *argv, "--kubeconfig", str(scene.kubeconfig)],
+                          stdout=subprocess.PIPE, text=True, cwd=ROOT) as process:
+        watchdog = threading.Timer(60, process.kill)  # a test that fails, not one that hangs
+        watchdog.start()
+        try:
+            return "".join(process.stdout.readline() for _ in range(lines))
+        finally:
+            watchdog.cancel()
+            stop_process(process)
+
+
 def test_logs_prints_the_pod_log(phases, cli):
     result = cli(phases, "logs", "done", "a")
     assert result.code == 0 and result.out == "hello from a\nsecond line\n"
-    assert cli(phases, "logs", "done", "a", "-f").out == "hello from a\nsecond line\n"
+    assert following(phases, "logs", "done", "a", "-f", lines=2) == "hello from a\nsecond line\n"
 
-    [pod] = phases.objects("pods", labels={"job-name": "done-1-c"})
-    phases.set_pod_log(pod["metadata"]["name"], "custom\nlog of c\n")
+    [pod] = phases.kube.pods("done-1-c")
+    phases.kube.set_pod_log(pod["metadata"]["name"], "custom\nlog of c\n")
     assert cli(phases, "logs", "done", "c").out == "custom\nlog of c\n"
 
 
-def test_logs_of_a_retried_step_come_from_its_last_attempt(steering, cli):
-    steering.jobs.when([Outcome(exit_code=1, logs="attempt 1\n"), Outcome(logs="attempt 2\n")],
-                       step="flaky-step", labels={"stepflow.dev/workflow": "retried"})
-    steering.create(workflow("retried", [step("flaky-step", retries=1)]))
-    assert wait_phase(steering, "retried")["phase"] == "Succeeded"
-    assert len(steering.objects("pods", labels={"job-name": "retried-1-flaky-step"})) == 2
-    assert cli(steering, "logs", "retried", "flaky-step").out == "attempt 2\n"
+# That the logs of a retried step come from its last attempt is checked where the real Job
+# controller's retry is paid for once (about 10 s of back-off): tests/kube/test_e2e_lifecycle.py.
 
 
 def test_logs_of_a_step_without_a_pod_say_why(phases, cli):
@@ -380,7 +420,7 @@ def test_a_bad_kubeconfig_or_context_or_a_dead_server_is_one_line_not_a_tracebac
     assert no_context.code == 1 and "nope" in no_context.err and no_context.err.count("\n") == 1
 
     dead = tmp_path / "dead"
-    dead.write_text(yaml.safe_dump(kubeconfig_dict(f"http://127.0.0.1:{free_port()}")))
+    dead.write_text(kubeconfig(f"http://127.0.0.1:{free_port()}", tmp_path / "no-ca.crt", {"token": "t"}))
     unreachable = cli(phases, "list", kubeconfig=dead)
     assert unreachable.code == 1 and unreachable.err.startswith("error: cannot reach the API server")
 
@@ -388,75 +428,72 @@ def test_a_bad_kubeconfig_or_context_or_a_dead_server_is_one_line_not_a_tracebac
 # --- steering ----------------------------------------------------------------------------------
 
 def test_status_watch_returns_when_the_workflow_ends(steering, cli):
-    fate(steering, "watched", "slow", duration=3.0)  # 1.5 s at the time scale
-    steering.create(workflow("watched", [step("slow"), step("then")]))
-    wait_phase(steering, "watched", ["Running"])
+    steering.kube.create(workflow("watched", [step("slow", "1500ms"), step("then")]))
+    steering.kube.wait_phase("watched", ["Running"])
     result = cli(steering, "status", "watched", "--watch")
     assert result.code == 0
-    assert status_of(steering, "watched")["phase"] == "Succeeded"  # returned only once it was over
-    assert "default/watched: Succeeded 2/2" in result.out
+    assert steering.status("watched")["phase"] == "Succeeded"  # returned only once it was over
+    assert f"{STEERING}/watched: Succeeded 2/2" in result.out
 
 
 def test_suspend_and_resume_flip_spec_suspend_and_the_operator_follows(steering, cli):
-    fate(steering, "steered", "first", duration=None)  # runs until the test finishes it
-    steering.create(workflow("steered", [step("first"), step("second")]))
-    steering.wait_for(lambda: "first" in job_runs(steering, "steered"), timeout=10)
+    kube = steering.kube
+    kube.create(workflow("steered", [step("first", hold=True), step("second")]))  # first runs until released
+    wait_for(lambda: kube.get("jobs", "steered-1-first"))
 
     result = cli(steering, "suspend", "steered")
     assert result.code == 0 and "suspended" in result.out
-    assert steering.get("workflows", "steered")["spec"]["suspend"] is True
-    wait_phase(steering, "steered", ["Suspended"])
-    steering.jobs.finish("steered-1-first")
-    steering.wait_for(lambda: status_of(steering, "steered")["steps"]["first"]["phase"] == "Succeeded",
-                      timeout=10)
-    assert status_of(steering, "steered")["phase"] == "Suspended"
-    assert "second" not in job_runs(steering, "steered")  # nothing new starts
+    assert kube.get("workflows", "steered")["spec"]["suspend"] is True
+    kube.wait_phase("steered", ["Suspended"])
+    kube.release("steered-1-first")
+    wait_for(lambda: steering.status("steered")["steps"]["first"]["phase"] == "Succeeded")
+    assert steering.status("steered")["phase"] == "Suspended"
+    assert kube.get("jobs", "steered-1-second") is None  # nothing new starts
 
     result = cli(steering, "resume", "steered")
     assert result.code == 0 and "resumed" in result.out
-    assert steering.get("workflows", "steered")["spec"]["suspend"] is False
-    status = wait_phase(steering, "steered")
+    assert kube.get("workflows", "steered")["spec"]["suspend"] is False
+    status = kube.wait_phase("steered")
     assert status["phase"] == "Succeeded" and status["runGeneration"] == 1
-    assert "second" in job_runs(steering, "steered")
+    assert kube.get("jobs", "steered-1-second") is not None
 
 
 def test_rerun_starts_a_new_run_with_new_jobs_and_refuses_while_running(steering, cli):
-    fate(steering, "again", "only", duration=None)  # runs until the test finishes it
-    steering.create(workflow("again", [step("only")]))
-    wait_phase(steering, "again", ["Running"])
+    kube = steering.kube
+    kube.create(workflow("again", [step("only", hold=True)]))  # each run's Job runs until released
+    kube.wait_phase("again", ["Running"])
     refused = cli(steering, "rerun", "again")
     assert refused.code == 1 and "is Running" in refused.err
-    assert "runToken" not in steering.get("workflows", "again")["spec"]
-    steering.jobs.finish("again-1-only")
-    fate(steering, "again", "only", duration=0.2)  # the next run's Job ends by itself
+    assert "runToken" not in kube.get("workflows", "again")["spec"]
+    kube.release("again-1-only")
 
-    first = wait_phase(steering, "again")
+    first = kube.wait_phase("again")
     result = cli(steering, "rerun", "again")
     assert result.code == 0 and "new run requested" in result.out
-    steering.wait_for(lambda: status_of(steering, "again").get("runGeneration", 0) > first["runGeneration"])
-    second = wait_phase(steering, "again")
+    wait_for(lambda: steering.status("again").get("runGeneration", 0) > first["runGeneration"])
+    kube.release(f"again-{steering.status('again')['runGeneration']}-only")
+    second = kube.wait_phase("again")
     assert second["phase"] == "Succeeded"
-    jobs = sorted(j["metadata"]["name"] for j in steering.objects("jobs", labels={
-        "stepflow.dev/workflow": "again"}))
+    jobs = sorted(j["metadata"]["name"] for j in kube.jobs("again"))
     assert jobs == [f"again-{first['runGeneration']}-only", f"again-{second['runGeneration']}-only"]
 
 
 def test_rerun_failed_keeps_successes_and_reruns_failed_and_skipped_steps(steering, cli):
-    fate(steering, "flaky", "bad", exit_code=2, duration=0.2)
-    steering.create(workflow("flaky", [step("good", parallel=True), step("bad", parallel=True),
-                                       step("last")]))
-    first = wait_phase(steering, "flaky")
+    kube = steering.kube
+    kube.create(workflow("flaky", [step("good", parallel=True), step("bad", hold=True, parallel=True),
+                                   step("last")]))
+    kube.release("flaky-1-bad", exit_code=2)
+    first = kube.wait_phase("flaky")
     assert first["phase"] == "Failed" and first["steps"]["last"]["phase"] == "Skipped"
 
-    fate(steering, "flaky", "bad", exit_code=0, duration=0.2)  # fixed
     result = cli(steering, "rerun", "flaky", "--failed")
     assert result.code == 0 and "keeping successful steps" in result.out
-    steering.wait_for(lambda: status_of(steering, "flaky").get("runGeneration", 0) > first["runGeneration"])
-    second = wait_phase(steering, "flaky")
+    wait_for(lambda: steering.status("flaky").get("runGeneration", 0) > first["runGeneration"])
+    kube.release(f"flaky-{steering.status('flaky')['runGeneration']}-bad")  # fixed
+    second = kube.wait_phase("flaky")
     assert second["phase"] == "Succeeded" and second["progress"] == "3/3"
     run = second["runGeneration"]
-    jobs = {j["metadata"]["name"]
-            for j in steering.objects("jobs", labels={"stepflow.dev/workflow": "flaky"})}
+    jobs = {j["metadata"]["name"] for j in kube.jobs("flaky")}
     assert f"flaky-{run}-bad" in jobs and f"flaky-{run}-last" in jobs
     assert f"flaky-{run}-good" not in jobs  # kept, not run again
     assert second["steps"]["good"]["jobName"] == f"flaky-{first['runGeneration']}-good"

@@ -39,6 +39,7 @@ BINARIES = (*KUBERNETES_BINARIES, "etcd", "kwok", "kstatus")
 # its version is here, not in versions.env, whose digest keys the control plane's cache.
 KUEUE_VERSION = "v0.17.0"
 KUEUE_CRDS = "config/components/crd/bases"
+KWOK_CRDS = "kustomize/crd/bases"
 
 
 class BuildError(RuntimeError):
@@ -258,6 +259,22 @@ def ensure_kueue() -> Path:
         shutil.copytree(Path(info["Dir"]) / KUEUE_CRDS, staging / "crds")
         for path in (staging / "crds").rglob("*"):
             path.chmod(0o755 if path.is_dir() else 0o644)  # the module cache is read-only
+    return target
+
+
+def kwok_logs_crd() -> Path:
+    """kwok's ``Logs`` CRD, from the source of the module its binary is built from, copied into
+    the cache once: with it, a test gives one pod's containers a log of their own."""
+    version = versions()["KWOK_VERSION"]
+    target = cache_root() / f"kwok-{version}-crds" / "kwok.x-k8s.io_logs.yaml"
+    if not target.is_file():
+        info = json.loads(
+            _go(["mod", "download", "-json", f"sigs.k8s.io/kwok@{version}"], HERE, {"GOFLAGS": ""})
+        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staged = target.with_suffix(".partial")
+        shutil.copyfile(Path(info["Dir"]) / KWOK_CRDS / target.name, staged)  # not read-only
+        staged.replace(target)
     return target
 
 

@@ -28,6 +28,8 @@ from typing import Any
 
 import yaml
 
+from kube.build import kwok_logs_crd
+
 HERE = Path(__file__).resolve().parent
 STAGES = HERE / "stages.yaml"
 CONTROLLERS = (
@@ -68,6 +70,12 @@ def _die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGKILL it when the test process goes."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def cri_log(text: str) -> str:
+    """``text`` in the CRI log format, as a container runtime writes it and kwok serves it."""
+    stamp = "2026-01-01T00:00:00.000000000Z"
+    return "".join(f"{stamp} stdout F {line}\n" for line in text.splitlines())
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -315,6 +323,9 @@ class ControlPlane:
         return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
 
     def start_controllers(self) -> None:
+        # kwok reads its Logs (one pod's log file) from the API, so that a test can give a pod a
+        # log of its own; every other pod shows the ClusterLogs file of kwok_config().
+        self.kubectl("apply", "-f", str(kwok_logs_crd()))
         self.spawn(
             "kube-controller-manager",
             [
@@ -350,6 +361,7 @@ class ControlPlane:
             [
                 f"--kubeconfig={self.kubeconfig}",
                 f"--config={self.kwok_config()}",
+                "--enable-crds=Logs",
                 "--node-ip=127.0.0.1",
                 "--node-lease-duration-seconds=40",
                 # kwok's kubelet API, through which the API server serves `kubectl logs`.
@@ -403,8 +415,7 @@ class ControlPlane:
         """The Stages, plus the log every step container shows: kwok runs no process, so its
         log is a file, the same for every pod."""
         # kwok serves the file as a container runtime would: it must be in the CRI log format.
-        stamp = "2026-01-01T00:00:00.000000000Z"
-        self.pod_log.write_text("".join(f"{stamp} stdout F {line}\n" for line in POD_LOG.splitlines()))
+        self.pod_log.write_text(cri_log(POD_LOG))
         logs = {
             "apiVersion": "kwok.x-k8s.io/v1alpha1",
             "kind": "ClusterLogs",

@@ -13,14 +13,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import config
 
-from cluster.cluster import wait_for as emulator_wait_for
-from kube.controlplane import ControlPlane
+from kube.controlplane import ControlPlane, cri_log
 from operator_harness import ROOT
 from stepflow.operator.api import Api
 from stepflow.operator.runtime.api import NotFound
@@ -49,8 +49,15 @@ RESOURCES = {
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.05,
              message: str | None = None) -> T:
-    """The emulator tier's wait, with the patience a real cluster needs."""
-    return emulator_wait_for(predicate, timeout=timeout, interval=interval, message=message)
+    """Poll until ``predicate()`` is truthy and return its value; AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
 
 
 def outcome(
@@ -160,6 +167,18 @@ class Kube:
                 "DELETE", self.path(resource, name, namespace), body={"propagationPolicy": propagation}
             )
 
+    def requests_by(self, user: str) -> Counter[str]:
+        """What ``user`` asked of the API server in this namespace, as ``verb resource[/sub]``
+        counts, from its audit log (which records ServiceAccounts' requests only)."""
+        time.sleep(1.5)  # the audit log is written in batches of up to a second
+        counts: Counter[str] = Counter()
+        for event in self.plane.audit_events():
+            ref = event.get("objectRef") or {}
+            if event.get("user", {}).get("username") == user and ref.get("namespace") == self.namespace:
+                counts[f"{event['verb']} {ref.get('resource')}"
+                       + (f"/{ref['subresource']}" if ref.get("subresource") else "")] += 1
+        return counts
+
     def events(self, involved: str | None = None) -> list[dict[str, Any]]:
         events = self.objects("events")
         return [e for e in events if involved is None or e["involvedObject"].get("name") == involved]
@@ -198,6 +217,19 @@ class Kube:
             annotations[ANNOTATION + "message"] = message
         for pod in pods:
             self.patch("pods", pod["metadata"]["name"], {"metadata": {"annotations": annotations}})
+
+    def set_pod_log(self, pod: str, text: str) -> None:
+        """What the log of one pod's step container says from now on: a kwok ``Logs`` object
+        names its file, and kwok serves it instead of the log every other pod shows."""
+        path = self.plane.workdir / "pod-logs" / f"{self.namespace}.{pod}.log"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(cri_log(text))
+        self.plane.apply({
+            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+            "metadata": {"name": pod, "namespace": self.namespace},
+            "spec": {"logs": [{"containers": ["step"], "logsFile": str(path), "follow": False}]},
+        })
+        wait_for(lambda: self.kubectl("logs", pod, check=False) == text, message=f"kwok never served {path}")
 
     def stepflow(self, *args: str) -> str:
         """``stepflow ARGS -n <namespace>`` as a user runs it, with the admin kubeconfig."""

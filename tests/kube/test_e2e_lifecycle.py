@@ -39,6 +39,11 @@ def test_retries_go_through_the_real_job_controllers_back_off(kube, operator):
     assert len(pods) == 2  # one pod per attempt
     created = sorted(parse_time(p["metadata"]["creationTimestamp"]) for p in pods)
     assert created[1] - created[0] >= 5  # the Job controller waits ~10 s before a retry
+    # `stepflow logs` of a retried step shows its last attempt (mirror: cli/cluster.py), checked
+    # here, where the retry's back-off is paid for anyway.
+    for attempt, pod in enumerate(sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"]), 1):
+        kube.set_pod_log(pod["metadata"]["name"], f"attempt {attempt}\n")
+    assert kube.stepflow("logs", "retry", "flaky") == "attempt 2\n"
 
 
 def test_a_step_timeout_covers_its_retries_and_their_back_off(kube, operator):

@@ -1,18 +1,18 @@
-"""The operator's Prometheus metrics, scraped from the real process (mirror: operator/metrics.py)."""
+"""The operator's Prometheus metrics, scraped from the real process on the real control plane
+(mirror: operator/metrics.py). Each operator serves only the test's namespace, so the gauges
+count this test's workflows alone."""
 
 from __future__ import annotations
 
 import time
 import urllib.error
 import urllib.request
+from typing import Any
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster.jobs import Outcome
-from operator_harness import FINISHED, free_port, status_of, wait_phase, workflow
-
-pytestmark = pytest.mark.cluster(time_scale=0.5)
+from kube.realcluster import FINISHED, step, wait_for, workflow
+from operator_harness import free_port
 
 Samples = list[tuple[str, dict[str, str], float]]
 
@@ -42,42 +42,43 @@ def serving(port: int) -> Samples:
             time.sleep(0.1)
 
 
-def step(name, type_, **fields):
-    return {"name": name, "type": type_, "script": f"echo {name}", **fields}
+def typed(name: str, type_: str, duration: str = "200ms", **fields: Any) -> dict[str, Any]:
+    """A step of a type (the label of its duration metric) whose pod runs ``duration``."""
+    return step(name, duration, type=type_, **fields)
 
 
-def test_metrics_describe_workflows_steps_slots_reconciles_and_api_errors(cluster, start_operator):
+def test_metrics_describe_workflows_steps_slots_reconciles_and_api_errors(
+    kube, fault_proxy, start_proxied
+):
     port = free_port()
-    start_operator("--metrics-port", str(port), "--max-running-jobs", "2")
+    start_proxied("--metrics-port", str(port), "--max-running-jobs", "2")
     before = serving(port)
     assert value(before, "stepflow_running_steps_limit") == 2
     assert value(before, "stepflow_running_steps") == 0
 
-    cluster.faults.fail(500, times=2, verb="create", resource="jobs")
-    for name, seconds in (("p1", 1.0), ("p2", 1.0), ("p3", 0.4), ("first", 0.2), ("s1", 0.2)):
-        cluster.jobs.when(Outcome(duration=seconds), step=name)
-    cluster.jobs.when(Outcome(duration=0.2, exit_code=2), step="bad")
+    fault_proxy.fail(500, "create jobs", times=2)
     started = time.monotonic()
     # mixed: [first] [p1 p2 p3] [bad] [never]; only two slots, so p3 waits for one.
-    deploys = [step(name, "deploy", parallel=True) for name in ("p1", "p2", "p3")]
-    cluster.create(workflow("mixed", [step("first", "setup"), *deploys, step("bad", "test"),
-                                      step("never", "test")]))
-    cluster.create(workflow("ok", [step("s1", "build")]))
-    cluster.create(workflow("paused", [step("q", "build")], suspend=True))
+    deploys = [typed(name, "deploy", duration, parallel=True)
+               for name, duration in (("p1", "1s"), ("p2", "1s"), ("p3", "400ms"))]
+    kube.create(workflow("mixed", [typed("first", "setup"), *deploys, typed("bad", "test", exit_code=2),
+                                   typed("never", "test")]))
+    kube.create(workflow("ok", [typed("s1", "build")]))
+    kube.create(workflow("paused", [typed("q", "build")], suspend=True))
 
     busiest = 0.0
-    while status_of(cluster, "mixed").get("phase") not in FINISHED:
+    while kube.status("mixed").get("phase") not in FINISHED:
         busiest = max(busiest, value(scrape(port), "stepflow_running_steps") or 0)
         assert busiest <= 2, "the gauge counted more running steps than the cap allows"
         assert time.monotonic() - started < 30, "mixed never finished"
         time.sleep(0.05)
     assert busiest == 2  # the deploy group filled both slots
-    assert wait_phase(cluster, "mixed")["phase"] == "Failed"
-    assert wait_phase(cluster, "ok")["phase"] == "Succeeded"
-    wait_phase(cluster, "paused", ["Suspended"])
+    assert kube.wait_phase("mixed")["phase"] == "Failed"
+    assert kube.wait_phase("ok")["phase"] == "Succeeded"
+    kube.wait_phase("paused", ["Suspended"])
     elapsed = time.monotonic() - started
 
-    cluster.wait_for(lambda: value(scrape(port), "stepflow_running_steps") == 0, timeout=5)
+    wait_for(lambda: value(scrape(port), "stepflow_running_steps") == 0, timeout=5)
     samples = scrape(port)
 
     assert {phase: value(samples, "stepflow_workflows", phase=phase)
@@ -108,21 +109,21 @@ def test_metrics_describe_workflows_steps_slots_reconciles_and_api_errors(cluste
     assert 0 < (value(samples, "stepflow_reconcile_duration_seconds_sum") or 0) < elapsed
 
     assert value(samples, "stepflow_api_errors_total", code="500") == 2  # both retried, then created
-    assert len(cluster.objects("jobs")) == 6  # first, p1-p3, bad, s1: nothing lost to the faults
+    assert len(kube.jobs()) == 6  # first, p1-p3, bad, s1: nothing lost to the faults
 
 
-def test_the_limit_is_minus_one_when_unlimited(cluster, start_operator):
+def test_the_limit_is_minus_one_when_unlimited(start_operator):
     port = free_port()
     start_operator("--metrics-port", str(port))
     assert value(serving(port), "stepflow_running_steps_limit") == -1
 
 
-def test_a_slot_wait_in_the_first_group_is_measured(cluster, start_operator):
+def test_a_slot_wait_in_the_first_group_is_measured(kube, start_operator):
     port = free_port()
-    start_operator("--metrics-port", str(port), "--max-running-jobs", "1")
+    start_operator("--metrics-port", str(port), "--max-running-jobs", "1", f"--namespace={kube.namespace}")
     serving(port)
-    cluster.jobs.when(Outcome(duration=0.6), step="a")
-    cluster.create(workflow("crowded", [step("a", "x", parallel=True), step("b", "x", parallel=True)]))
-    wait_phase(cluster, "crowded")
+    kube.create(workflow("crowded", [typed("a", "x", "600ms", parallel=True),
+                                     typed("b", "x", parallel=True)]))
+    kube.wait_phase("crowded")
     samples = scrape(port)
     assert (value(samples, "stepflow_step_wait_seconds_count") or 0) >= 1  # b waited for a's slot

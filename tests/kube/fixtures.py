@@ -1,8 +1,10 @@
-"""Fixtures of the real control plane tier (tests/kube/README.md).
+"""Fixtures of the real control plane tier (tests/kube/README.md), a plugin of tests/conftest.py
+so that the CLI's tests share the session's control plane too.
 
 One control plane serves the whole session; each test gets a namespace of its own and its own
 ``stepflow operator`` subprocess, logged in with a token of deploy/'s ServiceAccount, so every
-call it makes is judged by the real RBAC authorizer against the ClusterRole in deploy/.
+call it makes is judged by the real RBAC authorizer against the ClusterRole in deploy/. A test
+that needs the API server to misbehave starts its operator behind the fault proxy instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import yaml
 
 from kube.build import BuildError, ensure_assets
 from kube.controlplane import ControlPlane
+from kube.faultproxy import FaultProxy
 from kube.realcluster import CHAOS_FIGURES, Kube, StatusRecorder, wait_for
 from operator_harness import ROOT, OperatorProcess, operators
 from status_checks import order_violations, status_inconsistencies
@@ -27,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 OPERATOR_NAMESPACE = "stepflow-system"
 OPERATOR_ACCOUNT = "stepflow-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
 
 
 UNUSED_PERMISSIONS: list[str] = []  # filled when the control plane stops, printed in the summary
@@ -35,10 +39,9 @@ UNUSED_PERMISSIONS: list[str] = []  # filled when the control plane stops, print
 def permissions_unused(plane: ControlPlane) -> list[str]:
     """deploy/'s ClusterRole rules that the operator's account never exercised in this run,
     from the API server's audit log."""
-    account = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
     used = set()
     for event in plane.audit_events():
-        if event.get("user", {}).get("username") == account and "objectRef" in event:
+        if event.get("user", {}).get("username") == OPERATOR_USER and "objectRef" in event:
             ref = event["objectRef"]
             resource = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
             used.add((ref.get("apiGroup", ""), resource, event["verb"]))
@@ -64,7 +67,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if HERE in Path(str(item.fspath)).parents:
+        if HERE in Path(str(item.fspath)).parents or "control_plane" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.kube)
 
 
@@ -79,6 +82,9 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     try:
         plane.kubectl("apply", "-k", str(ROOT / "deploy"))
         plane.wait_established("workflows.stepflow.dev", "steppools.stepflow.dev")
+        # Established is not yet serving: until a new resource's watch cache is filled, requests
+        # are answered 429 "storage is (re)initializing". kubectl waits that out (Retry-After).
+        plane.kubectl("get", "workflows.stepflow.dev,steppools.stepflow.dev", "-A", "--output=name")
         yield plane
         time.sleep(1.5)  # the audit log is written in batches of up to a second
         UNUSED_PERMISSIONS.extend(permissions_unused(plane))
@@ -129,3 +135,23 @@ def start_operator(operator_kubeconfig: Path, tmp_path: Path) -> Iterator[Callab
 @pytest.fixture
 def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
     return start_operator()
+
+
+@pytest.fixture
+def fault_proxy(control_plane: ControlPlane) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session's API server (tests/kube/faultproxy.py)."""
+    with FaultProxy(control_plane.url, control_plane.pki / "ca.crt") as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def start_proxied(
+    fault_proxy: FaultProxy, operator_kubeconfig: Path, kube: Kube, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """``start_operator``, but the operator reaches the API server through the fault proxy, and
+    serves only the test's namespace: what the proxy counts is this test's traffic alone. Its
+    operators stop before the proxy does."""
+    proxied = fault_proxy.kubeconfig(operator_kubeconfig, tmp_path / "proxied.kubeconfig")
+    (tmp_path / "proxied").mkdir()
+    with operators(proxied, tmp_path / "proxied", refused=("forbidden",)) as start:
+        yield lambda *args, **kwargs: start(f"--namespace={kube.namespace}", *args, **kwargs)
