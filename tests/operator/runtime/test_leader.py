@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
 
-from stepflow.operator.runtime.api import Conflict, NotFound
+from lease_api import LeaseApi
 from stepflow.operator.runtime.leader import LeaderElector, LeaseSettings
 
 PATH = "/apis/coordination.k8s.io/v1/namespaces/stepflow-system/leases"
-
-
-class LeaseApi:
-    """One Lease object with resourceVersion checks, as the API server keeps it."""
-
-    def __init__(self) -> None:
-        self.lease: dict[str, Any] | None = None
-        self.version = 0
-        self.down = False
-
-    def request_once(self, method: str, path: str, *, body: Any = None,
-                     timeout: Any = None) -> dict[str, Any]:
-        if self.down:
-            raise OSError("connection refused")
-        if method == "GET":
-            if self.lease is None:
-                raise NotFound(path)
-            return copy.deepcopy(self.lease)
-        if method == "POST" and self.lease is not None:
-            raise Conflict("exists")
-        if method == "PUT" and body["metadata"].get("resourceVersion") != str(self.version):
-            raise Conflict("changed")
-        self.version += 1
-        self.lease = copy.deepcopy(body)
-        self.lease["metadata"]["resourceVersion"] = str(self.version)
-        return copy.deepcopy(self.lease)
 
 
 class Clock:
