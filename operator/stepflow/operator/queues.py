@@ -89,10 +89,12 @@ class WorkflowQueues:
 
     def __init__(self, shared: SharedSlots, key: Key, plan: Plan, states: Mapping[str, StepState]):
         self.shared, self.key, self.plan, self.states = shared, key, plan, states
+        self.pools_granted: dict[str, int | None] = {}
 
     def pool_slots(self, wanted: Sequence[str]) -> Mapping[str, int | None]:
         slots, wake = self.shared.pools.grant(self.key, self.plan, wanted, self.states)
         self.shared._wake_others(self.key, wake)
+        self.pools_granted = dict(slots)
         return slots
 
     def global_slots(self, wanted: Sequence[str], running: int) -> int | None:
@@ -100,3 +102,26 @@ class WorkflowQueues:
             return None
         with self.shared._lock:
             return self.shared.slots.grant(self.key, wanted, running)
+
+    def left_after(self, started: Sequence[str]) -> GrantsLeft:
+        """What this reconcile's grants leave once ``started`` took theirs: the answers for a
+        second decision within the reconcile, which must not ask the queues again."""
+        left = dict(self.pools_granted)
+        for name in started:
+            pool = self.plan.step_by_name[name].pool
+            if pool is not None and left.get(pool) is not None:
+                left[pool] -= 1  # type: ignore[operator]
+        return GrantsLeft(left, self.shared.capped)
+
+
+class GrantsLeft:
+    """The rest of one reconcile's grants: nothing more from the operator-wide cap."""
+
+    def __init__(self, pools: Mapping[str, int | None], capped: bool):
+        self.pools, self.capped = pools, capped
+
+    def pool_slots(self, wanted: Sequence[str]) -> Mapping[str, int | None]:
+        return self.pools
+
+    def global_slots(self, wanted: Sequence[str], running: int) -> int | None:
+        return 0 if self.capped else None

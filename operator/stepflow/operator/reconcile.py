@@ -157,7 +157,8 @@ class Reconciler:
         options: dict[str, Any] = {"now": now, "started_at": run.started_at, "suspended": spec.suspend,
                                    "max_concurrency": spec.max_concurrency,
                                    "pool_slots": self.shared.pool_slots(key, plan)}
-        decision = decide(plan, states, queues=self.shared.for_workflow(key, plan, states), **options)
+        queues = self.shared.for_workflow(key, plan, states)
+        decision = decide(plan, states, queues=queues, **options)
         starter = JobStarter(self.api, self.store, self.observer, key, plan, body, run, states)
         apply_decision(states, decision, now, starter)
         adopted |= starter.adopted
@@ -171,11 +172,12 @@ class Reconciler:
             states.update(not_before_prerequisites(plan, states, adopted))
         started = [n for n in decision.start if states[n].phase == RUNNING]
         self.shared.started(key, plan, started)
-        if decision.cancel or len(started) < len(decision.start):
-            # Applying it changed more than the decision foresaw (a cancel, a step that could not
-            # start): the status must show what follows (skips, progress), so the rules run once
-            # more on what is now observed, starting nothing.
-            decision = decide(plan, states, global_slots=0 if self.shared.capped else None, **options)
+        if decision.start or decision.cancel or decision.skip or decision.fail:
+            # The status must show the steps as they now are (running, cancelled, skipped, or
+            # failed to start, with what follows) rather than as about to change, or the next
+            # reconcile would write it again: the rules run once more on what is now observed,
+            # with what is left of this reconcile's grants (the queues are not asked again).
+            decision = decide(plan, states, queues=queues.left_after(started), **options)
             if decision.skip or decision.fail:  # they can make steps ready, or end the main part
                 requeue = 0.0
             record_skips(states, decision, now)
