@@ -16,3 +16,17 @@ def test_a_spec_change_carried_back_by_our_own_status_patch_is_reconciled_again(
     delay = reconciler.reconcile(KEY)
     assert delay == 0.0  # the watch event of that change is older than the cache now
     assert store.workflow(KEY)["spec"]["suspend"] is True
+
+
+def test_a_started_step_is_published_as_running_so_the_next_reconcile_writes_nothing():
+    """DESIGN.md's budget of three writes per step: a status that said "1 starting" would be
+    written again as "1 running" by the next reconcile."""
+    reconciler, api, _ = setup([{"name": "a", "script": "true"}, {"name": "b", "script": "true"}])
+    patches: list[dict] = []
+    patch = api.patch_status
+    api.patch_status = lambda ns, name, body: patches.append(body) or patch(ns, name, body)  # type: ignore[method-assign]
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["phase"] == "Running"
+    assert "starting" not in api.workflow["status"]["message"]
+    reconciler.reconcile(KEY)
+    assert len(patches) == 1, patches[1:]
