@@ -312,7 +312,7 @@ def test_report_lists_every_step_with_ms_timestamps(tmp_path, policy):
     ("$(APP_VERSION)$(APP_VERSION)", "1.4.21.4.2"),
 ])
 def test_references_expand_by_kubernetes_rules(text, expected):
-    from stepflow.local import expand_references
+    from stepflow.env_values import expand_references
 
     assert expand_references(text, {"APP_VERSION": "1.4.2"}) == expected
 

@@ -34,6 +34,7 @@ from stepflow.engine import (
     cancelled,
     decide,
 )
+from stepflow.env_values import expand_references
 from stepflow.outputs import TERMINATION_MESSAGE_BYTES as OUTPUTS_LIMIT
 from stepflow.outputs import output_env, with_outputs
 from stepflow.plan import Plan
@@ -291,33 +292,6 @@ class LocalRun:
         except OSError:
             return ""
         return data.decode("utf-8", "replace").strip()
-
-
-def expand_references(text: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' expansion of ``command``, ``args`` and env values: ``$(NAME)`` becomes the
-    declared variable's value, ``$$`` a literal ``$``, and a reference to an undeclared name
-    stays as written (k8s.io/kubernetes third_party/forked/golang/expansion)."""
-    if "$" not in text:
-        return text
-    out, i = [], 0
-    while i < len(text):
-        char = text[i]
-        if char == "$" and i + 1 < len(text):
-            following = text[i + 1]
-            if following == "$":
-                out.append("$")
-                i += 2
-                continue
-            if following == "(":
-                end = text.find(")", i + 2)
-                if end != -1:
-                    name = text[i + 2:end]
-                    out.append(env[name] if name in env else text[i:end + 1])
-                    i = end + 1
-                    continue
-        out.append(char)
-        i += 1
-    return "".join(out)
 
 
 async def _kill(process: asyncio.subprocess.Process) -> None:
