@@ -221,6 +221,8 @@ def kube_sessions(stack: contextlib.ExitStack, previous: Path | None):
         "--timeout=60s",
         "crd/workflows.stepflow.dev",
         "crd/steppools.stepflow.dev",
+        "crd/steptypes.stepflow.dev",
+        "crd/clustersteptypes.stepflow.dev",
     )
     credentials = plane.token_kubeconfig(
         "stepflow-operator", "stepflow-system", plane.workdir / "operator.kubeconfig"

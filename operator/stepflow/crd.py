@@ -68,6 +68,19 @@ STEPPOOL_HEADER = """\
 # Cluster-scoped: install it once per cluster, with the Workflow CRD.
 """
 
+STEP_TYPE_HEADER = """\
+# CustomResourceDefinition for {}s (stepflow.dev/v1alpha1), rules T1-T5 of stepflow.
+#
+# A step type says once how a kind of step runs (image, command or script, env, resources,
+# security settings); a Workflow's step names it with `type: NAME` and gives its params with
+# `with`. StepType is namespaced and serves its namespace's Workflows; ClusterStepType serves
+# every namespace, and a StepType of the same name wins. Its spec is a step's own fields, less
+# those that say when a step runs; unknown fields are refused by kubectl's strict field
+# validation. A run keeps the version it resolved in status.stepTypes.
+# Install it once per cluster, with the Workflow CRD. Whoever may write a ClusterStepType decides
+# what runs in every namespace that uses it: grant that like a ClusterRole.
+"""
+
 
 def _column(name: str, kind: str, description: str, json_path: str, priority: int = 0) -> dict[str, Any]:
     column = {"name": name, "type": kind, "description": description, "jsonPath": json_path}
@@ -78,10 +91,13 @@ AGE = "Time since the {} was created."
 
 
 def custom_resource(kind: str, short_name: str, columns: Iterable[dict[str, Any]],
-                    schema: Schema) -> dict[str, Any]:
-    """A namespaced CustomResourceDefinition of one served and stored version, with a status
-    subresource. The document is the caller's own: the declaration's nodes are copied."""
+                    schema: Schema, *, scope: str = "Namespaced", status: bool = True) -> dict[str, Any]:
+    """A CustomResourceDefinition of one served and stored version, with a status subresource
+    if ``status``. The document is the caller's own: the declaration's nodes are copied."""
     plural = f"{kind.lower()}s"
+    version: dict[str, Any] = {"name": API_VERSION, "served": True, "storage": True}
+    if status:
+        version["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -89,12 +105,11 @@ def custom_resource(kind: str, short_name: str, columns: Iterable[dict[str, Any]
             "app.kubernetes.io/name": "stepflow", "app.kubernetes.io/part-of": "stepflow"}},
         "spec": {
             "group": API_GROUP,
-            "scope": "Namespaced",
+            "scope": scope,
             "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower(),
                       "shortNames": [short_name], "categories": ["stepflow"]},
             "versions": [{
-                "name": API_VERSION, "served": True, "storage": True,
-                "subresources": {"status": {}},
+                **version,
                 "additionalPrinterColumns": list(columns),
                 "schema": {"openAPIV3Schema": copy.deepcopy(schema)},
             }],
@@ -143,6 +158,18 @@ def steppool_crd() -> dict[str, Any]:
            }, required=["spec"]))
 
 
+def step_type_crd(kind: str, short_name: str) -> dict[str, Any]:
+    """StepType or ClusterStepType (T1): how a kind of step runs, from the step's own fields."""
+    return custom_resource(kind, short_name, [
+        _column("Params", "string", "The params a step gives in `with`.", ".spec.params[*].name"),
+        _column("Image", "string", "The container image of the type's steps.", ".spec.image"),
+        _column("Age", "date", AGE.format(kind), ".metadata.creationTimestamp"),
+        _column("Description", "string", "What a step of this type does.", ".spec.description",
+                priority=1),
+    ], fields.step_type_schema(kind), scope="Cluster" if kind.startswith("Cluster") else "Namespaced",
+        status=False)
+
+
 class _Dumper(yaml.SafeDumper):
     """Block style with indented lists; a string that would run past the line is folded (``>-``).
     No anchors: a schema shared by spec.steps and spec.finally is written out in both places."""
@@ -186,6 +213,11 @@ def rendered() -> dict[str, str]:
     return {
         "workflows.stepflow.dev.yaml": to_yaml(workflow_crd(), WORKFLOW_HEADER, "fields.py"),
         "steppools.stepflow.dev.yaml": to_yaml(steppool_crd(), STEPPOOL_HEADER, "crd.py"),
+        "steptypes.stepflow.dev.yaml": to_yaml(step_type_crd("StepType", "stype"),
+                                               STEP_TYPE_HEADER.format("StepType"), "fields.py"),
+        "clustersteptypes.stepflow.dev.yaml": to_yaml(step_type_crd("ClusterStepType", "cstype"),
+                                                      STEP_TYPE_HEADER.format("ClusterStepType"),
+                                                      "fields.py"),
     }
 
 

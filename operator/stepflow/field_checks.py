@@ -168,6 +168,19 @@ class Collector:
             seen.add(name)
         return tuple(names)
 
+    def params(self, obj: Mapping[str, Any], path: str) -> dict[str, str]:
+        """T3's values, as :mod:`stepflow.step_types` completed them; each names a variable."""
+        params = {}
+        for name, value in self.mapping(obj.get("with"), f"{path}.with").items():
+            where = f"{path}.with.{name}"
+            if not isinstance(name, str) or len(name) > 63 or not OUTPUT_NAME.fullmatch(name):
+                self.error(where, "is not a param name (letters, digits and '_', not starting with a digit)")
+            elif not isinstance(value, str):
+                self.error(where, f"must be a string, got {kind_of(value)} (quote numbers and booleans)")
+            else:
+                params[name] = value
+        return params
+
     def string_map(self, obj: Mapping[str, Any], key: str, path: str, labels: bool = False,
                    reserved: bool = False) -> dict[str, str]:
         """A map of string to string with Kubernetes' key rules, and label-value rules for labels."""

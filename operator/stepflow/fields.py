@@ -37,6 +37,11 @@ MAX_RETRIES = 10
 MAX_PARALLEL_GROUP = 1_000_000
 MAX_WORKFLOW_NAME = 63  # a label value's limit: the name labels every Job (DESIGN.md, Names)
 MAX_OUTPUT_NAME = 63
+MAX_PARAMS = 64
+MAX_PARAM_VALUE = 32_768
+# What a step type may never say (T1): when, and with what, a step runs is the workflow's business.
+WHEN_FIELDS = ("name", "parallel", "parallelGroup", "dependsOn", "when", "pool", "continueOnError",
+               "matrix", "type", "with")
 CHANGEABLE_MID_RUN = ("maxConcurrency", "suspend")  # every other spec field is fixed during a run
 IN_PROGRESS = ("Pending", "Running", "Suspended")  # the phases of a run that is not over
 
@@ -82,8 +87,16 @@ STEP: tuple[Field, ...] = (
         "Unique name of the step, a DNS-1123 label (lower case letters, digits and '-'). Shown in "
         "status, events, Job labels and metrics.", min_length=1, max_length=63, pattern=DNS1123_LABEL),
         required=True),
-    Field("type", string("Free-form kind of step (e.g. validation, build, deploy), shown in status, "
-                         "events and metrics.", min_length=1, max_length=63)),
+    Field("type", string(
+        "The step's kind, shown in status, events and metrics. If a StepType of the Workflow's "
+        "namespace, or else a ClusterStepType, has this name, the step runs as the type says (T2): "
+        "the step's own fields win over the type's. A step that sets nothing to run waits, reason "
+        "StepTypeNotFound, until the type exists.", min_length=1, max_length=63)),
+    Field("with", obj(
+        "The step type's params (T3), as strings. Each reaches the container as an environment "
+        "variable of its name, declared before the other variables, and arrives literally: a $ in a "
+        "value is never expanded.", max_properties=MAX_PARAMS,
+        values=string("A param's value.", max_length=MAX_PARAM_VALUE))),
     Field("parallel", boolean("Run concurrently with the adjacent parallel steps. Ignored on a step "
                               "with a parallelGroup number.")),
     Field("parallelGroup", integer(
@@ -121,6 +134,9 @@ STEP: tuple[Field, ...] = (
     Field("script", string("Shell script, run with sh -c. Use instead of command and args.",
                            min_length=1, max_length=65536)),
     Field("workingDir", string("Working directory of the container.", max_length=4096)),
+    Field("serviceAccountName", string(
+        "Service account, in the Workflow's namespace, that this step's pod runs as; replaces "
+        "spec.serviceAccountName for this step.", max_length=253, pattern=DNS1123_SUBDOMAIN)),
     Field("env", pod_fields.env("Environment variables of the step's container, added to (and "
                                 "overriding) spec.defaults.env.", step_output=STEP_OUTPUT),
           pod_setting=True, in_defaults=pod_fields.env(  # each step reads its own prerequisites' outputs
@@ -157,7 +173,9 @@ def _per_step(expression: str, message: str, field_path: str | None = None) -> S
 
 # Checked on each step of spec.steps and of spec.finally.
 STEP_RULES = (
-    _per_step("has(self.command) != has(self.script)", "set exactly one of command or script"),
+    _per_step("!(has(self.command) && has(self.script))", "set command or script, not both"),
+    _per_step("has(self.type) || has(self.command) || has(self.script)",
+              "has nothing to run: set command or script, or a type that says how it runs"),
     _per_step("!has(self.args) || has(self.command)",
               "args is only allowed together with command (a script runs with sh -c)", ".args"),
     _per_step("!(has(self.parallel) && !self.parallel && has(self.parallelGroup) && self.parallelGroup > 0)",
@@ -243,9 +261,10 @@ SPEC = spec_fields()
 DEFAULTS = tuple(f for f in STEP if f.pod_setting)
 
 SPEC_RULES = (
-    rule("(has(self.defaults) && has(self.defaults.image)) || (self.steps.all(s, has(s.image)) && "
-         "(!has(self.finally) || self.finally.all(s, has(s.image))))",
-         "every step needs an image; set spec.defaults.image or an image on each step",
+    rule("(has(self.defaults) && has(self.defaults.image)) || (self.steps.all(s, has(s.image) || "
+         "has(s.type)) && (!has(self.finally) || self.finally.all(s, has(s.image) || has(s.type))))",
+         "every step needs an image; set spec.defaults.image, an image on each step, or a type that "
+         "sets one",
          reason="FieldValueRequired", field_path=".steps"),
     rule("!has(self.finally) || self.finally.all(f, !self.steps.exists(s, s.name == f.name))",
          # no reason FieldValueDuplicate: with it the API server drops the message and says
@@ -271,10 +290,57 @@ def fixed_during_a_run(spec: Iterable[Field]) -> Schema:
             same = f"has({new}) == has({old}) && (!has({new}) || {f'({same})' if ' && ' in same else same})"
         terms.append(same)
     phases = ", ".join(f"'{phase}'" for phase in IN_PROGRESS)
+    # A workflow waiting for its step types (T4) has not started its run: it may be fixed.
     return rule(f"!has(oldSelf.status) || !has(oldSelf.status.phase) || !(oldSelf.status.phase in "
-                f"[{phases}]) || ({' && '.join(terms)})",
+                f"[{phases}]) || (has(oldSelf.status.reason) && oldSelf.status.reason == "
+                f"'StepTypeNotFound') || ({' && '.join(terms)})",
                 "only spec.suspend and spec.maxConcurrency may change while a run is in progress; wait for "
                 "it to finish or delete the workflow", reason="FieldValueForbidden", field_path=".spec")
+
+
+# --- step types (T1) -----------------------------------------------------------------------------
+
+PARAM = obj("One param of the type (T3). The step gives its value in `with`; the container sees it "
+            "as an environment variable of the param's name.", {
+                "name": string("The param's name, also the environment variable's.", min_length=1,
+                               max_length=63, pattern=OUTPUT_NAME),
+                "description": string("What the param means, shown by `stepflow types`.", max_length=1024),
+                "default": string("The value when the step gives none; without it the param is required.",
+                                  max_length=MAX_PARAM_VALUE),
+                "enum": array("The values allowed, if only some are.",
+                              string("An allowed value.", max_length=1024), min_items=1, max_items=64,
+                              list_type="set"),
+            }, required=["name"], rules=[
+                rule("!has(self.default) || !has(self.enum) || self.default in self.enum",
+                     "default must be one of enum", field_path=".default")])
+
+# A type says how a step runs: every step field but those that say when (T1).
+TYPE_FIELDS = tuple(f for f in STEP if f.name not in WHEN_FIELDS)
+
+STEP_TYPE_SPEC = (
+    Field("description", string("What a step of this type does, shown by `stepflow types`.",
+                                max_length=4096)),
+    Field("params", array("The params a step gives in `with` (T3).", PARAM, max_items=MAX_PARAMS,
+                          list_type="map", map_keys=["name"])),
+    *TYPE_FIELDS,
+)
+
+STEP_TYPE_RULES = (
+    rule("!(has(self.command) && has(self.script))", "set command or script, not both"),
+    rule("!has(self.args) || has(self.command)",
+         "args is only allowed together with command (a script runs with sh -c)", field_path=".args"),
+)
+
+
+def _as_recorded(schema: Any) -> Any:
+    """A copy without CEL rules and defaults: for status, which only the operator writes, from
+    checked input (and whose unbounded maps would blow the API server's cost estimate of a rule)."""
+    if isinstance(schema, dict):
+        return {k: _as_recorded(v) for k, v in schema.items()
+                if k not in ("x-kubernetes-validations", "default")}
+    if isinstance(schema, list):
+        return [_as_recorded(v) for v in schema]
+    return schema
 
 
 def _timestamp(what: str) -> Schema:
@@ -336,6 +402,15 @@ STATUS = obj("Observed state of the current or last run, written by the operator
     "groups": array("The plan; groups run one after another, each a list of step names.",
                     array("One group; its steps run concurrently.", string("A step name."))),
     "steps": obj("State of every step, keyed by step name.", values=STEP_STATUS),
+    "stepTypes": obj(
+        "The step types this run resolved when it started, keyed by name (T5): the run keeps using "
+        "them whatever happens to the StepType or ClusterStepType meanwhile.", values=obj(
+            "One step type as the run resolved it.", {
+                "kind": string("StepType or ClusterStepType.", enum=["StepType", "ClusterStepType"]),
+                "name": string("The type's name."),
+                "resourceVersion": string("The type's resourceVersion when the run started."),
+                "spec": _as_recorded(_obj("The type's spec as the run uses it.", STEP_TYPE_SPEC)),
+            })),
     "conditions": array("kstatus conditions: Ready (succeeded), Reconciling (running), Stalled (failed), "
                         "plus Job-style Complete and Failed.", CONDITION, list_type="map", map_keys=["type"]),
 })
@@ -370,3 +445,20 @@ def workflow_schema(steps: Iterable[Field] = STEP) -> Schema:
                  "stepflow.dev/workflow label value and part of every Job name", reason="FieldValueInvalid"),
             fixed_during_a_run(spec_fields(steps)),
         ])
+
+
+def step_type_schema(kind: str) -> Schema:
+    """The openAPIV3Schema of StepType or ClusterStepType: the same spec, the step's own fields."""
+    scope = "the Workflows of its namespace" if kind == "StepType" else (
+        "the Workflows of every namespace (a StepType of the same name in a Workflow's namespace wins)")
+    return obj(
+        f"A {kind} says once how a kind of step runs (T1), for {scope}: a step names it with `type` "
+        "and gives its params with `with`. A run keeps the version it started with.", {
+            "apiVersion": string("APIVersion of this object, stepflow.dev/v1alpha1."),
+            "kind": string(f"Kind of this object, {kind}."),
+            "metadata": {"type": "object"},
+            "spec": _obj("How a step of this type runs: image, command or script, env, resources, "
+                         "security settings. Never when it runs: name, parallel, parallelGroup, "
+                         "dependsOn, when, pool, continueOnError, matrix, type and with belong to the "
+                         "step.", STEP_TYPE_SPEC, rules=STEP_TYPE_RULES),
+        }, required=["spec"])

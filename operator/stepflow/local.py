@@ -34,7 +34,7 @@ from stepflow.engine import (
     cancelled,
     decide,
 )
-from stepflow.env_values import expand_references
+from stepflow.env_values import expand_references, literal
 from stepflow.outputs import TERMINATION_MESSAGE_BYTES as OUTPUTS_LIMIT
 from stepflow.outputs import output_env, with_outputs
 from stepflow.plan import Plan
@@ -269,7 +269,8 @@ class LocalRun:
         value expanded with the ones declared before it. An output arrives as a plain value
         (O3), unexpanded, as the operator writes it into the Job."""
         outputs = output_env(self.plan, step, self.states)
-        env: dict[str, str] = {}
+        # T3: params first, literal (a $ in a value stays a $), as the operator declares them.
+        env = {name: expand_references(literal(value), {}) for name, value in step.params.items()}
         for var in (*self.plan.spec.defaults.env, *step.env):
             if var["name"] in outputs and step_output_source(var) is not None:
                 env[var["name"]] = outputs[var["name"]]

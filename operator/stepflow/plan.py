@@ -18,6 +18,7 @@ from stepflow.capacity import Quantities, QuantityError, container_requests, for
 from stepflow.conditions import Condition
 from stepflow.dataflow import data_errors
 from stepflow.spec import FieldError, SpecError, Step, WorkflowSpec, read_workflow
+from stepflow.step_types import Catalog, Resolution, StepType, TypeLookup, resolve
 from stepflow.waits import cycle_errors, post_order, reference_errors, wait_edges
 
 
@@ -36,6 +37,7 @@ class Plan:
     main_group_count: int | None = None  # None: every group is a main group
     budget: Quantities | None = None  # R1: spec.maxResources, parsed; None: no budget
     requests: Mapping[str, Quantities] = field(default_factory=dict)  # R1: per step, with a budget
+    step_types: Mapping[str, StepType] = field(default_factory=dict)  # T5: the types it resolved
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -311,10 +313,12 @@ def plan_errors(spec: WorkflowSpec) -> list[FieldError]:
     return errors
 
 
-def compile_workflow(doc: Any) -> Plan:
-    """Validate a Workflow document completely (fields, cross-step rules, outputs and
-    conditions) and plan it; every error found is reported at once."""
-    spec, errors = read_workflow(doc)
+def compile_workflow(doc: Any, types: TypeLookup | None = None) -> Plan:
+    """Validate a Workflow document completely (its step types resolved from ``types``, fields,
+    cross-step rules, outputs and conditions) and plan it; every error found is reported at once."""
+    resolution = resolve(doc, types or Catalog())
+    spec, errors = read_workflow(resolution.document)
+    errors = [*resolution.errors, *missing_type_errors(resolution), *_without_missing(errors, resolution)]
     if spec is None or not spec.steps:
         raise SpecError(errors)
     structural = plan_errors(spec)
@@ -326,7 +330,22 @@ def compile_workflow(doc: Any) -> Plan:
         errors += data
     if errors:
         raise SpecError(errors)
-    return replace(plan, conditions=conditions) if conditions else plan
+    return replace(plan, conditions=conditions, step_types=resolution.used)
+
+
+def missing_type_errors(resolution: Resolution) -> list[FieldError]:
+    """T4, locally: a type that a step needs and that was found nowhere."""
+    return [FieldError(f"{path}.type", f'step type "{name}" is neither a StepType nor a ClusterStepType '
+                                       "given (stepflow validate|plan|run --types PATH, or a type "
+                                       "document in the workflow's file); the step has nothing to run "
+                                       "without it")
+            for name, paths in resolution.missing.items() for path in paths]
+
+
+def _without_missing(errors: Iterable[FieldError], resolution: Resolution) -> list[FieldError]:
+    """A step whose type is missing has nothing to run: said once, by the missing type."""
+    paths = {path for paths in resolution.missing.values() for path in paths}
+    return [e for e in errors if not (e.path in paths and "has nothing to run" in e.message)]
 
 
 def _skeleton(spec: WorkflowSpec) -> Plan:

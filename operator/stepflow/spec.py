@@ -113,6 +113,8 @@ class Step:
     outputs: tuple[str, ...] = ()
     when: str | None = None
     pool: str | None = None  # R2: the StepPool it takes a slot of while it runs
+    params: Mapping[str, str] = field(default_factory=dict)  # T3: its type's params, from `with`
+    service_account_name: str | None = None  # replaces spec.serviceAccountName for this step
     final: bool = False  # a step of spec.finally (X1)
     position: int = -1  # its index in its own list; ``index`` orders both lists, main first
 
@@ -310,8 +312,16 @@ def _parse_finally(value: Any, offset: int, c: Collector) -> tuple[Step, ...]:
     return tuple(_parse_step(item, i, c, offset=offset, final=True) for i, item in enumerate(value))
 
 
-def _parse_step(item: Any, position: int, c: Collector, offset: int = 0, final: bool = False) -> Step:
-    path = f"spec.{'finally' if final else 'steps'}[{position}]"
+def step_field_errors(obj: Mapping[str, Any], path: str) -> list[FieldError]:
+    """The errors in a step's own fields, at ``path``: a step type's (T1) are checked here."""
+    c = Collector()
+    _parse_step(obj, 0, c, path=path)
+    return c.errors
+
+
+def _parse_step(item: Any, position: int, c: Collector, offset: int = 0, final: bool = False,
+                path: str | None = None) -> Step:
+    path = path or f"spec.{'finally' if final else 'steps'}[{position}]"
     errors_before = len(c.errors)
     obj = c.mapping(item, path)
     c.unknown_fields(obj, STEP_FIELDS, path)
@@ -341,9 +351,19 @@ def _parse_step(item: Any, position: int, c: Collector, offset: int = 0, final: 
         estimated_seconds=_estimate(obj, path, c),
         pod_metadata=_pod_metadata(c, obj, path),
         pod=_pod_settings(c, obj, path),
+        params=c.params(obj, path),
+        service_account_name=_service_account(obj, path, c),
     )
     _name_the_step(c, errors_before, name)
     return step
+
+
+def _service_account(obj: Mapping[str, Any], path: str, c: Collector) -> str | None:
+    name = c.typed(obj, "serviceAccountName", path, str)
+    if name is not None and (len(name) > 253 or not DNS1123_SUBDOMAIN.fullmatch(name)):
+        c.error(f"{path}.serviceAccountName", f"{excerpt(name)} is not a ServiceAccount name")
+        return None
+    return name
 
 
 def _pool_name(obj: Mapping[str, Any], path: str, c: Collector) -> str | None:
@@ -400,7 +420,8 @@ def _check_step_commands(workflow: WorkflowSpec, c: Collector) -> None:
         if step.script is not None and (step.command or step.args):
             c.error(path, f"{label} sets both script and command/args; use one")
         elif step.script is None and not step.command:
-            c.error(path, f"{label} has nothing to run: set command or script")
+            c.error(path, f"{label} has nothing to run: set command or script, or a type that "
+                          "says how it runs")
         elif step.script is not None and not step.script.strip():
             c.error(f"{path}.script", f"{label} has an empty script")
 

@@ -250,6 +250,16 @@ def invalid_status(
     return {k: v for k, v in status.items() if v is not None}
 
 
+def waiting_for_types_status(message: str, *, now: float, observed_generation: int | None,
+                             previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """T4: a new run waits, Pending, reason StepTypeNotFound; no run has started, so no
+    runGeneration nor specHash: the run begins, from scratch, once its types exist."""
+    return {"phase": PENDING, "reason": "StepTypeNotFound", "message": message,
+            "observedGeneration": observed_generation,
+            "conditions": conditions(PENDING, "StepTypeNotFound", message, observed_generation, now,
+                                     (previous or {}).get("conditions"))}
+
+
 MAX_STATUS_BYTES = 512 * 1024  # etcd refuses objects over 1.5 MiB; a status stays far below
 
 

@@ -31,6 +31,7 @@ HERE = Path(__file__).resolve().parent
 OPERATOR_NAMESPACE = "stepflow-system"
 OPERATOR_ACCOUNT = "stepflow-operator"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
+CRDS = ("workflows.stepflow.dev", "steppools.stepflow.dev", "steptypes.stepflow.dev", "clustersteptypes.stepflow.dev")
 
 
 UNUSED_PERMISSIONS: list[str] = []  # filled when the control plane stops, printed in the summary
@@ -81,10 +82,10 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     plane = ControlPlane(assets, tmp_path_factory.mktemp("kube")).start()
     try:
         plane.kubectl("apply", "-k", str(ROOT / "deploy"))
-        plane.wait_established("workflows.stepflow.dev", "steppools.stepflow.dev")
+        plane.wait_established(*CRDS)
         # Established is not yet serving: until a new resource's watch cache is filled, requests
         # are answered 429 "storage is (re)initializing". kubectl waits that out (Retry-After).
-        plane.kubectl("get", "workflows.stepflow.dev,steppools.stepflow.dev", "-A", "--output=name")
+        plane.kubectl("get", ",".join(CRDS), "-A", "--output=name")
         yield plane
         time.sleep(1.5)  # the audit log is written in batches of up to a second
         UNUSED_PERMISSIONS.extend(permissions_unused(plane))

@@ -50,12 +50,13 @@ def test_small_renderer_matches_kubectl(name):
 def test_cluster_install_contents():
     objects = render.render(DEPLOY)
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == sorted(["CustomResourceDefinition", "CustomResourceDefinition", "Namespace",
+    assert kinds == sorted(["CustomResourceDefinition"] * 4 + ["Namespace",
                             "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Deployment", "Service",
                             "Role", "RoleBinding", "PodDisruptionBudget"])
     assert by_kind(objects, "Namespace")[0]["metadata"]["name"] == "stepflow-system"
     assert {c["metadata"]["name"] for c in by_kind(objects, "CustomResourceDefinition")} == {
-        "workflows.stepflow.dev", "steppools.stepflow.dev"}
+        "workflows.stepflow.dev", "steppools.stepflow.dev", "steptypes.stepflow.dev",
+        "clustersteptypes.stepflow.dev"}
     for obj in objects:
         if obj["kind"] in ("ServiceAccount", "Deployment", "Service", "Role", "RoleBinding",
                            "PodDisruptionBudget"):

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from stepflow import __version__
-from stepflow.cli import cluster, completion, local, ui
+from stepflow.cli import cluster, completion, local, step_types, ui
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stepflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local.register(commands)
+    step_types.register(commands)
     # Listed for --help only: main() hands `operator` and its options to kopf before parsing.
     commands.add_parser("operator", help="run the Kubernetes operator (see `stepflow operator --help`)",
                         add_help=False)

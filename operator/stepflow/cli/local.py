@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from stepflow.cli.step_types import add_types_option
 from stepflow.cluster_refusals import cluster_errors
 from stepflow.engine import SUCCEEDED
 from stepflow.graph import to_dot, to_mermaid
@@ -34,12 +35,14 @@ EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 def register(commands: argparse._SubParsersAction) -> None:
     validate = commands.add_parser("validate", help="check Workflow files; exit 1 on any error")
     validate.add_argument("files", nargs="+", metavar="FILE")
+    add_types_option(validate)
     validate.set_defaults(handler=cmd_validate)
 
     plan = commands.add_parser("plan", help="show the groups, prerequisites and ideal speedup")
     plan.add_argument("file", metavar="FILE")
     plan.add_argument("-o", "--output", choices=("text", "json", "mermaid", "dot"), default="text")
     plan.add_argument("--name", help="the Workflow to plan, in a file that holds several")
+    add_types_option(plan)
     plan.add_argument("--durations", metavar="NAME=SECONDS,...|FILE.json",
                       help="per-step durations for the speedup estimate (else estimatedSeconds)")
     plan.set_defaults(handler=cmd_plan)
@@ -47,6 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="run a workflow locally, each step as a process")
     run.add_argument("file", metavar="FILE")
     run.add_argument("--name", help="the Workflow to run, in a file that holds several")
+    add_types_option(run)
     run.add_argument("--max-concurrency", type=_positive_int, metavar="N",
                      help="override spec.maxConcurrency")
     run.add_argument("--pool", action="append", type=_pool_limit, default=[], metavar="NAME=LIMIT",
@@ -85,7 +89,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for file in args.files:
         try:
-            plans = load_plans(file)
+            plans = load_plans(file, args.types)
         except SpecError as exc:
             _print_errors(file, exc)
             status = EXIT_FAILED
@@ -109,7 +113,7 @@ def _count(n: int, noun: str) -> str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     try:
-        plan = load_plan(args.file, args.name)
+        plan = load_plan(args.file, args.name, args.types)
         durations = _durations(plan, args.durations)
     except SpecError as exc:
         _print_errors(args.file, exc)
@@ -215,7 +219,7 @@ def _print_plan_text(plan: Plan, durations: dict[str, float]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        plan = load_plan(args.file, args.name)
+        plan = load_plan(args.file, args.name, args.types)
     except SpecError as exc:
         _print_errors(args.file, exc)
         return EXIT_FAILED

@@ -40,6 +40,16 @@ class Api(Client):
                              query={"fieldSelector": f"metadata.name={name}", "limit": 1})
         return bool(found.get("items"))
 
+    def find_step_type(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """A StepType of ``namespace``, or a ClusterStepType (None), by a list with a field
+        selector: the operator may list and watch step types, not get them."""
+        plural = "steptypes" if namespace else "clustersteptypes"
+        where = f"/namespaces/{namespace}" if namespace else ""
+        found = self.request("GET", f"/apis/{API_GROUP}/{API_VERSION}{where}/{plural}",
+                             query={"fieldSelector": f"metadata.name={name}", "limit": 1})
+        items = found.get("items") or []
+        return items[0] if items else None
+
     def job_events(self, namespace: str, job: str, reason: str) -> list[dict[str, Any]]:
         selector = f"involvedObject.kind=Job,involvedObject.name={job},reason={reason}"
         # resourceVersion 0: served from the API server's cache, not read through from etcd.

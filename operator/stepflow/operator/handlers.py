@@ -103,3 +103,19 @@ async def pod_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(API_GROUP, API_VERSION, "steppools")
 async def pool_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     watch_events.on_pool(memo.stepflow, event)
+
+
+@kopf.on.event(API_GROUP, API_VERSION, "steptypes")
+async def step_type_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    watch_events.on_step_type(memo.stepflow, event, "StepType")
+
+
+async def cluster_step_type_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
+    watch_events.on_step_type(memo.stepflow, event, "ClusterStepType")
+
+
+# ClusterStepTypes are cluster-scoped: an operator that serves one namespace, with a Role, may
+# not watch them unless given a ClusterRole for it (docs/step-types.md); `stepflow operator
+# --namespace` turns this watch off unless STEPFLOW_CLUSTER_STEP_TYPES=1.
+if os.environ.get("STEPFLOW_CLUSTER_STEP_TYPES", "1") == "1":
+    kopf.on.event(API_GROUP, API_VERSION, "clustersteptypes")(cluster_step_type_event)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, WAITING_FOR_ADMISSION, StepState
+from stepflow.env_values import literal
 from stepflow.outputs import OUTPUTS_PATH
 from stepflow.plan import Plan
 from stepflow.spec import API_GROUP, API_VERSION, KIND, Step
@@ -154,7 +155,9 @@ def _pod_spec(plan: Plan, step: Step, outputs: Mapping[str, str]) -> dict[str, A
     }
     if step.args:
         container["args"] = list(step.args)
-    env = {"STEPFLOW_OUTPUTS": {"name": "STEPFLOW_OUTPUTS", "value": OUTPUTS_PATH}}
+    # T3: params first, so that command, args and env may use them through $(NAME); literal.
+    env = {name: {"name": name, "value": literal(value)} for name, value in step.params.items()}
+    env["STEPFLOW_OUTPUTS"] = {"name": "STEPFLOW_OUTPUTS", "value": OUTPUTS_PATH}
     env.update({v["name"]: dict(v) for v in (*defaults.env, *step.env)})  # step wins over defaults
     for name, value in outputs.items():
         env[name] = {"name": name, "value": value}
@@ -174,8 +177,9 @@ def _pod_spec(plan: Plan, step: Step, outputs: Mapping[str, str]) -> dict[str, A
         pod["tolerations"] = [dict(t) for t in settings.tolerations]
     if settings.node_selector:
         pod["nodeSelector"] = dict(settings.node_selector)
-    if plan.spec.service_account_name:
-        pod["serviceAccountName"] = plan.spec.service_account_name
+    service_account = step.service_account_name or plan.spec.service_account_name
+    if service_account:
+        pod["serviceAccountName"] = service_account
     else:
         # No API credentials in a step's pod unless the workflow asks for an identity.
         pod["automountServiceAccountToken"] = False

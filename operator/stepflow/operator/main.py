@@ -44,6 +44,8 @@ def run_operator(argv: Sequence[str]) -> int:
             os.environ[variable] = str(value)
     scoped = any(a in ("-A", "--all-namespaces") or a.startswith(("-n", "--namespace")) for a in rest)
     scope = [] if scoped else ["--all-namespaces"]
+    if scoped:  # a Role cannot grant the watch of a cluster-scoped kind (handlers.py)
+        os.environ.setdefault("STEPFLOW_CLUSTER_STEP_TYPES", "0")
     args = ["run", "-m", "stepflow.operator", "--standalone", *scope, *rest]
     from kopf.cli import main
 

@@ -48,9 +48,11 @@ from stepflow.operator.runs import (
 from stepflow.operator.runtime.api import NotFound
 from stepflow.operator.runtime.events import EventRecorder
 from stepflow.operator.store import Key, Store
+from stepflow.operator.type_book import StepTypesMissing, TypeBook, versions
 from stepflow.plan import Plan, compile_workflow
 from stepflow.spec import SpecError
 from stepflow.status import build_status, invalid_status
+from stepflow.step_types import Catalog, TypeLookup, resolve
 
 NAME_TAKEN_RETRY = 2.0  # seconds between checks for an earlier Workflow's Job to be gone
 
@@ -73,6 +75,7 @@ class Reconciler:
         self.observer = Observer(api, store)
         self.recorder = Recorder(api, store, events)
         self.clock = clock
+        self.types = TypeBook()
         self._plans: dict[Key, tuple[tuple[str, int], Plan]] = {}  # a spec is planned once
 
     def __call__(self, key: Key) -> float | None:
@@ -92,6 +95,7 @@ class Reconciler:
     def forget(self, key: Key) -> None:
         """The workflow is gone: free its slots and let the next in line start."""
         self.shared.forget(key)
+        self.types.forget(key)
         self._plans.pop(key, None)
 
     def prime_slots(self) -> None:
@@ -106,12 +110,15 @@ class Reconciler:
             self.forget(key)
             return None
         now = self.clock()
+        run = current_run(body, now)
         try:
-            plan = self._plan(key, body)
+            plan = self._plan(key, body, run)
+        except StepTypesMissing as missing:
+            self.recorder.waiting_for_types(key, body, missing.message, now)
+            return None
         except SpecError as exc:
             self._record_invalid(key, body, exc, now)
             return None
-        run = current_run(body, now)
         old_status = body.get("status") or {}
         before = previous_states(body, run)
         states, adopted = self.observer.observe(key, body, plan, before, run, now)
@@ -127,6 +134,9 @@ class Reconciler:
             run_generation=run.generation, observed_generation=body["metadata"].get("generation"),
             previous=old_status)
         new_status["specHash"] = run.spec_hash
+        if plan.step_types:  # T5: what the run resolved when it started, kept for its whole run
+            new_status["stepTypes"] = old_status.get("stepTypes") if not run.is_new else {
+                name: t.kept() for name, t in sorted(plan.step_types.items())}
         if self.recorder.write_status(key, body, old_status, new_status):
             requeue = 0.0
         self.recorder.announce(body, plan, before, states, decision, run, old_status)
@@ -135,18 +145,35 @@ class Reconciler:
         self.shared.settled(key, plan, states, decision.finished)
         return soonest(requeue, None if decision.wake_at is None else max(decision.wake_at - now, 0.0))
 
-    def _plan(self, key: Key, body: Mapping[str, Any]) -> Plan:
-        """The plan of this spec generation, compiled once rather than on every watch event."""
-        identity = (body["metadata"].get("uid", ""), body["metadata"].get("generation") or 0)
+    def _plan(self, key: Key, body: Mapping[str, Any], run: Run) -> Plan:
+        """The plan of this spec generation and these step types, compiled once rather than on
+        every watch event. A new run resolves its types from the watches (T2, T4); a run in
+        progress uses what it kept when it started (T5)."""
+        types = self.types.view(key[0]) if run.is_new else Catalog.kept(body.get("status")) or Catalog()
+        identity = (body["metadata"].get("uid", ""), body["metadata"].get("generation") or 0,
+                    versions(body, types))
         cached = self._plans.get(key)
         if cached is not None and cached[0] == identity:
             return cached[1]
-        plan = compile_workflow(body)
+        if run.is_new:
+            self._check_types(key, body, types)
+        plan = compile_workflow(body, types)
         errors = cluster_errors(plan)
         if errors:
             raise SpecError(errors)
         self._plans[key] = (identity, plan)
         return plan
+
+    def _check_types(self, key: Key, body: Mapping[str, Any], types: TypeLookup) -> None:
+        """T4: a new run whose types are missing waits for them; the API is asked first."""
+        missing = resolve(body, types).missing
+        if missing:
+            self.types.confirm(self.api, key[0], missing)
+            missing = resolve(body, types).missing
+        if missing:
+            self.types.wait(key, missing)
+            raise StepTypesMissing(key[0], missing)
+        self.types.forget(key)
 
     def _decide_and_apply(self, key: Key, plan: Plan, body: Mapping[str, Any], run: Run,
                           states: dict[str, StepState], now: float,

@@ -31,6 +31,7 @@ from stepflow.operator.runtime.api import NotFound
 from stepflow.operator.runtime.events import EventRecorder
 from stepflow.operator.store import Key, Store
 from stepflow.plan import Plan
+from stepflow.status import waiting_for_types_status
 
 FINISHED = (SUCCEEDED, FAILED)
 
@@ -73,6 +74,17 @@ class Recorder:
             raise
         self.store.put_workflow(updated)
         return updated["metadata"].get("generation") != body["metadata"].get("generation")
+
+    def waiting_for_types(self, key: Key, body: Mapping[str, Any], message: str, now: float) -> None:
+        """T4: Pending, reason StepTypeNotFound, with a Warning Event when that news is new."""
+        old = body.get("status") or {}
+        generation = body["metadata"].get("generation")
+        if old.get("reason") == "StepTypeNotFound" and old.get("message") == message \
+                and old.get("observedGeneration") == generation:
+            return
+        new = waiting_for_types_status(message, now=now, observed_generation=generation, previous=old)
+        self.write_status(key, body, old, new)
+        self.events.record(body, "Warning", "StepTypeNotFound", message)
 
     def announce(self, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
                  states: Mapping[str, StepState], decision: Decision, run: Run,

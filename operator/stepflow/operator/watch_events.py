@@ -70,3 +70,11 @@ def on_pool(operator: Operator, event: Event) -> None:
         limit = None  # the CRD refuses a bad limit; a pool without one grants nothing
     for key in operator.reconciler.pools.set_limit(key_of(obj), limit):
         operator.controller.wake(key)
+
+
+def on_step_type(operator: Operator, event: Event, kind: str) -> None:
+    """T4: a StepType or ClusterStepType; the workflows waiting for it are reconciled. A run in
+    progress never looks here again (T5), so a change wakes nobody else."""
+    deleted = event["type"] == "DELETED"
+    for key in operator.reconciler.types.put(event["object"], kind, deleted=deleted):
+        operator.controller.wake(key)
