@@ -207,7 +207,8 @@ def test_every_field_the_crd_declares_is_known_and_no_other():
 
 def test_step_with_nothing_to_run():
     error = single_error(workflow({"name": "idle"}))
-    assert error == 'spec.steps[0]: step "idle" has nothing to run: set command or script, or a type that says how it runs'
+    assert error == ('spec.steps[0]: step "idle" has nothing to run: set command or script, or a type '
+                     "that says how it runs")
 
 
 def test_step_with_both_script_and_command():

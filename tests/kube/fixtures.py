@@ -31,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 OPERATOR_NAMESPACE = "stepflow-system"
 OPERATOR_ACCOUNT = "stepflow-operator"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_ACCOUNT}"
-CRDS = ("workflows.stepflow.dev", "steppools.stepflow.dev", "steptypes.stepflow.dev", "clustersteptypes.stepflow.dev")
+CRDS = ("workflows.stepflow.dev", "steppools.stepflow.dev", "steptypes.stepflow.dev",
+        "clustersteptypes.stepflow.dev")
 
 
 UNUSED_PERMISSIONS: list[str] = []  # filled when the control plane stops, printed in the summary

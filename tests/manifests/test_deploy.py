@@ -17,6 +17,7 @@ OPERATOR_RULES = {
     ("stepflow.dev", "workflows/status"): {"patch"},
     ("stepflow.dev", "steppools"): {"list", "watch"},
     ("stepflow.dev", "steppools/status"): {"patch"},
+    ("stepflow.dev", "steptypes"): {"list", "watch"},
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "events"): {"create", "list"},
@@ -93,7 +94,10 @@ def test_rbac_is_least_privilege(variant):
     roles = [r for r in by_kind(objects, "ClusterRole" if name == "cluster" else "Role")
              if r["metadata"]["name"] == "stepflow-operator"]
     assert len(roles) == 1
-    assert _rules(roles[0]) == OPERATOR_RULES
+    # A Role cannot grant a cluster-scoped kind: only the cluster install reads ClusterStepTypes.
+    expected = {**OPERATOR_RULES, **({("stepflow.dev", "clustersteptypes"): {"list", "watch"}}
+                                     if name == "cluster" else {})}
+    assert _rules(roles[0]) == expected
     text = str(roles[0]["rules"])
     assert "*" not in text and "secrets" not in text
 
