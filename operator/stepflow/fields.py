@@ -335,12 +335,15 @@ STEP_TYPE_RULES = (
 def _as_recorded(schema: Any) -> Any:
     """A copy without CEL rules and defaults: for status, which only the operator writes, from
     checked input (and whose unbounded maps would blow the API server's cost estimate of a rule)."""
-    if isinstance(schema, dict):
-        return {k: _as_recorded(v) for k, v in schema.items()
-                if k not in ("x-kubernetes-validations", "default")}
-    if isinstance(schema, list):
-        return [_as_recorded(v) for v in schema]
-    return schema
+    if not isinstance(schema, dict):
+        return schema
+    node = {k: v for k, v in schema.items() if k not in ("x-kubernetes-validations", "default")}
+    for key in ("items", "additionalProperties"):
+        if key in node:
+            node[key] = _as_recorded(node[key])
+    if "properties" in node:  # names of fields, such as a param's "default", stay
+        node["properties"] = {name: _as_recorded(child) for name, child in node["properties"].items()}
+    return node
 
 
 def _timestamp(what: str) -> Schema:

@@ -34,6 +34,8 @@ ANNOTATION = "test.stepflow.dev/"
 RESOURCES = {
     "workflows": ("/apis/stepflow.dev/v1alpha1", True),
     "steppools": ("/apis/stepflow.dev/v1alpha1", True),
+    "steptypes": ("/apis/stepflow.dev/v1alpha1", True),
+    "clustersteptypes": ("/apis/stepflow.dev/v1alpha1", False),
     "jobs": ("/apis/batch/v1", True),
     "pods": ("/api/v1", True),
     "events": ("/api/v1", True),
