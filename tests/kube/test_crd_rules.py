@@ -70,6 +70,8 @@ CASES: dict[str, tuple[list, list]] = {
              changed(_running, _set("status.phase", "Succeeded"))),
             (changed(_running, _set("spec.steps.0.script", "exit 1")),
              changed(_running, lambda d: d.pop("status"))),
+            (changed(_running, _set("spec.steps.0.type", "terraform")),
+             changed(_running, _set("status", {"phase": "Pending", "reason": "StepTypeNotFound"}))),
         ],
         [
             (changed(_running, _set("spec.steps.0.script", "exit 1")), _running),
@@ -81,11 +83,15 @@ CASES: dict[str, tuple[list, list]] = {
             (changed(_running, _set("spec.serviceAccountName", "deployer")), _running),
             (changed(_running, _set("spec.defaults.image", "busybox")), _running),
             (changed(_running, _set("spec.runToken", "rerun-2")), _running),
+            (changed(_running, _set("spec.steps.0.with", {"a": "b"})), _running),
+            (changed(_running, _set("spec.steps.0.type", "terraform")),
+             changed(_running, _set("status", {"phase": "Pending", "reason": "InvalidSpec"}))),
         ],
     ),
     "every step needs an image": (
         [workflow(step("a")),
-         workflow(step("a", image="busybox"), defaults={})],
+         workflow(step("a", image="busybox"), defaults={}),
+         workflow(step("a", script=None, type="http-check"), defaults={})],
         [workflow(step("a", image="busybox"), step("b"), defaults={"env": []})],
     ),
     "parallelGroup numbers must increase": (
@@ -96,9 +102,15 @@ CASES: dict[str, tuple[list, list]] = {
         [numbered(1, 1, 0, 2), numbered(0, 1, 0), numbered(3, 3, 3)],
         [numbered(1, 0, 1), numbered(1, 1, 0, 1, 2)],
     ),
-    "set exactly one of command or script": (
-        [workflow(step("a")), workflow(step("a", script=None, command=["make"]))],
-        [workflow(step("a", command=["make"])), workflow(step("a", script=None))],
+    "set command or script, not both": (
+        [workflow(step("a")), workflow(step("a", script=None, command=["make"])),
+         workflow(step("a", script=None, type="kubectl-apply"))],
+        [workflow(step("a", command=["make"]))],
+    ),
+    "has nothing to run": (
+        [workflow(step("a", script=None, type="terraform")),
+         workflow(step("a", script=None, type="scan", **{"with": {"target": "$(X)"}}))],
+        [workflow(step("a", script=None)), workflow(step("a", script=None, env=[{"name": "A", "value": "1"}]))],
     ),
     "args is only allowed together with command": (
         [workflow(step("a", script=None, command=["sh", "-c"], args=["echo hi"]))],

@@ -1,6 +1,5 @@
-"""The Kubernetes operator: ``stepflow operator`` or ``kopf run -m stepflow.operator``.
+"""The Kubernetes operator: ``stepflow operator`` or ``kopf run -m stepflow.operator.handlers``.
 
-Importing the package registers the kopf handlers.
+The package itself registers nothing: ``stepflow operator`` reads its options (some of which
+decide what the handlers watch) before it imports :mod:`stepflow.operator.handlers`.
 """
-
-from stepflow.operator import handlers as handlers

@@ -46,7 +46,7 @@ def run_operator(argv: Sequence[str]) -> int:
     scope = [] if scoped else ["--all-namespaces"]
     if scoped:  # a Role cannot grant the watch of a cluster-scoped kind (handlers.py)
         os.environ.setdefault("STEPFLOW_CLUSTER_STEP_TYPES", "0")
-    args = ["run", "-m", "stepflow.operator", "--standalone", *scope, *rest]
+    args = ["run", "-m", "stepflow.operator.handlers", "--standalone", *scope, *rest]
     from kopf.cli import main
 
     try:
