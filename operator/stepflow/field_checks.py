@@ -171,12 +171,19 @@ class Collector:
     def params(self, obj: Mapping[str, Any], path: str) -> dict[str, str]:
         """T3's values, as :mod:`stepflow.step_types` completed them; each names a variable."""
         params = {}
-        for name, value in self.mapping(obj.get("with"), f"{path}.with").items():
+        given = self.mapping(obj.get("with"), f"{path}.with")
+        if len(given) > fields.MAX_PARAMS:
+            self.error(f"{path}.with", f"has {len(given)} params; at most {fields.MAX_PARAMS}")
+        for name, value in given.items():
             where = f"{path}.with.{name}"
             if not isinstance(name, str) or len(name) > 63 or not OUTPUT_NAME.fullmatch(name):
                 self.error(where, "is not a param name (letters, digits and '_', not starting with a digit)")
             elif not isinstance(value, str):
                 self.error(where, f"must be a string, got {kind_of(value)} (quote numbers and booleans)")
+            elif "\0" in value:
+                self.error(where, "contains a NUL byte, which no environment variable can carry")
+            elif len(value) > fields.MAX_PARAM_VALUE:
+                self.error(where, f"is {len(value)} characters long; at most {fields.MAX_PARAM_VALUE}")
             else:
                 params[name] = value
         return params
