@@ -80,8 +80,10 @@ def chain(name: str, length: int, seconds: float) -> dict[str, Any]:
     return workflow(name, [step(f"s{i:03d}", seconds) for i in range(length)])
 
 
-def five_steps(name: str, pool: str | None = None) -> dict[str, Any]:
-    """[a b] [c] [d e]: parallel groups and a barrier, zero-duration steps; each in ``pool``."""
+def five_steps(name: str, pool: str | None = None, style: str = "plain") -> dict[str, Any]:
+    """[a b] [c] [d e]: parallel groups and a barrier, zero-duration steps; each in ``pool``.
+    ``style`` "typed": each step names BENCH_TYPE with a param; "written": the same step written
+    out (the param as the env variable it becomes), so both make the same Jobs."""
     steps = [
         {"name": "a", "parallel": True},
         {"name": "b", "parallel": True},
@@ -89,7 +91,20 @@ def five_steps(name: str, pool: str | None = None) -> dict[str, Any]:
         {"name": "d", "parallel": True},
         {"name": "e", "parallel": True},
     ]
-    return workflow(name, [{**s, "script": "true", **({"pool": pool} if pool else {})} for s in steps])
+    how: dict[str, Any] = {
+        "plain": {"script": "true"},
+        "typed": {"type": BENCH_TYPE["metadata"]["name"], "with": {"TARGET": name}},
+        "written": {"script": "true", "env": [{"name": "TARGET", "value": name}]},
+    }[style]
+    return workflow(name, [{**s, **how, **({"pool": pool} if pool else {})} for s in steps])
+
+
+BENCH_TYPE = {  # what a typed step of the types scenario says in one word
+    "apiVersion": "stepflow.dev/v1alpha1",
+    "kind": "StepType",
+    "metadata": {"name": "bench-step"},
+    "spec": {"script": "true", "params": [{"name": "TARGET", "description": "any value"}]},
+}
 
 
 POOLS = 4  # the pools scenario spreads the workflows over this many StepPools
@@ -131,21 +146,26 @@ def latency_and_writes(session_for, variant: str, workflows: int, length: int) -
 
 
 def throughput(
-    session_for, variant: str, workflows: int, profile: Path | None = None, pools: bool = False
+    session_for, variant: str, workflows: int, profile: Path | None = None, pools: bool = False,
+    style: str = "plain",
 ) -> dict[str, Any]:
     """Zero-duration steps as fast as they go; with ``pools``, every step also takes a slot of
-    one of POOLS StepPools (R2), whose limits never bind: what the pools' bookkeeping costs."""
+    one of POOLS StepPools (R2), whose limits never bind: what the pools' bookkeeping costs.
+    ``style``: see :func:`five_steps` (what step types cost, T2)."""
     with session_for(variant, 0.0) as session:
         names = [f"wf-{i:04d}" for i in range(workflows)]
         if pools:
             for index in range(POOLS):
                 session.create(step_pool(f"pool-{index}"))
+        if style == "typed":
+            session.create(BENCH_TYPE)
+        if pools or style == "typed":
             time.sleep(2)  # the operator has seen them before the clock starts
         spy = start_profiler(session, profile) if profile is not None else None
         cpu_before = session.cpu()
         started = time.time()
         for index, name in enumerate(names):
-            session.create(five_steps(name, f"pool-{index % POOLS}" if pools else None))
+            session.create(five_steps(name, f"pool-{index % POOLS}" if pools else None, style))
         elapsed = session.wait_all(names, timeout=900) - started
         cpu_after = session.cpu()
         if spy is not None:
@@ -162,6 +182,7 @@ def throughput(
             "peak_rss_mib": session.peak_rss_mib(),
             "watch_events_per_step": {k: v / steps for k, v in counts.items()},
             "profiled": profile is not None,
+            "style": style,
         }
 
 
@@ -259,7 +280,7 @@ VARIANTS = {
     "stock": "kopf stock settings",
     "previous": "previous release",
 }
-SCENARIOS = ("latency", "throughput", "pools", "memory")
+SCENARIOS = ("latency", "throughput", "pools", "types", "memory")
 
 
 def previous_checkout(ref: str) -> Path:
@@ -343,6 +364,11 @@ def main() -> int:
                 f"[{tier}] pools: the throughput run with every step in one of {POOLS} StepPools ..."
             )
             results["tuned"]["pools"] = throughput(session_for, "tuned", flows, pools=True)
+        if "types" in scenarios and "tuned" in variants:
+            console.print(f"[{tier}] types: {flows} workflows x 5 steps written out, then the same steps "
+                          "each naming a StepType ...")
+            for style in ("written", "typed"):
+                results["tuned"][f"steps_{style}"] = throughput(session_for, "tuned", flows, style=style)
         if "memory" in scenarios:
             console.print(f"[{tier}] memory: {mem_flows} workflows x 5 steps ...")
             for variant in variants:
@@ -450,6 +476,15 @@ def print_tables(console: figures.Report, results: dict[str, Any], chains: int, 
             "{:.0f}",
         )
         row("  operator CPU per step with StepPools (ms)", ("pools", "cpu_ms_per_step", "operator"), None)
+    tuned = results.get("tuned", {})
+    written, typed = tuned.get("steps_written"), tuned.get("steps_typed")
+    if written and typed:
+        row("steps written out: operator CPU per step (ms)", ("steps_written", "cpu_ms_per_step", "operator"),
+            None, "{:.2f}")
+        row("  the same steps each naming a StepType (ms)", ("steps_typed", "cpu_ms_per_step", "operator"),
+            None, "{:.2f}")
+        row("  steps written out (steps/s)", ("steps_written", "steps_per_second"), None, "{:.0f}")
+        row("  steps naming a StepType (steps/s)", ("steps_typed", "steps_per_second"), None, "{:.0f}")
     memory = next((results[v]["memory"] for v in variants if "memory" in results[v]), None)
     if memory is not None:
         row(
@@ -464,6 +499,11 @@ def print_tables(console: figures.Report, results: dict[str, Any], chains: int, 
         ratio = pools["steps_per_second"] / plain["steps_per_second"]
         within = "within" if ratio >= 0.9 else "NOT within"
         console.print(f"StepPools: {ratio:.0%} of the throughput without them ({within} 10%, issue 10)")
+    if written and typed:
+        extra = typed["cpu_ms_per_step"]["operator"] / written["cpu_ms_per_step"]["operator"] - 1
+        within = "within" if extra <= 0.10 else "NOT within"
+        console.print(f"step types: {extra:+.1%} operator CPU per step against the same steps written "
+                      f"out ({within} the 10% of issue 26)")
     if any(results[v].get("throughput", {}).get("profiled") for v in variants):
         console.print(
             "[yellow]the tuned throughput run was sampled by py-spy (--profile): its CPU is higher[/yellow]"

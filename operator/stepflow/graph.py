@@ -89,6 +89,12 @@ def to_dot(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _what(plan: Plan, name: str) -> dict[str, Any]:
+    """A step's type and params (T3), for the step panel: part of the spec, not of the status."""
+    step = plan.step_by_name[name]
+    return {k: v for k, v in (("type", step.type), ("params", dict(step.params))) if v}
+
+
 def graph_model(plan: Plan) -> dict[str, Any]:
     """The graph as data for the web UI: the same nodes and edges as ``to_dot``.
 
@@ -99,7 +105,8 @@ def graph_model(plan: Plan) -> dict[str, Any]:
     edges = _edges(plan)
     main = plan.main_group_count if plan.main_group_count is not None else len(plan.groups)
     nodes: list[dict[str, Any]] = [
-        {"id": name, "column": 2 * g} for g, members in enumerate(plan.groups) for name in members
+        {"id": name, "column": 2 * g, **_what(plan, name)}
+        for g, members in enumerate(plan.groups) for name in members
     ]
     joins = _join_nodes(edges)
     for join in joins:

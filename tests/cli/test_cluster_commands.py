@@ -528,5 +528,18 @@ def test_on_a_pipe_list_and_status_print_whole_rows_whatever_the_width(phases, c
     assert "…" not in listing.out and by_name(listing, 1)["paused"][2] == "Suspended"
     status = cli(phases, "status", "broken")
     assert "…" not in status.out
-    assert status.out.splitlines()[1].split()[:3] == ["GROUP", "STEP", "PHASE"]
+    assert status.out.splitlines()[1].split()[:3] == ["GROUP", "STEP", "TYPE"]
     assert "BackoffLimitExceeded" in " ".join(by_name(status, 1)["x"]) and "MESSAGE" in status.out
+
+
+def test_status_shows_each_steps_type():
+    workflow_doc = {"metadata": {"namespace": "default", "name": "t"}, "status": {
+        "phase": "Running", "steps": {
+            "scan": {"group": 0, "index": 0, "phase": "Running", "type": "security"},
+            "plain": {"group": 1, "index": 1, "phase": "Pending"}}}}
+    console = Console(width=200, record=True)
+    console.print(status_view(workflow_doc, now=0))
+    header, *rows = console.export_text().splitlines()[1:]  # after the title line
+    assert header.split()[:4] == ["GROUP", "STEP", "TYPE", "PHASE"]
+    assert rows[0].split()[1:4] == ["scan", "security", "Running"]
+    assert rows[1].split()[1:3] == ["plain", "Pending"]

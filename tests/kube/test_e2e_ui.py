@@ -83,8 +83,13 @@ RELEASE = workflow(
 )
 BROKEN = workflow(
     "broken",
-    [step("prepare"), step("migrate", exit_code=3, message="table users is locked"), step("announce")],
+    [step("prepare"), step("migrate", exit_code=3, message="table users is locked", type="db-migration",
+                           **{"with": {"DATABASE": "users"}}), step("announce")],
 )
+# migrate's type: its panel shows the type and the params the step gave (T3)
+MIGRATION = {"apiVersion": "stepflow.dev/v1alpha1", "kind": "StepType", "metadata": {"name": "db-migration"},
+             "spec": {"description": "migrates a database", "params": [
+                 {"name": "DATABASE"}, {"name": "LOCK_TIMEOUT", "default": "30s"}]}}
 
 
 def test_the_pages_follow_a_real_run_read_only(kube, operator, page, tmp_path):
@@ -93,6 +98,7 @@ def test_the_pages_follow_a_real_run_read_only(kube, operator, page, tmp_path):
     kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}})
     kube.create(workflow("elsewhere", [step("x", hold=True)], suspend=True), namespace=other)
     kube.create(RELEASE)
+    kube.create(MIGRATION)
     kube.create(BROKEN)
     kube.create(workflow("live", [step("approve", hold=True), step("ship")]))
     config = viewer_kubeconfig(kube.plane, kube.namespace, VIEWER, tmp_path / "viewer.kubeconfig")
@@ -196,6 +202,10 @@ def check_a_failed_steps_panel(kube: Any, page: Any, url: str) -> None:
     assert panel.locator('dd[data-field="reason"]').inner_text() == entry["reason"]
     assert panel.locator('dd[data-field="exit-code"]').inner_text() == "3" == str(entry["exitCode"])
     assert "table users is locked" in panel.inner_text()
+    assert panel.locator('dd[data-field="type"]').inner_text() == "db-migration"
+    params = panel.locator("table.params tr")
+    assert [params.nth(i).inner_text().split("\t") for i in range(params.count())] == [
+        ["DATABASE", "users"], ["LOCK_TIMEOUT", "30s"]]
     wait_js(page, "document.querySelector('#panel pre.logs').textContent.includes('step finished')")
     page.screenshot(path=str(DOCS / "ui-failed-step.png"))
 

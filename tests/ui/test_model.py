@@ -118,3 +118,17 @@ def test_the_page_has_its_header_graph_and_steps():
     assert page["summary"]["name"] == "w" and page["generation"] == 1
     assert page["origin"] is not None and set(page["steps"]) == {"a", "b", "c"}
     assert {n["id"] for n in page["graph"]["nodes"] if not n.get("join")} == {"a", "b", "c"}
+
+
+def test_a_typed_steps_node_carries_its_type_and_params_from_what_the_run_kept():
+    """The step panel shows a step's type and params (T3); a run in progress resolves them from
+    ``status.stepTypes``, as the operator does, so the page needs no access to the types."""
+    kept = {"kind": "ClusterStepType", "name": "scan", "resourceVersion": "3", "spec": {
+        "image": "scanner:1", "script": 'scan "$TARGET"',
+        "params": [{"name": "TARGET"}, {"name": "LEVEL", "default": "high"}]}}
+    steps = [{"name": "a", "type": "scan", "with": {"TARGET": "repo"}}, s("b", type="label-only")]
+    nodes = {n["id"]: n for n in graph(workflow(steps, {"stepTypes": {"scan": kept}}))["nodes"]}
+    assert nodes["a"]["type"] == "scan" and nodes["a"]["params"] == {"TARGET": "repo", "LEVEL": "high"}
+    assert nodes["b"]["type"] == "label-only" and "params" not in nodes["b"]
+    waiting = graph(workflow(steps))  # before its run: the type is not known to the page
+    assert waiting["nodes"] == [] and any('"scan"' in e for e in waiting["errors"])

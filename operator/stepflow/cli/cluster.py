@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -22,6 +22,7 @@ from stepflow.graph import to_dot, to_mermaid
 from stepflow.plan import compile_workflow
 from stepflow.spec import API_GROUP, API_VERSION, RERUN_FAILED_ANNOTATION, SpecError
 from stepflow.status import group_label, human_duration, outputs_text, parse_time, phase_label, rfc3339
+from stepflow.step_types import Catalog
 from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline, timeline_svg
 
 if TYPE_CHECKING:  # the client and kopf load only when a cluster command runs, not for `run`
@@ -185,14 +186,15 @@ def _duration(status: dict[str, Any], now: float) -> str:
     return human_duration((parse_time(status.get("finishedAt")) or now) - start)
 
 
-def status_view(workflow: dict[str, Any], now: float) -> Table:
-    """Steps by group: phase, start, duration, Job and message; failures with their exit code."""
+def status_view(workflow: dict[str, Any], now: float) -> Group:
+    """Steps by group: type, phase, start, duration, Job and message; failures with their exit code."""
     status = workflow.get("status") or {}
     meta = workflow["metadata"]
     title = (f"{meta['namespace']}/{meta['name']}: {status.get('phase', 'Pending')} "
              f"{status.get('progress', '')} {_duration(status, now)} - {status.get('message', '')}")
-    table = Table(title=Text(title), title_justify="left", box=None, pad_edge=False)  # never markup
-    for column in ("GROUP", "STEP", "PHASE", "STARTED", "DURATION", "JOB", "MESSAGE"):
+    # The title on a line of its own: as a table title it wrapped at the table's width, mid-message.
+    table = Table(box=None, pad_edge=False)
+    for column in ("GROUP", "STEP", "TYPE", "PHASE", "STARTED", "DURATION", "JOB", "MESSAGE"):
         table.add_column(column, overflow="fold")  # folded on a narrow terminal, never cut
     steps = status.get("steps") or {}
     for name, entry in sorted(steps.items(), key=lambda kv: kv[1].get("index", 0)):
@@ -209,9 +211,10 @@ def status_view(workflow: dict[str, Any], now: float) -> Table:
         if entry.get("outputs"):
             message = f"outputs: {outputs_text(entry)}" + (f"; {message}" if message else "")
         started = (rfc3339(start) or "")[11:19]
-        table.add_row(group_label(entry), name, Text(phase_label(entry), style=PHASE_STYLES.get(phase, "")),
+        table.add_row(group_label(entry), name, Text(entry.get("type") or ""),
+                      Text(phase_label(entry), style=PHASE_STYLES.get(phase, "")),
                       started, took, entry.get("jobName", ""), Text(message))
-    return table
+    return Group(Text(title), table)  # Text: never markup
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -248,7 +251,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     api, namespace = connect(args)
     workflow = get_workflow(api, namespace, args.name)
     try:
-        plan = compile_workflow({k: workflow[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+        plan = compile_workflow({k: workflow[k] for k in ("apiVersion", "kind", "metadata", "spec")},
+                                Catalog.kept(workflow.get("status")))  # the types its run resolved
     except SpecError as exc:
         for error in exc.errors:
             print(f"{args.name}: {error}", file=sys.stderr)

@@ -13,6 +13,7 @@ from stepflow.graph import graph_model
 from stepflow.plan import compile_workflow
 from stepflow.spec import SpecError
 from stepflow.status import group_label, parse_time, phase_label
+from stepflow.step_types import Catalog
 from stepflow.timeline import timeline_origin, timeline_rows
 
 Key = tuple[str, str]  # (namespace, name)
@@ -81,7 +82,8 @@ def step_views(status: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 def graph(obj: Mapping[str, Any]) -> dict[str, Any]:
     """The plan's graph, or the spec's errors: an invalid workflow still gets a page."""
     try:
-        plan = compile_workflow({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj})
+        plan = compile_workflow({k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj},
+                                Catalog.kept(obj.get("status")))  # the types its run resolved (T5)
     except SpecError as exc:
         return {"groups": [], "nodes": [], "edges": [], "errors": [str(e) for e in exc.errors]}
     return graph_model(plan)

@@ -172,7 +172,7 @@ function workflowPage(namespace, name) {
         el("div", { class: "card" }, el("h2", { text: "Timeline" }), axis, gantt)),
       panel));
 
-  const page = { steps: {}, nodes: new Map(), rows: new Map(), selected: null, origin: null, summary: null, scale: 1, size: null };
+  const page = { steps: {}, specs: new Map(), nodes: new Map(), rows: new Map(), selected: null, origin: null, summary: null, scale: 1, size: null };
 
   const header = (data) => {
     clockOffset = Date.now() / 1000 - data.now;
@@ -217,8 +217,9 @@ function workflowPage(namespace, name) {
 
   const showPanel = (step) => {
     const view = page.steps[step] || { phase: "Pending", phaseLabel: "Pending" };
+    const spec = page.specs.get(step) || {};
     const facts = [
-      ["phase", view.phaseLabel || view.phase], ["group", view.groupLabel], ["reason", view.reason],
+      ["type", spec.type], ["phase", view.phaseLabel || view.phase], ["group", view.groupLabel], ["reason", view.reason],
       ["message", view.message], ["exit code", view.exitCode], ["attempts", view.attempts], ["job", view.jobName],
       ["started", view.startedAt], ["finished", view.finishedAt],
       ["duration", view.start != null ? duration((view.end ?? (serverNow() - page.origin)) - view.start) : null],
@@ -227,6 +228,11 @@ function workflowPage(namespace, name) {
     const list = el("dl");
     for (const [k, v] of facts) list.append(el("dt", { text: k }), el("dd", { "data-field": k.replace(/ /g, "-"), text: String(v) }));
     const children = [el("h2", { text: step }), list];
+    if (spec.params && Object.keys(spec.params).length) {
+      const params = el("table", { class: "params" });
+      for (const [k, v] of Object.entries(spec.params)) params.append(el("tr", {}, el("td", { text: k }), el("td", { text: v })));
+      children.push(el("h2", { text: "Params" }), params);
+    }
     if (view.outputs && Object.keys(view.outputs).length) {
       const outputs = el("table", { class: "outputs" });
       for (const [k, v] of Object.entries(view.outputs)) outputs.append(el("tr", {}, el("td", { text: k }), el("td", { text: v })));
@@ -388,6 +394,7 @@ function workflowPage(namespace, name) {
       ? Object.entries(data.steps).sort((a, b) => a[1].index - b[1].index).map(([s]) => s)
       : data.graph.nodes.filter((n) => !n.join).map((n) => n.id);
     page.steps = {};
+    page.specs = new Map(data.graph.nodes.filter((n) => !n.join).map((n) => [n.id, n]));
     page.nodes.clear();
     drawGantt(order);
     for (const [step, view] of Object.entries(data.steps)) applyStep(step, view);
