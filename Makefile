@@ -62,7 +62,10 @@ bench: $(STAMP) kube-assets browser
 	$(BIN)/python benchmarks/plan_scale.py --markdown $(FIGURES)/plan_scale.md
 	$(BIN)/python benchmarks/local_overhead.py --markdown $(FIGURES)/local_overhead.md
 	$(BIN)/python benchmarks/local_chain.py --markdown $(FIGURES)/local_chain.md
-	$(BIN)/python benchmarks/operator_latency.py --markdown $(FIGURES)/operator_latency.md
+	$(BIN)/python benchmarks/operator_latency.py --scenarios latency,throughput,pools,memory \
+		--markdown $(FIGURES)/operator_latency.md
+	$(BIN)/python benchmarks/operator_latency.py --variants tuned --scenarios types \
+		--markdown $(FIGURES)/operator_latency_types.md
 	$(BIN)/python benchmarks/ui_render.py --markdown $(FIGURES)/ui_render.md
 
 # The web UI's one third-party asset (elkjs, pinned in ui/package.json), copied from npm into

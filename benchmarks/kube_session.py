@@ -135,6 +135,10 @@ class KubeSession:
         if self.operator is not None:
             self.operator.stop()
         self.kube.delete("namespaces", self.kube.namespace)
+        # The next scenario starts once this one's objects are gone: their deletion would
+        # otherwise load the API server, etcd and (through its watches) the next operator.
+        wait_for(lambda: self.kube.get("namespaces", self.kube.namespace) is None, timeout=600,
+                 interval=1.0, message=f"namespace {self.kube.namespace} deleted")
 
     def create(self, doc: dict[str, Any]) -> None:
         self.kube.create(doc)

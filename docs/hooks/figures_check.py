@@ -14,7 +14,11 @@ from typing import Any
 from mkdocs.exceptions import PluginError
 
 INCLUDE = re.compile(r'^--8<-- "(?P<name>[^"]+)"$', re.MULTILINE)
-WRITTEN_BY = {"reliability.md": "make chaos"}  # the others: the benchmark of the same name
+WRITTEN_BY = {  # the others: the benchmark of the same name
+    "reliability.md": "make chaos",
+    "operator_latency_types.md": ".venv/bin/python benchmarks/operator_latency.py --variants tuned "
+                                 "--scenarios types --markdown docs/figures/operator_latency_types.md",
+}
 
 
 def writer(name: str) -> str:

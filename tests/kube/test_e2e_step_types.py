@@ -60,6 +60,25 @@ def test_a_namespaced_type_shadows_a_cluster_one_and_params_arrive_literally(kub
     assert kube.get("jobs", "typed-1-ship")["metadata"]["annotations"]["stepflow.dev/step-type"] == name
 
 
+def test_kubectl_lists_both_kinds_with_their_columns_and_explains_them(kube, cluster_types):
+    name = f"lister-{kube.namespace[-6:]}"
+    cluster_types.append(name)
+    kube.create(step_type(name, "registry.example/cluster:1", kind="ClusterStepType",
+                          description="lists things"))
+    kube.create(step_type("local", "registry.example/team:1"))
+    namespaced = kube.kubectl("get", "stype").splitlines()
+    assert namespaced[0].split() == ["NAME", "PARAMS", "IMAGE", "AGE"]
+    assert namespaced[1].split()[:3] == ["local", "target", "registry.example/team:1"]
+    wide = kube.kubectl("get", "cstype", "-o", "wide").splitlines()
+    assert wide[0].split() == ["NAME", "PARAMS", "IMAGE", "AGE", "DESCRIPTION"]
+    cluster = {line.split()[0]: line.split() for line in wide[1:]}
+    assert cluster[name][1:3] == ["target", "registry.example/cluster:1"]
+    assert cluster[name][-2:] == ["lists", "things"]
+    explained = kube.kubectl("explain", "steptype.spec.params")
+    assert "default" in explained and "enum" in explained and "required" in explained
+    assert "Never when it runs" in kube.kubectl("explain", "clustersteptype.spec")
+
+
 def test_the_api_server_refuses_what_a_type_may_not_say(kube):
     bad = step_type("when-not", "alpine:3.20", when="true", parallel=True)
     with pytest.raises(Exception) as refused:

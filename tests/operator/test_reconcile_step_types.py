@@ -123,3 +123,17 @@ def test_a_run_keeps_its_types_when_they_change_and_in_a_new_operator():
     restarted.reconcile(KEY)
     assert container(job_of(api, "publish"))["image"] == "scanner:1"
     assert api.workflow["status"]["stepTypes"]["scanner"]["resourceVersion"] == "41"
+
+
+def test_a_bad_param_is_invalid_spec_with_the_field_path_and_no_job():
+    reconciler, api, _, events = typed_setup()
+    reconciler.types.put(scanner("scanner:1", "41"), "StepType")
+    api.workflow["spec"]["steps"][1]["with"] = {"TARGT": "x"}
+    reconciler.store.put_workflow({**copy.deepcopy(api.workflow),
+                                   "metadata": {**api.workflow["metadata"], "resourceVersion": "2"}})
+    reconciler.reconcile(KEY)
+    status = api.workflow["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec")
+    assert 'spec.steps[1].with.TARGT: step "report" (type "scanner", a StepType): unknown param' in (
+        status["message"])
+    assert api.created == [] and ("Warning", "InvalidSpec") in [(k, r) for k, r, _ in events]
