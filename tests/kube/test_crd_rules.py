@@ -110,7 +110,8 @@ CASES: dict[str, tuple[list, list]] = {
     "has nothing to run": (
         [workflow(step("a", script=None, type="terraform")),
          workflow(step("a", script=None, type="scan", **{"with": {"target": "$(X)"}}))],
-        [workflow(step("a", script=None)), workflow(step("a", script=None, env=[{"name": "A", "value": "1"}]))],
+        [workflow(step("a", script=None)),
+         workflow(step("a", script=None, env=[{"name": "A", "value": "1"}]))],
     ),
     "args is only allowed together with command": (
         [workflow(step("a", script=None, command=["sh", "-c"], args=["echo hi"]))],
