@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kube.realcluster import Kube, outcome, workflow
+from kube.realcluster import Kube, outcome, wait_for, workflow
 from operator_harness import ROOT
 from stepflow.env_values import expand_references
 from stepflow.workflow_files import load_plan
@@ -153,3 +153,42 @@ def test_the_seed_shaped_example_runs_as_written_and_its_types_shadow_the_catalo
     # The types come first in the file, so the workflow never waited for them.
     assert not [e for e in kube.events("platform-deploy") if e["reason"] == "StepTypeNotFound"]
     assert len(kube.jobs("platform-deploy")) == 6
+
+
+def docs_grant(namespace: str) -> str:
+    """The ClusterRole and ClusterRoleBinding that docs/step-types.md gives a namespaced
+    operator, for the operator of ``namespace``."""
+    page = (ROOT / "docs" / "step-types.md").read_text()
+    section = page.split("## With a namespaced operator", 1)[1]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    assert "kind: ClusterRoleBinding" in block
+    return block.replace("team-a", namespace)
+
+
+def test_a_namespaced_operator_uses_cluster_step_types_once_granted_as_the_docs_say(
+        control_plane, kube, start_operator, catalogue, tmp_path):
+    rendered = control_plane.kubectl("kustomize", str(ROOT / "deploy" / "namespaced"))
+    home = kube.namespace
+    kube.kubectl("apply", "-f", "-", input=rendered.replace("namespace: stepflow\n", f"namespace: {home}\n"))
+    credentials = control_plane.token_kubeconfig("stepflow-operator", home, tmp_path / "ns.kubeconfig")
+    steps = [{"name": "check", "type": "http-check", "with": {"URL": "http://backend/healthz"},
+              "podMetadata": outcome(duration="200ms")}]
+
+    # deploy/namespaced/ as shipped: a Role, so no ClusterStepTypes; the step's type is missing.
+    first = start_operator(f"--namespace={home}", kubeconfig=credentials)
+    kube.create(workflow("checked", steps))
+    status = wait_for(lambda: (s := kube.status("checked")).get("reason") == "StepTypeNotFound" and s,
+                      message="a namespaced operator without the grant did not wait for the type")
+    assert '"http-check"' in status["message"] and kube.jobs("checked") == []
+    first.stop()
+
+    grant = docs_grant(home)
+    try:
+        control_plane.kubectl("apply", "-f", "-", input=grant)
+        start_operator(f"--namespace={home}", kubeconfig=credentials,
+                       env={"STEPFLOW_CLUSTER_STEP_TYPES": "1"})
+        status = kube.wait_phase("checked")
+        assert status["phase"] == "Succeeded", status.get("message")
+        assert status["stepTypes"]["http-check"]["kind"] == "ClusterStepType"
+    finally:
+        control_plane.kubectl("delete", "--ignore-not-found", "-f", "-", input=grant)
