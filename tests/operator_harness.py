@@ -109,7 +109,9 @@ def operators(default: Path, directory: Path,
 
 
 def load_example(name: str, namespace: str = "default") -> dict[str, Any]:
-    doc = yaml.safe_load((ROOT / "examples" / name).read_text())
+    """The Workflow of an example (a file may hold the StepTypes it uses too)."""
+    docs = [d for d in yaml.safe_load_all((ROOT / "examples" / name).read_text()) if d]
+    (doc,) = [d for d in docs if d.get("kind") == "Workflow"]
     doc["metadata"]["namespace"] = namespace
     return doc
 

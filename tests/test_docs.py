@@ -23,6 +23,8 @@ from rich.table import Table
 
 from stepflow.cluster_refusals import cluster_errors
 from stepflow.plan import compile_workflow
+from stepflow.spec import SpecError
+from stepflow.step_types import Catalog, is_step_type, read_step_type
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = sorted((ROOT / "deploy" / "crds").glob("*.yaml"))
@@ -152,11 +154,16 @@ def test_the_examples_page_lists_every_example_with_its_summary_and_file():
 
 # --- workflows shown in the docs ---------------------------------------------------------------
 
+def yaml_blocks(page: Path) -> list[str]:
+    return [textwrap.dedent(block)  # a block inside a tab is indented
+            for block in re.findall(r"```yaml[^\n]*\n(.*?)```", page.read_text(), re.S)]
+
+
 def shown_workflows() -> Iterator[tuple[str, str]]:
-    """Every complete Workflow document in a yaml block of the docs or the README."""
+    """Every complete Workflow document in a yaml block of the docs or the README (a block may
+    hold step types next to it)."""
     for page in [*PAGES, ROOT / "README.md"]:
-        for block in re.findall(r"```yaml[^\n]*\n(.*?)```", page.read_text(), re.S):
-            text = textwrap.dedent(block)  # a block inside a tab is indented
+        for text in yaml_blocks(page):
             ours = re.search(r"^apiVersion: stepflow\.dev/.*\nkind: Workflow$", text, re.M)
             if ours and INTENDED_INVALID not in text:
                 yield page.name, text
@@ -165,14 +172,38 @@ def shown_workflows() -> Iterator[tuple[str, str]]:
 SHOWN = list(shown_workflows())
 
 
+def types_a_reader_has(page: str) -> Catalog:
+    """The step types a workflow on ``page`` may use: those the page shows, the catalogue's
+    (deploy/catalogue/) and the examples' (examples/platform-types.yaml, say)."""
+    docs = [d for text in yaml_blocks(next(p for p in [*PAGES, ROOT / "README.md"] if p.name == page))
+            for d in yaml.safe_load_all(text) if is_step_type(d)]
+    for path in [*sorted((ROOT / "deploy" / "catalogue").glob("*.yaml")), *EXAMPLES]:
+        docs += [d for d in yaml.safe_load_all(path.read_text()) if is_step_type(d)]
+    types = []
+    for doc in docs:
+        found, errors = read_step_type(doc)
+        assert errors == [], errors
+        types.append(found)
+    return Catalog.of(types)
+
+
 @pytest.mark.parametrize(("page", "text"), SHOWN, ids=[f"{page}-{i}" for i, (page, _) in enumerate(SHOWN)])
 def test_every_workflow_the_docs_show_is_valid_for_a_cluster(page, text):
-    plan = compile_workflow(yaml.safe_load(text))
+    (doc,) = [d for d in yaml.safe_load_all(text) if d and d.get("kind") == "Workflow"]
+    plan = compile_workflow(doc, types_a_reader_has(page))
     assert cluster_errors(plan) == []
 
 
+def test_a_step_type_the_docs_use_must_exist_somewhere_a_reader_can_find_it():
+    doc = {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "w"},
+           "spec": {"steps": [{"name": "a", "type": "no-such-type"}]}}
+    with pytest.raises(SpecError, match='step type "no-such-type"'):
+        compile_workflow(doc, types_a_reader_has("step-types.md"))
+
+
 def test_the_docs_show_workflows_to_check():
-    assert {page for page, _ in SHOWN} >= {"README.md", "workflow-reference.md", "coming-from.md"}
+    assert {page for page, _ in SHOWN} >= {"README.md", "workflow-reference.md", "coming-from.md",
+                                            "step-types.md"}
 
 
 # --- figures -----------------------------------------------------------------------------------

@@ -9,8 +9,8 @@ import pytest
 
 from kube.realcluster import step, wait_for, workflow
 from operator_harness import ROOT, load_example, max_overlap
-from stepflow.plan import compile_workflow
 from stepflow.status import parse_time
+from stepflow.workflow_files import load_plan
 
 # kwok plays the pods and runs no script, so a step that must write outputs is scripted apart
 # (test_outputs_travel_through_the_termination_message_to_the_consumers_job below).
@@ -29,9 +29,9 @@ def intervals(status, names=None):
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_every_example_succeeds_with_one_job_per_step_in_plan_order(kube, operator, example):
     doc = load_example(example, kube.namespace)
-    plan = compile_workflow(doc)
+    plan = load_plan(ROOT / "examples" / example)  # with the step types the file holds, if any
     name = doc["metadata"]["name"]
-    kube.kubectl("apply", "-f", str(ROOT / "examples" / example))
+    kube.kubectl("apply", "-f", str(ROOT / "examples" / example))  # the types too, in this namespace
     status = kube.wait_phase(name)
 
     assert status["phase"] == "Succeeded", status.get("message")

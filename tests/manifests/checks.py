@@ -23,7 +23,8 @@ HEALTH_LUA = DEPLOY / "argocd" / "health.lua"
 # The oldest Kubernetes the manifests support (CRD rules with messageExpression, reason,
 # fieldPath), and the newest kubernetes-validate knows.
 K8S_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
-CRD_KINDS = {("stepflow.dev/v1alpha1", "Workflow")}  # types kubernetes-validate cannot know
+# types kubernetes-validate cannot know
+CRD_KINDS = {("stepflow.dev/v1alpha1", kind) for kind in schema.CRD_OF_KIND}
 
 
 def kubernetes_errors(objects: list[dict[str, Any]], versions=K8S_VERSIONS) -> list[str]:
@@ -45,11 +46,12 @@ def kubernetes_errors(objects: list[dict[str, Any]], versions=K8S_VERSIONS) -> l
 
 
 def example_errors(doc: dict[str, Any]) -> list[str]:
-    """A Workflow document against the CRD's structural schema. Its CEL rules are the real API
-    server's to judge: tests/kube/test_install.py dry-runs every example there."""
+    """A Workflow, StepType or ClusterStepType document against its CRD's structural schema. The
+    CEL rules are the real API server's to judge: tests/kube/test_install.py dry-runs every
+    example there."""
     if (doc.get("apiVersion"), doc.get("kind")) not in CRD_KINDS:
-        return [f"not a stepflow Workflow: {doc.get('apiVersion')}/{doc.get('kind')}"]
-    return schema.validate(doc)
+        return [f"not a stepflow Workflow or step type: {doc.get('apiVersion')}/{doc.get('kind')}"]
+    return schema.validate(doc, schema.CRD_OF_KIND[doc["kind"]])
 
 
 def hadolint_errors(dockerfile: Path) -> list[str]:

@@ -1,5 +1,5 @@
-"""The Workflow CRD's schema, for the offline check of documents (examples/, status fixtures)
-with jsonschema.
+"""The CRDs' schemas (the Workflow's by default), for the offline check of documents (examples/,
+status fixtures) with jsonschema.
 
 :func:`to_jsonschema` turns the structural OpenAPI v3 schema into JSON Schema that rejects
 unknown fields the way the API server does with strict field validation (kubectl's default):
@@ -24,6 +24,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "deploy" / "crds" / "workflows.stepflow.dev.yaml"
+# kind -> its CRD, for a file that holds step types next to its Workflow (examples/platform-types.yaml)
+CRD_OF_KIND = {"Workflow": CRD_PATH,
+               "StepType": ROOT / "deploy" / "crds" / "steptypes.stepflow.dev.yaml",
+               "ClusterStepType": ROOT / "deploy" / "crds" / "clustersteptypes.stepflow.dev.yaml"}
 VERSION = "v1alpha1"
 
 # Keywords copied as they are: they mean the same in OpenAPI v3 and JSON Schema.
@@ -98,18 +102,19 @@ def _is_int64(value: object) -> bool:
 
 
 @cache
-def _validator() -> jsonschema.protocols.Validator:
-    schema = to_jsonschema(crd_schema())
+def _validator(crd_path: Path = CRD_PATH) -> jsonschema.protocols.Validator:
+    schema = to_jsonschema(crd_schema(load_crd(crd_path)))
     cls = jsonschema.validators.validator_for({"$schema": "https://json-schema.org/draft/2020-12/schema"})
     cls.check_schema(schema)
     return cls(schema, format_checker=FORMATS)
 
 
-def validate(obj: dict[str, Any]) -> list[str]:
-    """What the CRD's schema says is wrong with this Workflow (its CEL rules aside)."""
+def validate(obj: dict[str, Any], crd_path: Path = CRD_PATH) -> list[str]:
+    """What the CRD's schema (the Workflow's unless told) says is wrong with this object (its CEL
+    rules aside)."""
     return [
         f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-        for e in sorted(_validator().iter_errors(obj), key=lambda e: list(map(str, e.path)))
+        for e in sorted(_validator(crd_path).iter_errors(obj), key=lambda e: list(map(str, e.path)))
     ]
 
 

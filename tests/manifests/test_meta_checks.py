@@ -58,6 +58,20 @@ def test_example_check_reads_every_document_of_a_file(tmp_path):
     assert [bool(example_errors(doc)) for doc in load_yaml_documents(path)] == [False, True]
 
 
+def test_example_check_judges_a_step_type_by_its_own_crd():
+    def step_type(kind: str, **spec) -> dict:
+        return {"apiVersion": "stepflow.dev/v1alpha1", "kind": kind, "metadata": {"name": "t"},
+                "spec": {"image": "alpine:3.20", "script": "true", **spec}}
+
+    assert example_errors(step_type("StepType", params=[{"name": "A", "default": "x"}])) == []
+    assert example_errors(step_type("ClusterStepType")) == []
+    # when a step runs is the step's to say, never its type's (T1)
+    assert any("parallelGroup" in e for e in example_errors(step_type("StepType", parallelGroup=1)))
+    assert any("dependsOn" in e for e in example_errors(step_type("ClusterStepType", dependsOn=[])))
+    assert example_errors(step_type("StepType", params=[{"name": "A", "default": 3}]))
+    assert example_errors({**step_type("StepType"), "kind": "StepTemplate"})
+
+
 def test_hadolint_rejects_a_bad_dockerfile(tmp_path):
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN apt-get update && apt-get install -y curl\n"
