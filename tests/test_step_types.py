@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from builders import workflow
 from stepflow import fields
+from stepflow.cluster_refusals import cluster_errors
 from stepflow.local import LocalRun
 from stepflow.operator.jobs import build_job
 from stepflow.plan import Plan, compile_workflow
@@ -283,3 +284,13 @@ def test_merge_properties(own, of_type):
     if any(k in own for k in ("command", "args", "script")):
         assert {k: merged.get(k) for k in ("command", "args", "script")} == {
             k: own.get(k) for k in ("command", "args", "script")}
+
+
+def test_types_too_large_to_keep_in_a_status_are_refused_before_a_run():
+    """A run keeps its types in status.stepTypes (T5): ten 30 KB scripts would make a status
+    that etcd refuses on every write; validate and the operator say so up front instead."""
+    kinds = [step_type(f"big{i}", script="#" * 30_000 + f"\necho {i}", params=[]) for i in range(10)]
+    plan = compiled(*(typed(f"s{i}", f"big{i}") for i in range(10)), types=kinds)
+    errors = [str(e) for e in cluster_errors(plan)]
+    assert len(errors) == 1 and errors[0].startswith("spec.steps: the step types these steps use take 29")
+    assert cluster_errors(compiled(*(typed(f"s{i}", f"big{i}") for i in range(8)), types=kinds)) == []

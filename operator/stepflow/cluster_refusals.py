@@ -1,5 +1,6 @@
 """What a cluster refuses and a local run tolerates: a step without an image, more steps than
-the CRD takes, a quantity Kubernetes cannot parse, and resource claims.
+the CRD takes, a quantity Kubernetes cannot parse, resource claims, and step types too large
+to keep in a status.
 
 ``stepflow validate`` and the operator run these checks, so that a file that validates also
 applies; ``stepflow run`` does not, which keeps it lenient about images and sizes. Apart from
@@ -8,6 +9,7 @@ applies; ``stepflow run`` does not, which keeps it lenient about images and size
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +19,9 @@ from stepflow.spec import FieldError
 
 MAX_CLUSTER_STEPS = 1000  # the CRD's maxItems; the local runner takes 10,000
 MAX_CLUSTER_FINALLY_STEPS = 50  # the CRD's maxItems of spec.finally
+# A run keeps the step types it resolved in its status (T5); an object is at most ~1.5 MiB in
+# etcd, so a few large types could make every status write fail. Refused up front instead.
+MAX_KEPT_STEP_TYPES_BYTES = 256 * 1024
 
 
 def image_errors(plan: Plan) -> list[FieldError]:
@@ -31,7 +36,7 @@ def image_errors(plan: Plan) -> list[FieldError]:
 def cluster_errors(plan: Plan) -> list[FieldError]:
     """What a cluster refuses and a local run tolerates: ``stepflow validate`` and the operator
     check these, so that a file that validates also applies."""
-    errors = image_errors(plan)
+    errors = image_errors(plan) + kept_types_errors(plan)
     if len(plan.spec.steps) > MAX_CLUSTER_STEPS:
         errors.append(FieldError("spec.steps", f"has {len(plan.spec.steps)} steps; a cluster takes at most "
                                                f"{MAX_CLUSTER_STEPS} (stepflow run takes 10,000)"))
@@ -47,6 +52,17 @@ def cluster_errors(plan: Plan) -> list[FieldError]:
                       "needs, so its Job would be refused")
             errors.append(FieldError(f"{path}.claims", reason))
     return errors
+
+
+def kept_types_errors(plan: Plan) -> list[FieldError]:
+    kept = {name: t.kept() for name, t in plan.step_types.items()}
+    size = len(json.dumps(kept, separators=(",", ":")))
+    if size <= MAX_KEPT_STEP_TYPES_BYTES:
+        return []
+    largest = sorted(kept, key=lambda name: -len(json.dumps(kept[name])))[:3]
+    return [FieldError("spec.steps", f"the step types these steps use take {size // 1024} KiB "
+                                     f"(largest: {', '.join(largest)}); a run keeps them in its status, "
+                                     f"which holds at most {MAX_KEPT_STEP_TYPES_BYTES // 1024} KiB of them")]
 
 
 def _quantity_errors(path: str, resources: Mapping[str, Any]) -> list[FieldError]:
