@@ -276,7 +276,9 @@ class ControlPlane:
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--authorization-mode=Node,RBAC",
-                "--enable-admission-plugins=NodeRestriction,PodSecurity,ResourceQuota,ServiceAccount",
+                # OwnerReferencesPermissionEnforcement: on by default in OpenShift (docs/install.md).
+                "--enable-admission-plugins=NodeRestriction,PodSecurity,ResourceQuota,ServiceAccount,"
+                "OwnerReferencesPermissionEnforcement",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
                 "--kubelet-preferred-address-types=InternalIP",

@@ -81,6 +81,7 @@ def test_the_operator_account_has_exactly_the_rights_it_needs(control_plane, kub
     for verb, resource in (
         ("watch", "workflows.stepflow.dev"),
         ("patch", "workflows.stepflow.dev/status"),
+        ("update", "workflows.stepflow.dev/finalizers"),
         ("list", "workflows.stepflow.dev"),
         ("create", "jobs.batch"),
         ("delete", "jobs.batch"),
@@ -96,6 +97,7 @@ def test_the_operator_account_has_exactly_the_rights_it_needs(control_plane, kub
         ("delete", "workflows.stepflow.dev"),
         ("update", "jobs.batch"),
         ("patch", "workflows.stepflow.dev"),
+        ("update", "workflows.stepflow.dev"),
         ("get", "pods"),
         ("create", "workflows.stepflow.dev"),
     ):
@@ -162,3 +164,25 @@ def test_jobs_for_names_at_their_limits_are_accepted_by_the_api_server(kube, nam
     del job["metadata"]["ownerReferences"]  # no such owner: only the names are on trial here
     out = kube.kubectl("apply", "--dry-run=server", "-f", "-", input=json.dumps(job))
     assert "created (server dry run)" in out
+
+
+def test_owner_reference_enforcement_is_on_and_the_operator_may_block_deletion(kube, operator):
+    """OpenShift's OwnerReferencesPermissionEnforcement is on in this tier: a Job that blocks its
+    Workflow's deletion needs update on workflows/finalizers, which deploy/ grants (and only that:
+    the operator writes no finalizer). Without the grant every Job is refused, as shown here."""
+    kube.create(workflow("owned", [step("a")]))
+    assert kube.wait_phase("owned")["phase"] == "Succeeded"
+    owner = kube.get("jobs", "owned-1-a")["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["blockOwnerDeletion"]) == ("Workflow", True)
+    # A ServiceAccount that may create Jobs and nothing else cannot set blockOwnerDeletion.
+    kube.kubectl("create", "serviceaccount", "jobs-only")
+    kube.kubectl("create", "role", "jobs-only", "--verb=create", "--resource=jobs.batch")
+    kube.kubectl("create", "rolebinding", "jobs-only", "--role=jobs-only",
+                 f"--serviceaccount={kube.namespace}:jobs-only")
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "blocker", "ownerReferences": [
+        {**owner, "name": "owned"}]}, "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+            {"name": "c", "image": "alpine:3.20"}]}}}}
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        kube.kubectl("create", f"--as=system:serviceaccount:{kube.namespace}:jobs-only", "-f", "-",
+                     input=json.dumps(job))
+    assert "cannot set blockOwnerDeletion" in refused.value.stderr

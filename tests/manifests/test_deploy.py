@@ -15,6 +15,7 @@ LIVENESS = "--liveness=http://0.0.0.0:8080/healthz"
 OPERATOR_RULES = {
     ("stepflow.dev", "workflows"): {"list", "watch"},
     ("stepflow.dev", "workflows/status"): {"patch"},
+    ("stepflow.dev", "workflows/finalizers"): {"update"},
     ("stepflow.dev", "steppools"): {"list", "watch"},
     ("stepflow.dev", "steppools/status"): {"patch"},
     ("stepflow.dev", "steptypes"): {"list", "watch"},
