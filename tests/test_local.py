@@ -391,3 +391,24 @@ def test_an_interrupt_stops_the_main_steps_and_the_finally_steps_still_run(tmp_p
     decision = asyncio.run(main())
     assert run.states["slow"].reason == "Interrupted"
     assert (tmp_path / "cleaned").exists() and decision.phase == "Failed"
+
+
+def test_a_condition_the_library_cannot_finish_fails_its_step_and_finally_runs(tmp_path, monkeypatch):
+    """W2 with real processes: an evaluation that raises (the library's iteration budget, here
+    let through validation on purpose) fails its step ConditionError; the run and its finally
+    steps go on, and the report is written."""
+    from builders import workflow
+    from stepflow import conditions
+    from stepflow.plan import compile_workflow
+
+    monkeypatch.setattr(conditions, "_check_cost", lambda program, placeholders: None, raising=False)
+    ten = "[1,2,3,4,5,6,7,8,9,10]"
+    when = f"{ten}.all(x, {ten}.all(y, {ten}.all(z, {ten}.all(w, x + y + z + w > 0))))"
+    doc = workflow(step("a"), step("b", when=when, script=f"touch {tmp_path / 'ran'}"))
+    doc["spec"]["finally"] = [step("notify", when="workflow.failed", script=f"touch {tmp_path / 'told'}")]
+    run = LocalRun(compile_workflow(doc), log_dir=tmp_path / "logs")
+    decision = asyncio.run(run.run())
+    report = json.loads(json.dumps(run.status()))
+    assert (report["steps"]["b"]["phase"], report["steps"]["b"]["reason"]) == ("Failed", "ConditionError")
+    assert not (tmp_path / "ran").exists() and (tmp_path / "told").exists()
+    assert decision.phase == "Failed" and '"b"' in decision.message
