@@ -138,7 +138,7 @@ def test_a_condition_whose_evaluation_raises_fails_its_step_and_the_run_goes_on(
     from simulate import simulate
     from stepflow import conditions
 
-    monkeypatch.setattr(conditions, "_check_cost", lambda program, placeholders: None, raising=False)
+    monkeypatch.setattr(conditions, "_check_cost", lambda checked, placeholders: None, raising=False)
     doc = workflow(step("a"), step("b", when=nested_all(4)), step("c", depends_on=["a"]),
                    failurePolicy="Continue")
     doc["spec"]["finally"] = [step("notify")]

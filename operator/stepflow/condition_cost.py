@@ -71,10 +71,24 @@ class Estimate:
 
 def estimate(serialized: bytes, variables: Mapping[str, Shape]) -> Estimate:
     """The worst-case cost and comprehension iterations of a compiled expression."""
-    wrapper = _fields(serialized)
-    checked = _fields(_one(wrapper, 2) or b"")  # google.protobuf.Any: its value
-    expr = _one(checked, 4)
+    expr = _one(_checked(serialized), 4)
     return _Walker(dict(variables)).walk(expr or b"")[1]
+
+
+def referenced_names(serialized: bytes) -> frozenset[str]:
+    """The variables and functions a compiled expression refers to (its reference map), such as
+    ``workflow.failed``; a name inside a string literal is no reference."""
+    names = set()
+    for number, entry in _checked(serialized):
+        if number == 2:  # reference_map: int64 id -> Reference {name = 1}
+            reference = _one(_fields(entry), 2)
+            names.add(_text(_one(_fields(reference or b""), 1)))
+    return frozenset(names)
+
+
+def _checked(serialized: bytes) -> list[tuple[int, Any]]:
+    """The fields of the ``cel.expr.CheckedExpr`` inside ``Expression.serialize()``'s Any."""
+    return _fields(_one(_fields(serialized), 2) or b"")
 
 
 class _Walker:

@@ -20,7 +20,7 @@ from typing import Any
 
 from cel_expr_python import cel
 
-from stepflow.condition_cost import MAX_COST, MAX_ITERATIONS, estimate, variable_shapes
+from stepflow.condition_cost import MAX_COST, MAX_ITERATIONS, estimate, referenced_names, variable_shapes
 
 STEP_FIELDS = ("phase", "exitCode", "outputs")
 WORKFLOW_FIELDS = ("name", "namespace", "failed")
@@ -70,6 +70,11 @@ class Condition:
     references: tuple[StepReference, ...]
     _placeholders: tuple[str, ...]
     _program: Any
+    names: frozenset[str] = frozenset()  # the variables and functions it refers to
+
+    @property
+    def reads_workflow_failed(self) -> bool:
+        return "workflow.failed" in self.names
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -123,14 +128,15 @@ def compile_condition(source: str) -> Condition:
     if kind != "BOOL":
         raise ConditionSyntaxError(f"must be a boolean expression; {source!r} is of type {kind.lower()} "
                                    "(compare it, e.g. == 'true')")
-    _check_cost(program, placeholders)
-    return Condition(source, references, placeholders, program)
+    checked = program.serialize()
+    _check_cost(checked, placeholders)
+    return Condition(source, references, placeholders, program, referenced_names(checked))
 
 
-def _check_cost(program: Any, placeholders: tuple[str, ...]) -> None:
+def _check_cost(checked: bytes, placeholders: tuple[str, ...]) -> None:
     """Refuse what could exceed the evaluation's bounds, from its worst case (see
     :mod:`stepflow.condition_cost`), as the API server refuses a CRD rule."""
-    worst = estimate(program.serialize(), variable_shapes(placeholders))
+    worst = estimate(checked, variable_shapes(placeholders))
     if worst.iterations > MAX_ITERATIONS:
         raise ConditionSyntaxError(
             f"may iterate {worst.iterations:,} times at worst; at most {MAX_ITERATIONS:,} are allowed "

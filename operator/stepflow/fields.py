@@ -120,8 +120,9 @@ STEP: tuple[Field, ...] = (
         "pool does not exist).", max_length=63, pattern=DNS1123_SUBDOMAIN)),
     Field("when", string(
         "CEL condition, evaluated once the step's prerequisites are over (W1). It sees "
-        "steps['name'].phase, .exitCode and .outputs.NAME of its prerequisites, and workflow.name, "
-        "workflow.namespace and workflow.failed. False skips the step with reason ConditionFalse, "
+        "steps['name'].phase, .exitCode and .outputs.NAME of its prerequisites, workflow.name, "
+        "workflow.namespace, and in a finally step workflow.failed (the main steps ended Failed). False "
+        "skips the step with reason ConditionFalse, "
         "which its dependents treat as success. The operator checks it at InvalidSpec time.",
         min_length=1, max_length=4096)),
     Field("image", string("Container image; defaults to spec.defaults.image.", min_length=1, max_length=1024),

@@ -37,7 +37,7 @@ def test_a_condition_that_raises_at_evaluation_fails_its_step_instead_of_every_r
     the engine; the reconcile does not raise, so the run, its timeout and its finally steps go on."""
     from stepflow import conditions
 
-    monkeypatch.setattr(conditions, "_check_cost", lambda program, placeholders: None, raising=False)
+    monkeypatch.setattr(conditions, "_check_cost", lambda checked, placeholders: None, raising=False)
     ten = "[1,2,3,4,5,6,7,8,9,10]"
     when = f"{ten}.all(x, {ten}.all(y, {ten}.all(z, {ten}.all(w, x + y + z + w > 0))))"
     reconciler, api, _ = setup([{"name": "b", "script": "true", "when": when}],
