@@ -256,3 +256,39 @@ def test_a_condition_waits_until_every_prerequisite_is_over():
     assert early.waiting["c"].reason == "WaitingForPrerequisites"
     later = decide(plan, {**running_b, "b": StepState(phase=SUCCEEDED)}, now=2.0, started_at=0.0)
     assert later.start == ("c",)
+
+
+# --- reading an output that may be missing: has() and a default ---------------------------------
+
+def test_has_tells_a_finally_step_whether_a_failed_step_wrote_its_output():
+    """A producer that did not succeed has no outputs: has() is false there, and a condition it
+    guards is evaluated, not skipped OutputUnavailable."""
+    guarded = "has(steps.build.outputs.tag) && steps.build.outputs.tag != ''"
+    plan = with_finally([step("build", outputs=["tag"])],
+                        [step("released", when=guarded),
+                         step("nothing-built", when="!has(steps.build.outputs.tag)")])
+    bad = simulate(plan, fails={"build"})
+    assert (bad.states["released"].phase, bad.states["released"].reason) == (SKIPPED, "ConditionFalse")
+    assert bad.phase("nothing-built") == SUCCEEDED
+    ok = simulate(plan, outputs={"build": {"tag": "v1"}})
+    assert ok.phase("released") == SUCCEEDED and ok.phase("nothing-built") == SKIPPED
+
+
+def test_an_unguarded_read_of_a_missing_output_still_skips_output_unavailable():
+    plan = plan_of([step("build", outputs=["tag"], when="false"),
+                    step("deploy", when="steps.build.outputs.tag == 'v1'")])
+    deploy = simulate(plan).states["deploy"]
+    assert (deploy.phase, deploy.reason) == (SKIPPED, "OutputUnavailable") and '"tag"' in deploy.message
+
+
+def test_a_read_with_a_default_runs_with_the_default_when_the_producer_did_not_succeed():
+    from stepflow.outputs import output_env
+
+    with_default = {"name": "TAG", "valueFrom": {"stepOutput": {"step": "build", "output": "tag",
+                                                                "default": "none"}}}
+    plan = with_finally([step("build", outputs=["tag"])], [step("notify", env=[with_default])])
+    bad = simulate(plan, fails={"build"})
+    assert bad.phase("notify") == SUCCEEDED
+    assert output_env(plan, plan.step_by_name["notify"], bad.states) == {"TAG": "none"}
+    ok = simulate(plan, outputs={"build": {"tag": "v1"}})
+    assert output_env(plan, plan.step_by_name["notify"], ok.states) == {"TAG": "v1"}

@@ -148,9 +148,15 @@ class Collector:
         if len(source) > 1 or "value" in item:
             self.error(f"{where}.valueFrom", "stepOutput stands alone: no value and no other source")
             return False
-        if not isinstance(ref, Mapping) or set(ref) != {"step", "output"} or not all(
+        if not isinstance(ref, Mapping) or not {"step", "output"} <= set(ref) or not all(
                 isinstance(ref[k], str) and ref[k] for k in ("step", "output")):
             self.error(path, f"must be {{step: NAME, output: NAME}}, got {excerpt(ref)}")
+            return False
+        default = ref.get("default")
+        if default is not None and (not isinstance(default, str) or "\0" in default
+                                    or len(default) > fields.MAX_OUTPUT_DEFAULT):
+            self.error(f"{path}.default", f"must be a string of at most {fields.MAX_OUTPUT_DEFAULT:,} "
+                                          "characters without NUL (quote numbers and booleans)")
             return False
         return True
 

@@ -131,6 +131,11 @@ class Step:
                      if (source := step_output_source(var)) is not None)
 
     @property
+    def output_defaults(self) -> dict[str, str]:
+        """The variables read from an output that has a default, with it."""
+        return {var["name"]: default for var in self.env if (default := step_output_default(var)) is not None}
+
+    @property
     def argv(self) -> tuple[str, ...]:
         """The process to run, the same way a container would: script runs under sh -c."""
         if self.script is not None:
@@ -177,11 +182,24 @@ class WorkflowSpec:
 
 def step_output_source(var: Mapping[str, Any]) -> tuple[str, str] | None:
     """(step, output) of an env entry ``valueFrom: {stepOutput: {step, output}}``, else None."""
-    source = (var.get("valueFrom") or {}).get("stepOutput") if isinstance(var.get("valueFrom"), Mapping) \
-        else None
-    if not isinstance(source, Mapping):
+    source = _step_output(var)
+    if source is None:
         return None
     return str(source.get("step")), str(source.get("output"))
+
+
+def step_output_default(var: Mapping[str, Any]) -> str | None:
+    """The ``default`` of an env entry's ``stepOutput``: its value when the producer did not
+    succeed; None without one (the reader is then Skipped, OutputUnavailable)."""
+    source = _step_output(var)
+    default = None if source is None else source.get("default")
+    return default if isinstance(default, str) else None
+
+
+def _step_output(var: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    source = (var.get("valueFrom") or {}).get("stepOutput") if isinstance(var.get("valueFrom"), Mapping) \
+        else None
+    return source if isinstance(source, Mapping) else None
 
 
 def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:

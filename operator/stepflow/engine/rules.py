@@ -287,18 +287,17 @@ class _Pass:
 
     def _data_verdict(self, name: str) -> Verdict | None:
         """W3 and W1 for a step whose prerequisites are met: an output it reads is missing
-        (its producer did not succeed), or its condition is false or cannot be evaluated."""
+        (its producer did not succeed), or its condition is false or cannot be evaluated.
+
+        An env read with a ``default`` is never missing. A condition sees the outputs of a
+        producer that did not succeed as an empty map, so ``has(steps.build.outputs.tag)`` is
+        false there; only an evaluation that fails on such a map skips the step OutputUnavailable."""
         step = self.plan.step_by_name[name]
+        defaults = step.output_defaults
+        for var, producer, output in step.output_sources:
+            if var not in defaults and self.observations[producer].phase != SUCCEEDED:
+                return self._unavailable(producer, output)
         condition = self.plan.conditions.get(name)
-        reads = [(producer, output) for _, producer, output in step.output_sources]
-        if condition is not None:
-            reads += [(r.step, r.output or "") for r in condition.references if r.reads_outputs]
-        for producer, output in reads:
-            state = self.observations[producer]
-            if state.phase != SUCCEEDED:
-                what = f'output "{output}"' if output else "outputs"
-                return Verdict(OUTPUT_UNAVAILABLE, f'step "{producer}" was {state.phase.lower()}'
-                                                   f"{why(state)}, so its {what} is unavailable")
         if condition is None:
             return None
         views = {ref: step_view(self.observations[ref]) for ref in condition.steps}
@@ -308,8 +307,18 @@ class _Pass:
             if condition.evaluate(views, workflow):
                 return None
         except ConditionEvaluationError as exc:
+            missing = next(((r.step, r.output or "") for r in condition.references if r.reads_outputs
+                            and self.observations[r.step].phase != SUCCEEDED), None)
+            if missing is not None:
+                return self._unavailable(*missing)
             return Verdict(CONDITION_ERROR, f"when {condition.source!r} could not be evaluated: {exc}")
         return Verdict(CONDITION_FALSE, f"condition is false: {condition.source}")
+
+    def _unavailable(self, producer: str, output: str) -> Verdict:
+        state = self.observations[producer]
+        what = f'output "{output}"' if output else "outputs"
+        return Verdict(OUTPUT_UNAVAILABLE, f'step "{producer}" was {state.phase.lower()}{why(state)}, '
+                                           f"so its {what} is unavailable")
 
     def _affected_by(self, name: str) -> Iterable[str]:
         """Steps a skip of ``name`` may skip in turn: its dependsOn dependents, and the next
