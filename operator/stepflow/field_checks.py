@@ -78,7 +78,7 @@ class Collector:
             return value
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
-        self.error(f"{path}.{key}", f"must be {TYPE_NAMES[kind]}, got {kind_of(value)} {excerpt(value)}")
+        self.error(f"{path}.{key}", f"must be {TYPE_NAMES[kind]}, got {described(value)}")
         return default
 
     def integer(self, obj: Mapping[str, Any], key: str, path: str, default: int | None = None,
@@ -106,7 +106,7 @@ class Collector:
             if isinstance(item, str):
                 good.append(item)
             else:
-                self.error(f"{path}.{key}[{i}]", f"must be a string, got {kind_of(item)} {excerpt(item)}")
+                self.error(f"{path}.{key}[{i}]", f"must be a string, got {described(item)}")
         return tuple(good)
 
     def env(self, obj: Mapping[str, Any], key: str, path: str) -> tuple[Mapping[str, Any], ...]:
@@ -117,23 +117,45 @@ class Collector:
             self.error(f"{path}.{key}", f"must be a list of {{name, value}}, got {kind_of(value)}")
             return ()
         good = []
+        first: dict[str, int] = {}
         for i, item in enumerate(value):
             where = f"{path}.{key}[{i}]"
             if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
-                self.error(where, "must be an object with a string name")
+                self.error(where, "must be an object with a string name, such as {name: X, value: '1'}")
                 continue
             if not item["name"] or any(c in item["name"] for c in "=\0"):
                 self.error(f"{where}.name", f"{excerpt(item['name'])} is not a valid variable name "
                                             "(non-empty, no '=' or NUL)")
                 continue
+            if item["name"] in first:  # the API server keys the list by name
+                self.error(f"{where}.name", f'declares "{item["name"]}" again (also '
+                                            f'{key}[{first[item["name"]]}]); each variable is declared once')
+                continue
+            first[item["name"]] = i
             if "value" in item and not isinstance(item["value"], str):
-                self.error(f"{where}.value", f"must be a string, got {kind_of(item['value'])}"
+                self.error(f"{where}.value", f"must be a string, got {described(item['value'])}"
                            " (quote numbers and booleans)")
+                continue
+            if not self._one_source(item, where):
                 continue
             if not self.step_output(item, where, allowed=key == "env" and not path.endswith("defaults")):
                 continue
             good.append(dict(item))
         return tuple(good)
+
+    def _one_source(self, item: Mapping[str, Any], where: str) -> bool:
+        """As Kubernetes: a value or a valueFrom, and valueFrom names exactly one source."""
+        source = item.get("valueFrom")
+        if source is None:
+            return True
+        if item.get("value"):
+            self.error(f"{where}.valueFrom", "may not be set together with a non-empty value")
+            return False
+        if isinstance(source, Mapping) and len(source) != 1:
+            self.error(f"{where}.valueFrom", f"must name exactly one source, got {len(source)}"
+                       + (f" ({', '.join(map(str, source))})" if source else ""))
+            return False
+        return True
 
     def step_output(self, item: Mapping[str, Any], where: str, allowed: bool) -> bool:
         """O3's ``valueFrom.stepOutput``: exactly a step and an output name, and nothing else."""
@@ -145,13 +167,15 @@ class Collector:
         if not allowed:
             self.error(path, "is not allowed in spec.defaults.env: each step reads its own prerequisites")
             return False
-        if len(source) > 1 or "value" in item:
+        if "value" in item:
             self.error(f"{where}.valueFrom", "stepOutput stands alone: no value and no other source")
             return False
-        if not isinstance(ref, Mapping) or not {"step", "output"} <= set(ref) or not all(
-                isinstance(ref[k], str) and ref[k] for k in ("step", "output")):
-            self.error(path, f"must be {{step: NAME, output: NAME}}, got {excerpt(ref)}")
+        if not isinstance(ref, Mapping):
+            self.error(path, f"must be an object {{step: NAME, output: NAME}}, got {described(ref)}")
             return False
+        if not {"step", "output"} <= set(ref) or set(ref) - {"step", "output", "default"} or not all(
+                isinstance(ref[k], str) and ref[k] for k in ("step", "output")):
+            return False  # the schema check names each missing, unknown or mistyped field
         default = ref.get("default")
         if default is not None and (not isinstance(default, str) or "\0" in default
                                     or len(default) > fields.MAX_OUTPUT_DEFAULT):
@@ -213,6 +237,42 @@ class Collector:
             else:
                 good[name] = value
         return good
+
+
+def step_output_source(var: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(step, output) of an env entry ``valueFrom: {stepOutput: {step, output}}``, else None."""
+    source = _step_output(var)
+    if source is None:
+        return None
+    return str(source.get("step")), str(source.get("output"))
+
+
+def step_output_default(var: Mapping[str, Any]) -> str | None:
+    """The ``default`` of an env entry's ``stepOutput``: its value when the producer did not
+    succeed; None without one (the reader is then Skipped, OutputUnavailable)."""
+    source = _step_output(var)
+    default = None if source is None else source.get("default")
+    return default if isinstance(default, str) else None
+
+
+def _step_output(var: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    source = (var.get("valueFrom") or {}).get("stepOutput") if isinstance(var.get("valueFrom"), Mapping) \
+        else None
+    return source if isinstance(source, Mapping) else None
+
+
+def described(value: Any) -> str:
+    """A value as an error message names it, in YAML's words: ``null``, ``integer 5``,
+    ``string 'abc'``, ``a list of 2 items``, ``an object``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, Mapping):
+        return "an object"
+    return f"{kind_of(value)} {excerpt(value)}"
 
 
 def excerpt(value: Any, limit: int = 40) -> str:

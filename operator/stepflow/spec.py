@@ -28,12 +28,15 @@ from stepflow.field_checks import QUALIFIED_NAME, Collector, excerpt, kind_of
 from stepflow.field_checks import RESERVED_LABEL_PREFIXES as RESERVED_LABEL_PREFIXES
 from stepflow.field_checks import FieldError as FieldError
 from stepflow.field_checks import SpecError as SpecError
+from stepflow.field_checks import step_output_default as step_output_default
+from stepflow.field_checks import step_output_source as step_output_source
 from stepflow.fields import DEFAULT_MAX_CONCURRENCY as DEFAULT_MAX_CONCURRENCY
 from stepflow.fields import FAILURE_POLICIES as FAILURE_POLICIES
 from stepflow.fields import MAX_OUTPUT_NAME as MAX_OUTPUT_NAME
 from stepflow.fields import MAX_PARALLEL_GROUP as MAX_PARALLEL_GROUP
 from stepflow.fields import MAX_RETRIES as MAX_RETRIES
 from stepflow.fields import MAX_WORKFLOW_NAME as MAX_WORKFLOW_NAME
+from stepflow.schema_check import METADATA_FIELDS, nested_errors
 
 API_GROUP = "stepflow.dev"
 API_VERSION = "v1alpha1"
@@ -180,28 +183,6 @@ class WorkflowSpec:
         return {s.name: s.index for s in self.all_steps}
 
 
-def step_output_source(var: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(step, output) of an env entry ``valueFrom: {stepOutput: {step, output}}``, else None."""
-    source = _step_output(var)
-    if source is None:
-        return None
-    return str(source.get("step")), str(source.get("output"))
-
-
-def step_output_default(var: Mapping[str, Any]) -> str | None:
-    """The ``default`` of an env entry's ``stepOutput``: its value when the producer did not
-    succeed; None without one (the reader is then Skipped, OutputUnavailable)."""
-    source = _step_output(var)
-    default = None if source is None else source.get("default")
-    return default if isinstance(default, str) else None
-
-
-def _step_output(var: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    source = (var.get("valueFrom") or {}).get("stepOutput") if isinstance(var.get("valueFrom"), Mapping) \
-        else None
-    return source if isinstance(source, Mapping) else None
-
-
 def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     """Parse what can be parsed and return it with every field-level error found.
 
@@ -214,6 +195,7 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     c.unknown_fields(doc, TOP_FIELDS, "")
     _check_header(doc, c)
     meta = c.mapping(doc.get("metadata"), "metadata")
+    c.unknown_fields(meta, METADATA_FIELDS, "metadata")
     spec = c.mapping(doc.get("spec"), "spec")
     c.unknown_fields(spec, SPEC_FIELDS, "spec")
     steps = _parse_steps(spec.get("steps"), c)
@@ -294,13 +276,15 @@ def _check_header(doc: Mapping[str, Any], c: Collector) -> None:
 def _parse_defaults(value: Any, c: Collector) -> Defaults:
     obj = c.mapping(value, "spec.defaults")
     c.unknown_fields(obj, DEFAULTS_FIELDS, "spec.defaults")
-    return Defaults(
+    defaults = Defaults(
         image=c.typed(obj, "image", "spec.defaults", str),
         env=c.env(obj, "env", "spec.defaults"),
         resources=c.typed(obj, "resources", "spec.defaults", dict),
         pod_metadata=_pod_metadata(c, obj, "spec.defaults"),
         pod=_pod_settings(c, obj, "spec.defaults"),
     )
+    c.errors += nested_errors(obj, "spec.defaults", c.errors, in_defaults=True)
+    return defaults
 
 
 def _parse_steps(value: Any, c: Collector) -> tuple[Step, ...]:
@@ -372,6 +356,7 @@ def _parse_step(item: Any, position: int, c: Collector, offset: int = 0, final: 
         params=c.params(obj, path),
         service_account_name=_service_account(obj, path, c),
     )
+    c.errors += nested_errors(obj, path, c.errors[errors_before:])
     _name_the_step(c, errors_before, name)
     return step
 
@@ -453,10 +438,7 @@ def _pod_metadata(c: Collector, obj: Mapping[str, Any], path: str) -> PodMetadat
 
 def _pod_settings(c: Collector, obj: Mapping[str, Any], path: str) -> PodSettings:
     tolerations = c.typed(obj, "tolerations", path, list)
-    if tolerations is not None:
-        for i, item in enumerate(tolerations):
-            if not isinstance(item, Mapping):
-                c.error(f"{path}.tolerations[{i}]", f"must be an object, got {kind_of(item)} {excerpt(item)}")
+    if tolerations is not None:  # each item is checked against the schema (nested_errors)
         tolerations = tuple(t for t in tolerations if isinstance(t, Mapping))
     return PodSettings(
         security_context=c.typed(obj, "securityContext", path, dict),
