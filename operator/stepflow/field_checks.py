@@ -49,15 +49,24 @@ class Collector:
 
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
+        self.not_objects: set[str] = set()  # paths said to be no object: nothing more is said of them
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
 
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
-        if value is None:
+    def header(self, doc: Mapping[str, Any], api_version: str, kind: str) -> None:
+        if doc.get("apiVersion") != api_version:
+            self.error("apiVersion", f"must be {api_version!r}, got {described(doc.get('apiVersion'))}")
+        if doc.get("kind") != kind:
+            self.error("kind", f"must be {kind!r}, got {described(doc.get('kind'))}")
+
+    def mapping(self, value: Any, path: str, required: bool = False) -> Mapping[str, Any]:
+        """An object at ``path``; null is "unset" ({}) unless ``required`` (a list's item, say)."""
+        if value is None and not required:
             return {}
         if not isinstance(value, Mapping):
-            self.error(path, f"must be an object, got {kind_of(value)}")
+            self.error(path, f"must be an object, got {described(value)}")
+            self.not_objects.add(path)
             return {}
         return value
 
@@ -99,7 +108,7 @@ class Collector:
         if value is None:
             return None
         if not isinstance(value, list):
-            self.error(f"{path}.{key}", f"must be a list of strings, got {kind_of(value)}")
+            self.error(f"{path}.{key}", f"must be a list of strings, got {described(value)}")
             return None
         good = []
         for i, item in enumerate(value):
@@ -114,7 +123,7 @@ class Collector:
         if value is None:
             return ()
         if not isinstance(value, list):
-            self.error(f"{path}.{key}", f"must be a list of {{name, value}}, got {kind_of(value)}")
+            self.error(f"{path}.{key}", f"must be a list of {{name, value}}, got {described(value)}")
             return ()
         good = []
         first: dict[str, int] = {}
@@ -209,7 +218,7 @@ class Collector:
             if not isinstance(name, str) or len(name) > 63 or not OUTPUT_NAME.fullmatch(name):
                 self.error(where, "is not a param name (letters, digits and '_', not starting with a digit)")
             elif not isinstance(value, str):
-                self.error(where, f"must be a string, got {kind_of(value)} (quote numbers and booleans)")
+                self.error(where, f"must be a string, got {described(value)} (quote numbers and booleans)")
             elif "\0" in value:
                 self.error(where, "contains a NUL byte, which no environment variable can carry")
             elif len(value) > fields.MAX_PARAM_VALUE:
@@ -228,7 +237,7 @@ class Collector:
                 self.error(where, "is not a valid key (an optional DNS prefix and '/', then at most "
                                   "63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)")
             elif not isinstance(value, str):
-                self.error(where, f"must be a string, got {kind_of(value)} (quote numbers and booleans)")
+                self.error(where, f"must be a string, got {described(value)} (quote numbers and booleans)")
             elif reserved and name.startswith(RESERVED_LABEL_PREFIXES):
                 self.error(where, "is reserved: stepflow and the Job controller set this label")
             elif labels and not LABEL_VALUE.fullmatch(value):
@@ -259,6 +268,22 @@ def _step_output(var: Mapping[str, Any]) -> Mapping[str, Any] | None:
     source = (var.get("valueFrom") or {}).get("stepOutput") if isinstance(var.get("valueFrom"), Mapping) \
         else None
     return source if isinstance(source, Mapping) else None
+
+
+def foreign_shape(doc: Mapping[str, Any]) -> FieldError | None:
+    """One error for a file in innominatus' shape (``workflows:`` or ``steps:`` at the top), which
+    would otherwise get an error per missing field, none of them saying what to do."""
+    if "apiVersion" in doc or "kind" in doc or not {"workflows", "steps"} & set(doc):
+        return None
+    workflows = doc.get("workflows")
+    names = list(workflows)[:5] if isinstance(workflows, Mapping) else []
+    what = (f"workflows ({', '.join(map(str, names))}): write each as a Workflow of its own, its steps "
+            "under spec.steps" if names else "steps: put them under spec.steps")
+    return FieldError("(document)", (
+        "looks like an innominatus workflow file (workflows: or steps: at the top), but stepflow reads "
+        "Kubernetes resources: apiVersion: stepflow.dev/v1alpha1, kind: Workflow, metadata: {name: NAME}, "
+        f"spec: {{steps: [...]}}. It holds {what}; the steps' fields (name, type, parallel, "
+        "parallelGroup) stay as they are"))
 
 
 def described(value: Any) -> str:

@@ -24,7 +24,7 @@ from stepflow.documents import iter_documents as iter_documents
 from stepflow.documents import read_documents as read_documents
 from stepflow.field_checks import LABEL_VALUE as LABEL_VALUE
 from stepflow.field_checks import OUTPUT_NAME as OUTPUT_NAME
-from stepflow.field_checks import QUALIFIED_NAME, Collector, excerpt, kind_of
+from stepflow.field_checks import QUALIFIED_NAME, Collector, described, excerpt, foreign_shape
 from stepflow.field_checks import RESERVED_LABEL_PREFIXES as RESERVED_LABEL_PREFIXES
 from stepflow.field_checks import FieldError as FieldError
 from stepflow.field_checks import SpecError as SpecError
@@ -191,9 +191,12 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     """
     c = Collector()
     if not isinstance(doc, Mapping):
-        return None, [FieldError("(document)", f"must be an object, got {kind_of(doc)}")]
+        return None, [FieldError("(document)", f"must be an object, got {described(doc)}")]
+    foreign = foreign_shape(doc)
+    if foreign is not None:
+        return None, [foreign]
     c.unknown_fields(doc, TOP_FIELDS, "")
-    _check_header(doc, c)
+    c.header(doc, f"{API_GROUP}/{API_VERSION}", KIND)
     meta = c.mapping(doc.get("metadata"), "metadata")
     c.unknown_fields(meta, METADATA_FIELDS, "metadata")
     spec = c.mapping(doc.get("spec"), "spec")
@@ -203,10 +206,11 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     _check_names(steps + finally_steps, c)
     policy = c.typed(spec, "failurePolicy", "spec", str, "StopAfterGroup")
     if policy not in FAILURE_POLICIES:
-        c.error("spec.failurePolicy", f"must be one of {', '.join(FAILURE_POLICIES)}, got {excerpt(policy)}")
+        c.error("spec.failurePolicy", f"must be one of {', '.join(FAILURE_POLICIES)}, "
+                                      f"got {described(policy)}")
         policy = "StopAfterGroup"
     workflow = WorkflowSpec(
-        name=str(meta.get("name") or ""),
+        name=c.typed(meta, "name", "metadata", str, ""),
         namespace=meta.get("namespace"),
         steps=steps,
         max_concurrency=c.integer(spec, "maxConcurrency", "spec", DEFAULT_MAX_CONCURRENCY, 1),
@@ -221,7 +225,8 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
         queue_name=_queue_name(spec, c),
     )
     if not workflow.name:
-        c.error("metadata.name", "is required")
+        if isinstance(meta.get("name"), str | None):  # a name of another type was said by c.typed
+            c.error("metadata.name", "is required")
     elif not DNS1123_SUBDOMAIN.fullmatch(workflow.name):
         c.error("metadata.name", f"{excerpt(workflow.name, 80)} is not a DNS-1123 subdomain (lower-case "
                                  "letters, digits, '-' and '.', starting and ending alphanumeric)")
@@ -265,14 +270,6 @@ def _queue_name(spec: Mapping[str, Any], c: Collector) -> str | None:
     return name
 
 
-def _check_header(doc: Mapping[str, Any], c: Collector) -> None:
-    expected = f"{API_GROUP}/{API_VERSION}"
-    if doc.get("apiVersion") != expected:
-        c.error("apiVersion", f"must be {expected!r}, got {excerpt(doc.get('apiVersion'))}")
-    if doc.get("kind") != KIND:
-        c.error("kind", f"must be {KIND!r}, got {excerpt(doc.get('kind'))}")
-
-
 def _parse_defaults(value: Any, c: Collector) -> Defaults:
     obj = c.mapping(value, "spec.defaults")
     c.unknown_fields(obj, DEFAULTS_FIELDS, "spec.defaults")
@@ -292,7 +289,7 @@ def _parse_steps(value: Any, c: Collector) -> tuple[Step, ...]:
         c.error("spec.steps", "must list at least one step")
         return ()
     if not isinstance(value, list):
-        c.error("spec.steps", f"must be a list, got {kind_of(value)}")
+        c.error("spec.steps", f"must be a list, got {described(value)}")
         return ()
     if len(value) > MAX_STEPS:
         c.error("spec.steps", f"has {len(value)} steps; at most {MAX_STEPS} are allowed")
@@ -305,7 +302,7 @@ def _parse_finally(value: Any, offset: int, c: Collector) -> tuple[Step, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        c.error("spec.finally", f"must be a list, got {kind_of(value)}")
+        c.error("spec.finally", f"must be a list, got {described(value)}")
         return ()
     if offset + len(value) > MAX_STEPS:
         c.error("spec.finally", f"brings the steps to {offset + len(value)}; at most {MAX_STEPS} "
@@ -325,7 +322,7 @@ def _parse_step(item: Any, position: int, c: Collector, offset: int = 0, final: 
                 path: str | None = None) -> Step:
     path = path or f"spec.{'finally' if final else 'steps'}[{position}]"
     errors_before = len(c.errors)
-    obj = c.mapping(item, path)
+    obj = c.mapping(item, path, required=True)
     c.unknown_fields(obj, STEP_FIELDS, path)
     name = c.typed(obj, "name", path, str, "")
     step = Step(
@@ -405,6 +402,8 @@ def _check_names(steps: tuple[Step, ...], c: Collector) -> None:
     first_seen: dict[str, str] = {}
     for step in steps:
         path = f"{step.path}.name"
+        if step.path in c.not_objects:
+            continue
         if not step.name:
             c.error(path, "is required")
         elif len(step.name) > 63 or not DNS1123_LABEL.fullmatch(step.name):
@@ -420,6 +419,8 @@ def _check_step_commands(workflow: WorkflowSpec, c: Collector) -> None:
     for step in workflow.all_steps:
         path = step.path
         label = f'step "{step.name}"'
+        if path in c.not_objects:
+            continue
         if step.script is not None and (step.command or step.args):
             c.error(path, f"{label} sets both script and command/args; use one")
         elif step.script is None and not step.command:
