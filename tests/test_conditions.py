@@ -88,3 +88,63 @@ def test_output_names_are_identifiers():
 def test_a_condition_error_names_the_step_and_field():
     doc = workflow(step("a"), step("b", when="1 +"))
     assert any(e.startswith('spec.steps[1].when: step "b": when ') and "1 +^" in e for e in errors(doc))
+
+
+# --- the cost of a condition, bounded at validation (W2) ----------------------------------------
+
+TEN = "[1,2,3,4,5,6,7,8,9,10]"
+
+
+def nested_all(depth: int) -> str:
+    names = "xyzwv"[:depth]
+    inner = " + ".join(names) + " > 0"
+    for name in reversed(names):
+        inner = f"{TEN}.all({name}, {inner})"
+    return inner
+
+
+def test_a_condition_that_would_exceed_the_iteration_budget_is_refused_with_its_path():
+    """Four nested all() over ten elements iterate 11,110 times; the library stops at 10,000."""
+    found = errors(workflow(step("a"), step("b", when=nested_all(4))))
+    assert len(found) == 1 and found[0].startswith('spec.steps[1].when: step "b": when may iterate 11,110 '
+                                                   "times at worst; at most 10,000 are allowed")
+
+
+def test_a_value_that_doubles_in_every_round_is_refused_before_it_can_fill_the_memory():
+    # Thirty rounds would ask for a list of a billion elements; no iteration budget sees it.
+    source = "[[1]]" + ".map(x, x + x)" * 25 + ".size() > 0"
+    with pytest.raises(ConditionSyntaxError, match=r"worst-case cost of .* at most 1,000,000"):
+        compile_condition(source)
+    text = '["ab"]' + ".map(s, s + s)" * 24 + "[0].size() > 0"
+    with pytest.raises(ConditionSyntaxError, match="worst-case cost"):
+        compile_condition(text)
+
+
+@pytest.mark.parametrize("source", [
+    nested_all(3),
+    "steps.a.outputs.all(k, steps.a.outputs[k].matches('^v[0-9]+[.][0-9]+$'))",
+    "steps.a.outputs.tag.contains('rc') || workflow.name.startsWith('release-')",
+    "[1, 2, 3].map(x, x * 2).filter(y, y > 2).size() == 2 && [1, 2].exists_one(x, x == 2)",
+    "{'a': 1, 'b': 2}.all(k, k in ['a', 'b'])",
+])
+def test_ordinary_conditions_stay_well_within_the_cost_bounds(source):
+    assert compile_condition(source).source == source
+
+
+def test_a_condition_whose_evaluation_raises_fails_its_step_and_the_run_goes_on(monkeypatch):
+    """W2: whatever the library raises at evaluation ends the step Failed, reason ConditionError,
+    decided in the engine (so both executors agree): here an estimate let through what the
+    library's budget stops."""
+    from simulate import simulate
+    from stepflow import conditions
+
+    monkeypatch.setattr(conditions, "_check_cost", lambda checked, placeholders: None, raising=False)
+    doc = workflow(step("a"), step("b", when=nested_all(4)), step("c", depends_on=["a"]),
+                   failurePolicy="Continue")
+    doc["spec"]["finally"] = [step("notify")]
+    result = simulate(compile_workflow(doc))
+    b = result.states["b"]
+    assert (b.phase, b.reason) == ("Failed", "ConditionError")
+    assert "iterated more than 10,000 times" in b.message and "RuntimeError" not in b.message
+    assert result.phase("c") == "Succeeded" and result.phase("notify") == "Succeeded"
+    assert result.decision.phase == "Failed"

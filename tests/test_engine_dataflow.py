@@ -6,6 +6,8 @@ drive it, and asserts what a user would read in the status.
 
 from __future__ import annotations
 
+import pytest
+
 from builders import plan_of, step, workflow
 from simulate import simulate
 from stepflow.engine import FAILED, RUNNING, SKIPPED, SUCCEEDED, WAITING_FOR_MAIN, StepState, decide
@@ -42,10 +44,72 @@ def test_a_true_condition_runs_the_step():
 
 
 def test_the_condition_sees_phase_exit_code_and_workflow_failed():
-    plan = plan_of([step("a", continueOnError=True),
-                    step("b", when="steps.a.phase == 'Failed' && steps.a.exitCode == 1 && !workflow.failed")])
+    plan = with_finally([step("a", continueOnError=True),
+                         step("b", when="steps.a.phase == 'Failed' && steps.a.exitCode == 1")],
+                        [step("f", when="!workflow.failed")])
     result = simulate(plan, fails={"a"})
-    assert result.phase("b") == SUCCEEDED  # a failed with continueOnError: not a real failure
+    assert result.phase("b") == SUCCEEDED
+    assert result.phase("f") == SUCCEEDED  # a failed with continueOnError: not a real failure
+
+
+# --- workflow.failed: the main steps' outcome, for finally steps only (W2, X1) ----------------
+
+def finally_on_failure(steps: list[dict], **spec) -> object:
+    return with_finally(steps, [step("alert", parallel=True, when="workflow.failed"),
+                                step("celebrate", parallel=True, when="!workflow.failed")], **spec)
+
+
+def test_in_finally_workflow_failed_is_true_after_a_timeout():
+    """F5: the run timed out, no step failed for real; "notify on failure" must still fire."""
+    result = simulate(finally_on_failure([step("slow")], timeoutSeconds=5), durations={"slow": 60.0})
+    assert result.states["slow"].reason == "Timeout"
+    assert result.phase("alert") == SUCCEEDED and result.phase("celebrate") == SKIPPED
+    assert result.decision.phase == FAILED and result.decision.reason == "Timeout"
+
+
+def test_in_finally_workflow_failed_is_true_after_an_interruption():
+    from stepflow.engine import Verdict
+
+    def interrupt(sim):
+        sim.stop = Verdict("Interrupted", "interrupted by the user")
+
+    result = simulate(finally_on_failure([step("slow"), step("next")]), durations={"slow": 60.0},
+                      events=[(1_001.0, interrupt)])
+    assert result.states["slow"].phase == "Cancelled" and result.states["next"].reason == "Interrupted"
+    assert result.phase("alert") == SUCCEEDED and result.phase("celebrate") == SKIPPED
+
+
+def test_in_finally_workflow_failed_is_true_after_fail_fast_cancels():
+    plan = finally_on_failure([step("bad", parallel=True), step("slow", parallel=True)],
+                              failurePolicy="FailFast")
+    result = simulate(plan, durations={"slow": 60.0}, fails={"bad"})
+    assert result.states["slow"].phase == "Cancelled"
+    assert result.phase("alert") == SUCCEEDED and result.phase("celebrate") == SKIPPED
+
+
+def test_in_finally_workflow_failed_is_false_when_the_main_steps_succeeded_or_tolerated_a_failure():
+    plan = finally_on_failure([step("flaky", continueOnError=True), step("fine")])
+    result = simulate(plan, fails={"flaky"})
+    assert result.phase("alert") == SKIPPED and result.phase("celebrate") == SUCCEEDED
+
+
+def test_a_main_step_may_not_read_workflow_failed_since_it_would_depend_on_timing():
+    """W2: every value a condition reads is final. Under Continue, whether an unrelated step has
+    failed yet when this one's prerequisites end is a race, so a main step may not ask."""
+    from stepflow.spec import SpecError
+
+    doc = workflow(step("flaky", parallel=True), step("build", parallel=True),
+                   step("deploy", depends_on=["build"], when="!workflow.failed && steps.build.phase != ''"),
+                   failurePolicy="Continue")
+    with pytest.raises(SpecError) as caught:
+        compile_workflow(doc)
+    assert [str(e) for e in caught.value.errors] == [
+        'spec.steps[2].when: step "deploy" reads workflow.failed, which only a finally step may read: in '
+        "a main step it would depend on timing (whether an unrelated step has failed yet); read a "
+        "prerequisite's phase instead, such as steps['build'].phase == 'Failed'"]
+    # In a string it is no read; in a finally step it is allowed.
+    compile_workflow(workflow(step("a", when="'workflow.failed' != ''")))
+    with_finally([step("a")], [step("f", when="workflow.failed")])
 
 
 def test_an_evaluation_error_fails_the_step_condition_error():
@@ -192,3 +256,39 @@ def test_a_condition_waits_until_every_prerequisite_is_over():
     assert early.waiting["c"].reason == "WaitingForPrerequisites"
     later = decide(plan, {**running_b, "b": StepState(phase=SUCCEEDED)}, now=2.0, started_at=0.0)
     assert later.start == ("c",)
+
+
+# --- reading an output that may be missing: has() and a default ---------------------------------
+
+def test_has_tells_a_finally_step_whether_a_failed_step_wrote_its_output():
+    """A producer that did not succeed has no outputs: has() is false there, and a condition it
+    guards is evaluated, not skipped OutputUnavailable."""
+    guarded = "has(steps.build.outputs.tag) && steps.build.outputs.tag != ''"
+    plan = with_finally([step("build", outputs=["tag"])],
+                        [step("released", when=guarded),
+                         step("nothing-built", when="!has(steps.build.outputs.tag)")])
+    bad = simulate(plan, fails={"build"})
+    assert (bad.states["released"].phase, bad.states["released"].reason) == (SKIPPED, "ConditionFalse")
+    assert bad.phase("nothing-built") == SUCCEEDED
+    ok = simulate(plan, outputs={"build": {"tag": "v1"}})
+    assert ok.phase("released") == SUCCEEDED and ok.phase("nothing-built") == SKIPPED
+
+
+def test_an_unguarded_read_of_a_missing_output_still_skips_output_unavailable():
+    plan = plan_of([step("build", outputs=["tag"], when="false"),
+                    step("deploy", when="steps.build.outputs.tag == 'v1'")])
+    deploy = simulate(plan).states["deploy"]
+    assert (deploy.phase, deploy.reason) == (SKIPPED, "OutputUnavailable") and '"tag"' in deploy.message
+
+
+def test_a_read_with_a_default_runs_with_the_default_when_the_producer_did_not_succeed():
+    from stepflow.outputs import output_env
+
+    with_default = {"name": "TAG", "valueFrom": {"stepOutput": {"step": "build", "output": "tag",
+                                                                "default": "none"}}}
+    plan = with_finally([step("build", outputs=["tag"])], [step("notify", env=[with_default])])
+    bad = simulate(plan, fails={"build"})
+    assert bad.phase("notify") == SUCCEEDED
+    assert output_env(plan, plan.step_by_name["notify"], bad.states) == {"TAG": "none"}
+    ok = simulate(plan, outputs={"build": {"tag": "v1"}})
+    assert output_env(plan, plan.step_by_name["notify"], ok.states) == {"TAG": "v1"}

@@ -105,20 +105,20 @@ def test_missing_name():
     ("parallel", "yes", 'spec.steps[0].parallel: step "x": must be a boolean, got string \'yes\''),
     ("parallel", 1, "spec.steps[0].parallel: step \"x\": must be a boolean, got integer 1"),
     ("parallelGroup", "2", "spec.steps[0].parallelGroup: step \"x\": must be an integer, got string '2'"),
-    ("parallelGroup", True, "spec.steps[0].parallelGroup: step \"x\": must be an integer, got boolean True"),
+    ("parallelGroup", True, "spec.steps[0].parallelGroup: step \"x\": must be an integer, got boolean true"),
     ("parallelGroup", 1.5, "spec.steps[0].parallelGroup: step \"x\": must be an integer, got number 1.5"),
     ("retries", 11, "spec.steps[0].retries: step \"x\": must be <= 10, got 11"),
     ("retries", -1, "spec.steps[0].retries: step \"x\": must be >= 0, got -1"),
     ("timeoutSeconds", 0, "spec.steps[0].timeoutSeconds: step \"x\": must be >= 1, got 0"),
     ("continueOnError", "true",
      "spec.steps[0].continueOnError: step \"x\": must be a boolean, got string 'true'"),
-    ("dependsOn", "a", "spec.steps[0].dependsOn: step \"x\": must be a list of strings, got string"),
+    ("dependsOn", "a", "spec.steps[0].dependsOn: step \"x\": must be a list of strings, got string 'a'"),
     ("estimatedSeconds", -2,
      "spec.steps[0].estimatedSeconds: step \"x\": must be a finite number >= 0, got -2.0"),
     # These raised KeyError (a traceback) before: the type names had no entry for objects.
     ("resources", 5, "spec.steps[0].resources: step \"x\": must be an object, got integer 5"),
     ("tolerations", {"key": "gpu"},
-     "spec.steps[0].tolerations: step \"x\": must be a list, got object {'key': 'gpu'}"),
+     "spec.steps[0].tolerations: step \"x\": must be a list, got an object"),
 ])
 def test_wrong_types_are_named_with_their_path_and_step(field, value, expected):
     assert single_error(workflow(step("x", **{field: value}))) == expected
@@ -148,7 +148,7 @@ def test_env_values_must_be_strings_with_a_hint():
      "spec.failurePolicy: must be one of StopAfterGroup, FailFast, Continue"),
     ("timeoutSeconds", -5, "spec.timeoutSeconds: must be >= 1"),
     ("suspend", "no", "spec.suspend: must be a boolean"),
-    ("steps", {"a": 1}, "spec.steps: must be a list, got object"),
+    ("steps", {"a": 1}, "spec.steps: must be a list, got an object"),
 ])
 def test_spec_level_wrong_values(field, value, fragment):
     doc = workflow(step("a"), **{field: value})
@@ -159,7 +159,8 @@ def test_spec_level_wrong_values(field, value, fragment):
 
 def test_step_that_is_not_an_object():
     errors = errors_of(workflow(step("a"), "just-a-string"))
-    assert "spec.steps[1]: must be an object, got string" in errors
+    # One error for it: not also "name is required" and "nothing to run".
+    assert errors == ["spec.steps[1]: must be an object, got string 'just-a-string'"]
 
 
 # --- unknown fields --------------------------------------------------------------------------
@@ -268,7 +269,7 @@ def test_a_63_character_workflow_name_is_fine():
 def test_document_that_is_not_an_object():
     spec, errors = read_workflow(["a", "list"])
     assert spec is None
-    assert errors == [FieldError("(document)", "must be an object, got list")]
+    assert errors == [FieldError("(document)", "must be an object, got a list of 2 items")]
 
 
 # --- every error at once ---------------------------------------------------------------------

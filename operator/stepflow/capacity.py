@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from stepflow.field_checks import described
+
 Quantities = Mapping[str, Decimal]
 
 _BINARY = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
@@ -30,7 +32,7 @@ def parse_quantity(value: Any) -> Decimal:
     from kubernetes.utils.quantity import parse_quantity as parse
 
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise QuantityError(f"must be a quantity such as \"500m\" or \"2Gi\", got {type(value).__name__}")
+        raise QuantityError(f"must be a quantity such as \"500m\" or \"2Gi\", got {described(value)}")
     try:
         quantity = parse(value)
     except (ValueError, InvalidOperation, TypeError):

@@ -20,6 +20,8 @@ from typing import Any
 
 from cel_expr_python import cel
 
+from stepflow.condition_cost import MAX_COST, MAX_ITERATIONS, estimate, referenced_names, variable_shapes
+
 STEP_FIELDS = ("phase", "exitCode", "outputs")
 WORKFLOW_FIELDS = ("name", "namespace", "failed")
 MAX_REFERENCES = 1000  # placeholders are "__s<k>" padded to the access's length (at least 7)
@@ -68,6 +70,11 @@ class Condition:
     references: tuple[StepReference, ...]
     _placeholders: tuple[str, ...]
     _program: Any
+    names: frozenset[str] = frozenset()  # the variables and functions it refers to
+
+    @property
+    def reads_workflow_failed(self) -> bool:
+        return "workflow.failed" in self.names
 
     @property
     def steps(self) -> tuple[str, ...]:
@@ -81,7 +88,10 @@ class Condition:
             view = steps[reference.step]
             for field in STEP_FIELDS:
                 data[f"{placeholder}.{field}"] = view[field]
-        result = self._program.eval(data=data)
+        try:
+            result = self._program.eval(data=data)
+        except Exception as exc:  # W2: any error at evaluation is the step's, never the run's
+            raise ConditionEvaluationError(self._readable(_runtime_error(exc))) from None
         if result.type().name() == "ERROR":
             raise ConditionEvaluationError(self._readable(str(result.value())))
         return bool(result.value())
@@ -118,7 +128,31 @@ def compile_condition(source: str) -> Condition:
     if kind != "BOOL":
         raise ConditionSyntaxError(f"must be a boolean expression; {source!r} is of type {kind.lower()} "
                                    "(compare it, e.g. == 'true')")
-    return Condition(source, references, placeholders, program)
+    checked = program.serialize()
+    _check_cost(checked, placeholders)
+    return Condition(source, references, placeholders, program, referenced_names(checked))
+
+
+def _check_cost(checked: bytes, placeholders: tuple[str, ...]) -> None:
+    """Refuse what could exceed the evaluation's bounds, from its worst case (see
+    :mod:`stepflow.condition_cost`), as the API server refuses a CRD rule."""
+    worst = estimate(checked, variable_shapes(placeholders))
+    if worst.iterations > MAX_ITERATIONS:
+        raise ConditionSyntaxError(
+            f"may iterate {worst.iterations:,} times at worst; at most {MAX_ITERATIONS:,} are allowed "
+            "(nested all/exists/map/filter multiply: each inner one runs once per outer element)")
+    if worst.cost > MAX_COST:
+        raise ConditionSyntaxError(
+            f"has a worst-case cost of {worst.cost:,}; at most {MAX_COST:,} is allowed (values built "
+            "in a comprehension, such as x + x in a map(), grow with every round)")
+
+
+def _runtime_error(exc: Exception) -> str:
+    """The library's exception in the user's terms."""
+    text = str(exc).strip()
+    if "Iteration budget exceeded" in text:
+        return f"it iterated more than {MAX_ITERATIONS:,} times (nested all/exists/map/filter multiply)"
+    return text.removeprefix("INTERNAL: ").removesuffix(" [INTERNAL]") or "the evaluation failed"
 
 
 def find_references(source: str) -> tuple[StepReference, ...]:

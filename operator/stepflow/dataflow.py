@@ -1,4 +1,5 @@
-"""Data flow (O4, W2): a step reads only declared outputs of steps sure to have finished.
+"""Data flow (O4, W2): a step reads only declared outputs of steps sure to have finished, and
+only a finally step reads ``workflow.failed`` (the main steps' outcome, final once they are over).
 
 Every ``stepOutput`` and every ``when`` may read outputs of the step's prerequisites only, so the
 values it reads are final when it starts; a reference to any other step is an error at
@@ -45,6 +46,11 @@ def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
         found = [e for ref in condition.references
                  for e in _read_error(plan, before, step, ref.step, ref.output, f"{step.path}.when",
                                       "reads (in when)")]
+        if condition.reads_workflow_failed and not step.final:
+            found.append(FieldError(f"{step.path}.when", (
+                f'step "{step.name}" reads workflow.failed, which only a finally step may read: in a main '
+                "step it would depend on timing (whether an unrelated step has failed yet); read a "
+                "prerequisite's phase instead, such as steps['build'].phase == 'Failed'")))
         errors.extend(dict.fromkeys(found))
         conditions[step.name] = condition
     return errors, conditions

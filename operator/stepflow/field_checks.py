@@ -49,15 +49,24 @@ class Collector:
 
     def __init__(self) -> None:
         self.errors: list[FieldError] = []
+        self.not_objects: set[str] = set()  # paths said to be no object: nothing more is said of them
 
     def error(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
 
-    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
-        if value is None:
+    def header(self, doc: Mapping[str, Any], api_version: str, kind: str) -> None:
+        if doc.get("apiVersion") != api_version:
+            self.error("apiVersion", f"must be {api_version!r}, got {described(doc.get('apiVersion'))}")
+        if doc.get("kind") != kind:
+            self.error("kind", f"must be {kind!r}, got {described(doc.get('kind'))}")
+
+    def mapping(self, value: Any, path: str, required: bool = False) -> Mapping[str, Any]:
+        """An object at ``path``; null is "unset" ({}) unless ``required`` (a list's item, say)."""
+        if value is None and not required:
             return {}
         if not isinstance(value, Mapping):
-            self.error(path, f"must be an object, got {kind_of(value)}")
+            self.error(path, f"must be an object, got {described(value)}")
+            self.not_objects.add(path)
             return {}
         return value
 
@@ -78,7 +87,7 @@ class Collector:
             return value
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
-        self.error(f"{path}.{key}", f"must be {TYPE_NAMES[kind]}, got {kind_of(value)} {excerpt(value)}")
+        self.error(f"{path}.{key}", f"must be {TYPE_NAMES[kind]}, got {described(value)}")
         return default
 
     def integer(self, obj: Mapping[str, Any], key: str, path: str, default: int | None = None,
@@ -99,14 +108,14 @@ class Collector:
         if value is None:
             return None
         if not isinstance(value, list):
-            self.error(f"{path}.{key}", f"must be a list of strings, got {kind_of(value)}")
+            self.error(f"{path}.{key}", f"must be a list of strings, got {described(value)}")
             return None
         good = []
         for i, item in enumerate(value):
             if isinstance(item, str):
                 good.append(item)
             else:
-                self.error(f"{path}.{key}[{i}]", f"must be a string, got {kind_of(item)} {excerpt(item)}")
+                self.error(f"{path}.{key}[{i}]", f"must be a string, got {described(item)}")
         return tuple(good)
 
     def env(self, obj: Mapping[str, Any], key: str, path: str) -> tuple[Mapping[str, Any], ...]:
@@ -114,26 +123,48 @@ class Collector:
         if value is None:
             return ()
         if not isinstance(value, list):
-            self.error(f"{path}.{key}", f"must be a list of {{name, value}}, got {kind_of(value)}")
+            self.error(f"{path}.{key}", f"must be a list of {{name, value}}, got {described(value)}")
             return ()
         good = []
+        first: dict[str, int] = {}
         for i, item in enumerate(value):
             where = f"{path}.{key}[{i}]"
             if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
-                self.error(where, "must be an object with a string name")
+                self.error(where, "must be an object with a string name, such as {name: X, value: '1'}")
                 continue
             if not item["name"] or any(c in item["name"] for c in "=\0"):
                 self.error(f"{where}.name", f"{excerpt(item['name'])} is not a valid variable name "
                                             "(non-empty, no '=' or NUL)")
                 continue
+            if item["name"] in first:  # the API server keys the list by name
+                self.error(f"{where}.name", f'declares "{item["name"]}" again (also '
+                                            f'{key}[{first[item["name"]]}]); each variable is declared once')
+                continue
+            first[item["name"]] = i
             if "value" in item and not isinstance(item["value"], str):
-                self.error(f"{where}.value", f"must be a string, got {kind_of(item['value'])}"
+                self.error(f"{where}.value", f"must be a string, got {described(item['value'])}"
                            " (quote numbers and booleans)")
+                continue
+            if not self._one_source(item, where):
                 continue
             if not self.step_output(item, where, allowed=key == "env" and not path.endswith("defaults")):
                 continue
             good.append(dict(item))
         return tuple(good)
+
+    def _one_source(self, item: Mapping[str, Any], where: str) -> bool:
+        """As Kubernetes: a value or a valueFrom, and valueFrom names exactly one source."""
+        source = item.get("valueFrom")
+        if source is None:
+            return True
+        if item.get("value"):
+            self.error(f"{where}.valueFrom", "may not be set together with a non-empty value")
+            return False
+        if isinstance(source, Mapping) and len(source) != 1:
+            self.error(f"{where}.valueFrom", f"must name exactly one source, got {len(source)}"
+                       + (f" ({', '.join(map(str, source))})" if source else ""))
+            return False
+        return True
 
     def step_output(self, item: Mapping[str, Any], where: str, allowed: bool) -> bool:
         """O3's ``valueFrom.stepOutput``: exactly a step and an output name, and nothing else."""
@@ -145,12 +176,20 @@ class Collector:
         if not allowed:
             self.error(path, "is not allowed in spec.defaults.env: each step reads its own prerequisites")
             return False
-        if len(source) > 1 or "value" in item:
+        if "value" in item:
             self.error(f"{where}.valueFrom", "stepOutput stands alone: no value and no other source")
             return False
-        if not isinstance(ref, Mapping) or set(ref) != {"step", "output"} or not all(
+        if not isinstance(ref, Mapping):
+            self.error(path, f"must be an object {{step: NAME, output: NAME}}, got {described(ref)}")
+            return False
+        if not {"step", "output"} <= set(ref) or set(ref) - {"step", "output", "default"} or not all(
                 isinstance(ref[k], str) and ref[k] for k in ("step", "output")):
-            self.error(path, f"must be {{step: NAME, output: NAME}}, got {excerpt(ref)}")
+            return False  # the schema check names each missing, unknown or mistyped field
+        default = ref.get("default")
+        if default is not None and (not isinstance(default, str) or "\0" in default
+                                    or len(default) > fields.MAX_OUTPUT_DEFAULT):
+            self.error(f"{path}.default", f"must be a string of at most {fields.MAX_OUTPUT_DEFAULT:,} "
+                                          "characters without NUL (quote numbers and booleans)")
             return False
         return True
 
@@ -179,7 +218,7 @@ class Collector:
             if not isinstance(name, str) or len(name) > 63 or not OUTPUT_NAME.fullmatch(name):
                 self.error(where, "is not a param name (letters, digits and '_', not starting with a digit)")
             elif not isinstance(value, str):
-                self.error(where, f"must be a string, got {kind_of(value)} (quote numbers and booleans)")
+                self.error(where, f"must be a string, got {described(value)} (quote numbers and booleans)")
             elif "\0" in value:
                 self.error(where, "contains a NUL byte, which no environment variable can carry")
             elif len(value) > fields.MAX_PARAM_VALUE:
@@ -198,7 +237,7 @@ class Collector:
                 self.error(where, "is not a valid key (an optional DNS prefix and '/', then at most "
                                   "63 letters, digits, '-', '_' or '.', starting and ending alphanumeric)")
             elif not isinstance(value, str):
-                self.error(where, f"must be a string, got {kind_of(value)} (quote numbers and booleans)")
+                self.error(where, f"must be a string, got {described(value)} (quote numbers and booleans)")
             elif reserved and name.startswith(RESERVED_LABEL_PREFIXES):
                 self.error(where, "is reserved: stepflow and the Job controller set this label")
             elif labels and not LABEL_VALUE.fullmatch(value):
@@ -207,6 +246,58 @@ class Collector:
             else:
                 good[name] = value
         return good
+
+
+def step_output_source(var: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(step, output) of an env entry ``valueFrom: {stepOutput: {step, output}}``, else None."""
+    source = _step_output(var)
+    if source is None:
+        return None
+    return str(source.get("step")), str(source.get("output"))
+
+
+def step_output_default(var: Mapping[str, Any]) -> str | None:
+    """The ``default`` of an env entry's ``stepOutput``: its value when the producer did not
+    succeed; None without one (the reader is then Skipped, OutputUnavailable)."""
+    source = _step_output(var)
+    default = None if source is None else source.get("default")
+    return default if isinstance(default, str) else None
+
+
+def _step_output(var: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    source = (var.get("valueFrom") or {}).get("stepOutput") if isinstance(var.get("valueFrom"), Mapping) \
+        else None
+    return source if isinstance(source, Mapping) else None
+
+
+def foreign_shape(doc: Mapping[str, Any]) -> FieldError | None:
+    """One error for a file in innominatus' shape (``workflows:`` or ``steps:`` at the top), which
+    would otherwise get an error per missing field, none of them saying what to do."""
+    if "apiVersion" in doc or "kind" in doc or not {"workflows", "steps"} & set(doc):
+        return None
+    workflows = doc.get("workflows")
+    names = list(workflows)[:5] if isinstance(workflows, Mapping) else []
+    what = (f"workflows ({', '.join(map(str, names))}): write each as a Workflow of its own, its steps "
+            "under spec.steps" if names else "steps: put them under spec.steps")
+    return FieldError("(document)", (
+        "looks like an innominatus workflow file (workflows: or steps: at the top), but stepflow reads "
+        "Kubernetes resources: apiVersion: stepflow.dev/v1alpha1, kind: Workflow, metadata: {name: NAME}, "
+        f"spec: {{steps: [...]}}. It holds {what}; the steps' fields (name, type, parallel, "
+        "parallelGroup) stay as they are"))
+
+
+def described(value: Any) -> str:
+    """A value as an error message names it, in YAML's words: ``null``, ``integer 5``,
+    ``string 'abc'``, ``a list of 2 items``, ``an object``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, Mapping):
+        return "an object"
+    return f"{kind_of(value)} {excerpt(value)}"
 
 
 def excerpt(value: Any, limit: int = 40) -> str:

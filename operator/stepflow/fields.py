@@ -37,6 +37,7 @@ MAX_RETRIES = 10
 MAX_PARALLEL_GROUP = 1_000_000
 MAX_WORKFLOW_NAME = 63  # a label value's limit: the name labels every Job (DESIGN.md, Names)
 MAX_OUTPUT_NAME = 63
+MAX_OUTPUT_DEFAULT = 4000  # as much as all of a step's outputs (O2)
 MAX_PARAMS = 64
 MAX_PARAM_VALUE = 32_768
 # What a step type may never say (T1): when, and with what, a step runs is the workflow's business.
@@ -80,6 +81,10 @@ STEP_OUTPUT = obj(
                        max_length=63, pattern=DNS1123_LABEL),
         "output": string("One of that step's declared outputs.", max_length=MAX_OUTPUT_NAME,
                          pattern=OUTPUT_NAME),
+        "default": string("The value when the step did not succeed (skipped, failed with "
+                          "continueOnError, or a finally step reading a step that failed). Without "
+                          "it, this step is Skipped, reason OutputUnavailable.",
+                          max_length=MAX_OUTPUT_DEFAULT),
     }, required=["step", "output"])
 
 STEP: tuple[Field, ...] = (
@@ -120,8 +125,9 @@ STEP: tuple[Field, ...] = (
         "pool does not exist).", max_length=63, pattern=DNS1123_SUBDOMAIN)),
     Field("when", string(
         "CEL condition, evaluated once the step's prerequisites are over (W1). It sees "
-        "steps['name'].phase, .exitCode and .outputs.NAME of its prerequisites, and workflow.name, "
-        "workflow.namespace and workflow.failed. False skips the step with reason ConditionFalse, "
+        "steps['name'].phase, .exitCode and .outputs.NAME of its prerequisites, workflow.name, "
+        "workflow.namespace, and in a finally step workflow.failed (the main steps ended Failed). False "
+        "skips the step with reason ConditionFalse, "
         "which its dependents treat as success. The operator checks it at InvalidSpec time.",
         min_length=1, max_length=4096)),
     Field("image", string("Container image; defaults to spec.defaults.image.", min_length=1, max_length=1024),

@@ -83,6 +83,10 @@ def _fail(state: StepState, reason: str, message: str) -> StepState:
 
 
 def output_env(plan: Plan, step: Step, states: Mapping[str, StepState]) -> dict[str, str]:
-    """O3: each ``stepOutput`` variable's value, read when the step starts. The engine starts a
-    step only once every output it reads exists (else OutputUnavailable)."""
-    return {var: states[producer].outputs.get(output, "") for var, producer, output in step.output_sources}
+    """O3: each ``stepOutput`` variable's value, read when the step starts: the output, or its
+    ``default`` if the producer did not succeed (a step without outputs keeps none). The engine
+    starts a step only once every output it reads without a default exists (else
+    OutputUnavailable)."""
+    defaults = step.output_defaults
+    return {var: states[producer].outputs.get(output, defaults.get(var, ""))
+            for var, producer, output in step.output_sources}

@@ -298,18 +298,22 @@ def resource_budget(spec: WorkflowSpec) -> tuple[dict[str, Decimal] | None, dict
 
 # --- entry points ----------------------------------------------------------------------------
 
-def plan_errors(spec: WorkflowSpec) -> list[FieldError]:
-    """Cross-step checks of the structure: G6 groups, then D2 references and cycles when names
-    are sound, each for spec.steps and spec.finally apart (X2). The data-flow checks (O4, W2)
-    need a sound structure: "a prerequisite" is defined by it."""
-    errors = group_errors(spec.steps) + group_errors(spec.finally_steps)
+def names_sound(spec: WorkflowSpec) -> bool:
+    """Every step has a name of its own: what the graph of waits is keyed by."""
     names = [s.name for s in spec.all_steps]
-    if not (all(names) and len(set(names)) == len(names)):
-        return errors
+    return all(names) and len(set(names)) == len(names)
+
+
+def plan_errors(spec: WorkflowSpec) -> list[FieldError]:
+    """Cross-step checks of the structure, all in one pass: G6 groups, D2 references, and the
+    cycles among the references that hold, each for spec.steps and spec.finally apart (X2). A
+    cycle is looked for only when names are sound (a duplicate name makes false ones). The
+    data-flow checks (O4, W2) need a sound structure: "a prerequisite" is defined by it."""
+    errors = group_errors(spec.steps) + group_errors(spec.finally_steps)
     for steps, other in ((spec.steps, spec.finally_steps), (spec.finally_steps, spec.steps)):
-        references = reference_errors(steps, other)
-        errors.extend(references)
-        errors.extend([] if references else cycle_errors(steps, group_steps(steps)))
+        errors.extend(reference_errors(steps, other))
+        if names_sound(spec):
+            errors.extend(cycle_errors(steps, group_steps(steps)))
     return errors
 
 
@@ -325,7 +329,7 @@ def compile_workflow(doc: Any, types: TypeLookup | None = None) -> Plan:
     errors = errors + structural + resource_budget(spec)[2]
     plan = _skeleton(spec)
     conditions: dict[str, Condition] = {}
-    if not structural:
+    if not structural and names_sound(spec):
         data, conditions = data_errors(plan)
         errors += data
     if errors:

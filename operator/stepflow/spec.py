@@ -24,16 +24,19 @@ from stepflow.documents import iter_documents as iter_documents
 from stepflow.documents import read_documents as read_documents
 from stepflow.field_checks import LABEL_VALUE as LABEL_VALUE
 from stepflow.field_checks import OUTPUT_NAME as OUTPUT_NAME
-from stepflow.field_checks import QUALIFIED_NAME, Collector, excerpt, kind_of
+from stepflow.field_checks import QUALIFIED_NAME, Collector, described, excerpt, foreign_shape
 from stepflow.field_checks import RESERVED_LABEL_PREFIXES as RESERVED_LABEL_PREFIXES
 from stepflow.field_checks import FieldError as FieldError
 from stepflow.field_checks import SpecError as SpecError
+from stepflow.field_checks import step_output_default as step_output_default
+from stepflow.field_checks import step_output_source as step_output_source
 from stepflow.fields import DEFAULT_MAX_CONCURRENCY as DEFAULT_MAX_CONCURRENCY
 from stepflow.fields import FAILURE_POLICIES as FAILURE_POLICIES
 from stepflow.fields import MAX_OUTPUT_NAME as MAX_OUTPUT_NAME
 from stepflow.fields import MAX_PARALLEL_GROUP as MAX_PARALLEL_GROUP
 from stepflow.fields import MAX_RETRIES as MAX_RETRIES
 from stepflow.fields import MAX_WORKFLOW_NAME as MAX_WORKFLOW_NAME
+from stepflow.schema_check import METADATA_FIELDS, nested_errors
 
 API_GROUP = "stepflow.dev"
 API_VERSION = "v1alpha1"
@@ -131,6 +134,11 @@ class Step:
                      if (source := step_output_source(var)) is not None)
 
     @property
+    def output_defaults(self) -> dict[str, str]:
+        """The variables read from an output that has a default, with it."""
+        return {var["name"]: default for var in self.env if (default := step_output_default(var)) is not None}
+
+    @property
     def argv(self) -> tuple[str, ...]:
         """The process to run, the same way a container would: script runs under sh -c."""
         if self.script is not None:
@@ -175,15 +183,6 @@ class WorkflowSpec:
         return {s.name: s.index for s in self.all_steps}
 
 
-def step_output_source(var: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(step, output) of an env entry ``valueFrom: {stepOutput: {step, output}}``, else None."""
-    source = (var.get("valueFrom") or {}).get("stepOutput") if isinstance(var.get("valueFrom"), Mapping) \
-        else None
-    if not isinstance(source, Mapping):
-        return None
-    return str(source.get("step")), str(source.get("output"))
-
-
 def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     """Parse what can be parsed and return it with every field-level error found.
 
@@ -192,10 +191,14 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     """
     c = Collector()
     if not isinstance(doc, Mapping):
-        return None, [FieldError("(document)", f"must be an object, got {kind_of(doc)}")]
+        return None, [FieldError("(document)", f"must be an object, got {described(doc)}")]
+    foreign = foreign_shape(doc)
+    if foreign is not None:
+        return None, [foreign]
     c.unknown_fields(doc, TOP_FIELDS, "")
-    _check_header(doc, c)
+    c.header(doc, f"{API_GROUP}/{API_VERSION}", KIND)
     meta = c.mapping(doc.get("metadata"), "metadata")
+    c.unknown_fields(meta, METADATA_FIELDS, "metadata")
     spec = c.mapping(doc.get("spec"), "spec")
     c.unknown_fields(spec, SPEC_FIELDS, "spec")
     steps = _parse_steps(spec.get("steps"), c)
@@ -203,10 +206,11 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
     _check_names(steps + finally_steps, c)
     policy = c.typed(spec, "failurePolicy", "spec", str, "StopAfterGroup")
     if policy not in FAILURE_POLICIES:
-        c.error("spec.failurePolicy", f"must be one of {', '.join(FAILURE_POLICIES)}, got {excerpt(policy)}")
+        c.error("spec.failurePolicy", f"must be one of {', '.join(FAILURE_POLICIES)}, "
+                                      f"got {described(policy)}")
         policy = "StopAfterGroup"
     workflow = WorkflowSpec(
-        name=str(meta.get("name") or ""),
+        name=c.typed(meta, "name", "metadata", str, ""),
         namespace=meta.get("namespace"),
         steps=steps,
         max_concurrency=c.integer(spec, "maxConcurrency", "spec", DEFAULT_MAX_CONCURRENCY, 1),
@@ -221,7 +225,8 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
         queue_name=_queue_name(spec, c),
     )
     if not workflow.name:
-        c.error("metadata.name", "is required")
+        if isinstance(meta.get("name"), str | None):  # a name of another type was said by c.typed
+            c.error("metadata.name", "is required")
     elif not DNS1123_SUBDOMAIN.fullmatch(workflow.name):
         c.error("metadata.name", f"{excerpt(workflow.name, 80)} is not a DNS-1123 subdomain (lower-case "
                                  "letters, digits, '-' and '.', starting and ending alphanumeric)")
@@ -265,24 +270,18 @@ def _queue_name(spec: Mapping[str, Any], c: Collector) -> str | None:
     return name
 
 
-def _check_header(doc: Mapping[str, Any], c: Collector) -> None:
-    expected = f"{API_GROUP}/{API_VERSION}"
-    if doc.get("apiVersion") != expected:
-        c.error("apiVersion", f"must be {expected!r}, got {excerpt(doc.get('apiVersion'))}")
-    if doc.get("kind") != KIND:
-        c.error("kind", f"must be {KIND!r}, got {excerpt(doc.get('kind'))}")
-
-
 def _parse_defaults(value: Any, c: Collector) -> Defaults:
     obj = c.mapping(value, "spec.defaults")
     c.unknown_fields(obj, DEFAULTS_FIELDS, "spec.defaults")
-    return Defaults(
+    defaults = Defaults(
         image=c.typed(obj, "image", "spec.defaults", str),
         env=c.env(obj, "env", "spec.defaults"),
         resources=c.typed(obj, "resources", "spec.defaults", dict),
         pod_metadata=_pod_metadata(c, obj, "spec.defaults"),
         pod=_pod_settings(c, obj, "spec.defaults"),
     )
+    c.errors += nested_errors(obj, "spec.defaults", c.errors, in_defaults=True)
+    return defaults
 
 
 def _parse_steps(value: Any, c: Collector) -> tuple[Step, ...]:
@@ -290,7 +289,7 @@ def _parse_steps(value: Any, c: Collector) -> tuple[Step, ...]:
         c.error("spec.steps", "must list at least one step")
         return ()
     if not isinstance(value, list):
-        c.error("spec.steps", f"must be a list, got {kind_of(value)}")
+        c.error("spec.steps", f"must be a list, got {described(value)}")
         return ()
     if len(value) > MAX_STEPS:
         c.error("spec.steps", f"has {len(value)} steps; at most {MAX_STEPS} are allowed")
@@ -303,7 +302,7 @@ def _parse_finally(value: Any, offset: int, c: Collector) -> tuple[Step, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        c.error("spec.finally", f"must be a list, got {kind_of(value)}")
+        c.error("spec.finally", f"must be a list, got {described(value)}")
         return ()
     if offset + len(value) > MAX_STEPS:
         c.error("spec.finally", f"brings the steps to {offset + len(value)}; at most {MAX_STEPS} "
@@ -323,7 +322,7 @@ def _parse_step(item: Any, position: int, c: Collector, offset: int = 0, final: 
                 path: str | None = None) -> Step:
     path = path or f"spec.{'finally' if final else 'steps'}[{position}]"
     errors_before = len(c.errors)
-    obj = c.mapping(item, path)
+    obj = c.mapping(item, path, required=True)
     c.unknown_fields(obj, STEP_FIELDS, path)
     name = c.typed(obj, "name", path, str, "")
     step = Step(
@@ -354,6 +353,7 @@ def _parse_step(item: Any, position: int, c: Collector, offset: int = 0, final: 
         params=c.params(obj, path),
         service_account_name=_service_account(obj, path, c),
     )
+    c.errors += nested_errors(obj, path, c.errors[errors_before:])
     _name_the_step(c, errors_before, name)
     return step
 
@@ -402,6 +402,8 @@ def _check_names(steps: tuple[Step, ...], c: Collector) -> None:
     first_seen: dict[str, str] = {}
     for step in steps:
         path = f"{step.path}.name"
+        if step.path in c.not_objects:
+            continue
         if not step.name:
             c.error(path, "is required")
         elif len(step.name) > 63 or not DNS1123_LABEL.fullmatch(step.name):
@@ -417,6 +419,8 @@ def _check_step_commands(workflow: WorkflowSpec, c: Collector) -> None:
     for step in workflow.all_steps:
         path = step.path
         label = f'step "{step.name}"'
+        if path in c.not_objects:
+            continue
         if step.script is not None and (step.command or step.args):
             c.error(path, f"{label} sets both script and command/args; use one")
         elif step.script is None and not step.command:
@@ -435,10 +439,7 @@ def _pod_metadata(c: Collector, obj: Mapping[str, Any], path: str) -> PodMetadat
 
 def _pod_settings(c: Collector, obj: Mapping[str, Any], path: str) -> PodSettings:
     tolerations = c.typed(obj, "tolerations", path, list)
-    if tolerations is not None:
-        for i, item in enumerate(tolerations):
-            if not isinstance(item, Mapping):
-                c.error(f"{path}.tolerations[{i}]", f"must be an object, got {kind_of(item)} {excerpt(item)}")
+    if tolerations is not None:  # each item is checked against the schema (nested_errors)
         tolerations = tuple(t for t in tolerations if isinstance(t, Mapping))
     return PodSettings(
         security_context=c.typed(obj, "securityContext", path, dict),

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stepflow import fields
-from stepflow.field_checks import OUTPUT_NAME, FieldError, excerpt, kind_of
+from stepflow.field_checks import OUTPUT_NAME, FieldError, described, excerpt
 from stepflow.spec import step_field_errors
 from stepflow.waits import close_match
 
@@ -117,9 +117,9 @@ def read_step_type(doc: Any, where: str = "") -> tuple[StepType | None, list[Fie
         errors.append(FieldError(f"{where}{path}", message))
 
     if not isinstance(doc, Mapping):
-        return None, [FieldError(f"{where}(document)", f"must be an object, got {kind_of(doc)}")]
+        return None, [FieldError(f"{where}(document)", f"must be an object, got {described(doc)}")]
     if doc.get("apiVersion") != API_VERSION:
-        error("apiVersion", f"must be {API_VERSION!r}, got {excerpt(doc.get('apiVersion'))}")
+        error("apiVersion", f"must be {API_VERSION!r}, got {described(doc.get('apiVersion'))}")
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
     name = meta.get("name")
     if not isinstance(name, str) or not name:
@@ -127,7 +127,7 @@ def read_step_type(doc: Any, where: str = "") -> tuple[StepType | None, list[Fie
         name = ""
     spec = doc.get("spec")
     if not isinstance(spec, Mapping):
-        error("spec", f"must be an object, got {kind_of(spec)}")
+        error("spec", f"must be an object, got {described(spec)}")
         return None, errors
     label = f'{doc.get("kind")} "{name}"'
     for key in spec:
@@ -156,12 +156,12 @@ def _param_errors(spec: Mapping[str, Any]) -> list[FieldError]:
         return []
     if not isinstance(params, list):
         return [FieldError("spec.params", f"must be a list of {{name, description, default, enum}}, "
-                                          f"got {kind_of(params)}")]
+                                          f"got {described(params)}")]
     errors, seen = [], set()
     for i, param in enumerate(params):
         path = f"spec.params[{i}]"
         if not isinstance(param, Mapping):
-            errors.append(FieldError(path, f"must be an object, got {kind_of(param)}"))
+            errors.append(FieldError(path, f"must be an object, got {described(param)}"))
             continue
         for key in param:
             if key not in ("name", "description", "default", "enum"):
@@ -178,7 +178,7 @@ def _param_errors(spec: Mapping[str, Any]) -> list[FieldError]:
         seen.add(name)
         for key in ("description", "default"):
             if key in param and not isinstance(param[key], str):
-                errors.append(FieldError(f"{path}.{key}", f"must be a string, got {kind_of(param[key])} "
+                errors.append(FieldError(f"{path}.{key}", f"must be a string, got {described(param[key])} "
                                                           "(quote numbers and booleans)"))
         enum = param.get("enum")
         if enum is not None and (not isinstance(enum, list) or not enum
@@ -259,7 +259,7 @@ def _params(step: Mapping[str, Any], step_type: StepType, path: str) -> tuple[di
     label = _label(step, step_type)
     if not isinstance(given, Mapping):
         return None, [FieldError(f"{path}.with", f"{label}: must be a map of param names to strings, "
-                                                 f"got {kind_of(given)}")]
+                                                 f"got {described(given)}")]
     declared = {p["name"]: p for p in step_type.params}
     errors, values = [], {}
     for key, value in given.items():
@@ -269,7 +269,7 @@ def _params(step: Mapping[str, Any], step_type: StepType, path: str) -> tuple[di
             errors.append(FieldError(where, f"{label}: unknown param{close_match(str(key), set(declared))} "
                                             f"(its params: {known})"))
         elif not isinstance(value, str):
-            errors.append(FieldError(where, f"{label}: must be a string, got {kind_of(value)} "
+            errors.append(FieldError(where, f"{label}: must be a string, got {described(value)} "
                                             "(quote numbers and booleans)"))
         elif declared[key].get("enum") and value not in declared[key]["enum"]:
             errors.append(FieldError(where, f"{label}: {excerpt(value)} is not one of "

@@ -133,8 +133,11 @@ def describe_cycle(cycle: list[str], groups: tuple[tuple[str, ...], ...]) -> str
 
 
 def cycle_errors(steps: tuple[Step, ...], groups: tuple[tuple[str, ...], ...]) -> list[FieldError]:
-    """D2: no step may wait for itself, through dependsOn and barriers; one cycle is shown."""
-    cycle = find_cycle(steps, groups)
+    """D2: no step may wait for itself, through dependsOn and barriers; one cycle is shown. A
+    reference that is an error of its own (unknown, itself, the other list) takes no part."""
+    edges = wait_edges(steps, groups)
+    cycle = _dfs_cycle({node: tuple(t for t in waits if t in edges and t != node)
+                        for node, waits in edges.items()})
     if cycle is None:
         return []
     # Point at a dependsOn the user can edit: barrier edges only go back a group, so every

@@ -56,40 +56,69 @@ def load_types(paths: Iterable[str | Path]) -> tuple[list[StepType], list[FieldE
     return types, errors
 
 
-def load_plans(path: str | Path, types: Iterable[str | Path] = ()) -> list[Plan]:
-    """Every Workflow in a file, planned with the step types given and those in the file; all
-    errors of all documents in one SpecError."""
+def _compiled(path: str | Path, types: Iterable[str | Path], name: str | None = None
+              ) -> tuple[list[tuple[str, Plan]], list[FieldError], list[FieldError], list[str]]:
+    """The Workflows of a file (only those called ``name``, if given) planned with the step types
+    given and those in the file: (prefix, plan) pairs, the errors of the type documents, those
+    of the Workflows (each with its ``[document N]`` prefix), and every Workflow's name."""
     docs = read_documents(path)
-    given, errors = load_types(types)
+    given, type_errors = load_types(types)
     own, problems = _types_of(docs, str(path))
     catalog = Catalog.of(given + own)
-    errors += problems
-    plans = []
+    plans, errors, names = [], [], []
     for number, doc in enumerate(docs, start=1):
         if is_step_type(doc):
             continue
+        names.append(_name_of(doc))
+        if name is not None and names[-1] != name:
+            continue
+        prefix = _prefix(number, len(docs))
         try:
-            plans.append(compile_workflow(doc, catalog))
+            plans.append((prefix, compile_workflow(doc, catalog)))
         except SpecError as exc:
-            prefix = _prefix(number, len(docs))
             errors.extend(FieldError(prefix + e.path, e.message) for e in exc.errors)
+    return plans, type_errors + problems, errors, names
+
+
+def _name_of(doc: Any) -> str:
+    meta = doc.get("metadata") if isinstance(doc, dict) else None
+    return str(meta.get("name") or "") if isinstance(meta, dict) else ""
+
+
+def file_plans(path: str | Path, types: Iterable[str | Path] = ()
+               ) -> tuple[list[tuple[str, Plan]], list[FieldError]]:
+    """Every valid Workflow of a file with its ``[document N] `` prefix ("" in a file of one
+    document), for the errors found in it later, and the errors of all the others: a file's
+    every problem in one pass. An unreadable file raises SpecError."""
+    plans, type_errors, errors, _ = _compiled(path, types)
+    errors = type_errors + errors
     if not plans and not errors:
         errors.append(FieldError("(file)", "contains no Workflow document, only step types"))
+    return plans, errors
+
+
+def load_plans(path: str | Path, types: Iterable[str | Path] = ()) -> list[Plan]:
+    """Every Workflow in a file, planned with the step types given and those in the file; all
+    errors of all documents in one SpecError."""
+    plans, errors = file_plans(path, types)
     if errors:
         raise SpecError(errors)
-    return plans
+    return [plan for _, plan in plans]
 
 
 def load_plan(path: str | Path, name: str | None = None, types: Iterable[str | Path] = ()) -> Plan:
     """The one Workflow of a file, or the one called ``name`` in a file of several: the file
-    is read and checked as ``validate`` reads it, whichever command asks."""
-    plans = load_plans(path, types)
+    is read and checked as ``validate`` reads it, whichever command asks. With ``name``, only
+    that Workflow counts: a sibling's errors, or a type's it does not use, do not refuse it."""
     if name is not None:
-        chosen = [p for p in plans if p.spec.name == name]
-        if not chosen:
-            names = ", ".join(p.spec.name for p in plans)
-            raise SpecError([FieldError("(file)", f'holds no Workflow "{name}" (it holds: {names})')])
-        return chosen[0]
+        chosen, type_errors, errors, names = _compiled(path, types, name)
+        if chosen:
+            return chosen[0][1]
+        if errors or type_errors:
+            raise SpecError(type_errors + errors)
+        held = ", ".join(f'"{n}"' for n in names if n) or "no Workflow"
+        raise SpecError([FieldError("(file)", f'holds no Workflow "{name}" (it holds: {held})')])
+    plans = load_plans(path, types)
     if len(plans) != 1:
         names = ", ".join(p.spec.name for p in plans)
         raise SpecError([FieldError("(file)", f"holds {len(plans)} Workflows ({names}); choose one with "

@@ -89,7 +89,7 @@ def test_missing_file_and_non_workflow_document(tmp_path, capsys):
     code, lines, _ = validate(capsys, tmp_path / "absent.yaml", listing)
     assert code == 1
     assert lines[0].startswith(f"{tmp_path / 'absent.yaml'}: (file): ")
-    assert lines[1] == f"{listing}: (document): must be an object, got list"
+    assert lines[1] == f"{listing}: (document): must be an object, got a list of 2 items"
 
 
 def test_the_installed_command_exits_1_with_errors_on_stderr_and_no_traceback(tmp_path):

@@ -20,12 +20,19 @@ def test_a_step_timeout_is_the_jobs_active_deadline(kube, operator):
 
 
 def test_the_workflow_timeout_cancels_like_fail_fast_with_reason_timeout(kube, operator):
-    kube.create(workflow("slowpoke", [step("forever", hold=True), step("never")], timeoutSeconds=2))
+    doc = workflow("slowpoke", [step("forever", hold=True), step("never")], timeoutSeconds=2)
+    # W2, X1: in a finally step workflow.failed is the main steps' outcome, a Timeout included.
+    doc["spec"]["finally"] = [step("alert", parallel=True, when="workflow.failed"),
+                              step("celebrate", parallel=True, when="!workflow.failed")]
+    kube.create(doc)
     status = kube.wait_phase("slowpoke", timeout=60)
     assert status["phase"] == "Failed" and status["reason"] == "Timeout"
     assert status["steps"]["forever"]["phase"] == "Cancelled"
     assert status["steps"]["forever"]["reason"] == "Timeout"
     assert status["steps"]["never"]["phase"] == "Skipped"
+    assert status["steps"]["alert"]["phase"] == "Succeeded"
+    assert (status["steps"]["celebrate"]["phase"], status["steps"]["celebrate"]["reason"]) == (
+        "Skipped", "ConditionFalse")
     wait_for(lambda: kube.get("jobs", "slowpoke-1-forever") is None)
 
 

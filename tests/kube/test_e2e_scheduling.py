@@ -233,7 +233,8 @@ def test_outputs_travel_through_the_termination_message_to_the_consumers_job(kub
     assert status["phase"] == "Succeeded", status.get("message")
     assert status["steps"]["build"]["outputs"] == {"tag": "v1.4.2"}
     assert status["steps"]["notify"]["finally"] is True
-    assert status["groups"][-1] == ["notify"]
+    assert status["groups"][-1] == ["notify", "alert"]
+    assert status["steps"]["alert"]["reason"] == "ConditionFalse"  # when: workflow.failed
     jobs = {j["metadata"]["labels"]["stepflow.dev/step"]: j for j in kube.jobs(name)}
     env = {e["name"]: e for e in jobs["deploy"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["IMAGE_TAG"] == {"name": "IMAGE_TAG", "value": "v1.4.2"}

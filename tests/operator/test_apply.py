@@ -53,3 +53,20 @@ def test_jobs_of_a_dead_operator_are_adopted_with_their_own_times_and_failure_de
     # The run began no later than the Jobs it adopted, not when this operator got to it.
     assert parse_time(status["startedAt"]) <= parse_time(a["startedAt"]) <= NOW - 30
     assert parse_time(a["startedAt"]) < parse_time(a["finishedAt"]) < NOW
+
+
+def test_a_finally_step_reads_the_default_of_an_output_its_failed_producer_never_wrote():
+    """O3 with a default, in the Job: build failed, so notify is not skipped OutputUnavailable;
+    its Job carries the default as the variable's value."""
+    reads = {"name": "IMAGE_TAG", "valueFrom": {"stepOutput": {"step": "build", "output": "tag",
+                                                               "default": "none"}}}
+    reconciler, api, _ = setup([{"name": "build", "script": "true", "outputs": ["tag"]}],
+                               **{"finally": [{"name": "notify", "script": "true", "env": [reads]}]})
+    job = existing_job(api.workflow, "build", owner_uid="uid-new", started=NOW - 30, outcome="Failed")
+    api.jobs[job["metadata"]["name"]] = job
+    reconciler.reconcile(KEY)
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["notify"]["phase"] == "Running"
+    notify = next(j for j in api.jobs.values() if j["metadata"]["labels"]["stepflow.dev/step"] == "notify")
+    env = {e["name"]: e for e in notify["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["IMAGE_TAG"] == {"name": "IMAGE_TAG", "value": "none"}

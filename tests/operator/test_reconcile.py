@@ -30,3 +30,21 @@ def test_a_started_step_is_published_as_running_so_the_next_reconcile_writes_not
     assert "starting" not in api.workflow["status"]["message"]
     reconciler.reconcile(KEY)
     assert len(patches) == 1, patches[1:]
+
+
+def test_a_condition_that_raises_at_evaluation_fails_its_step_instead_of_every_reconcile(monkeypatch):
+    """W2 in the operator: an evaluation error is the step's (Failed, ConditionError), decided by
+    the engine; the reconcile does not raise, so the run, its timeout and its finally steps go on."""
+    from stepflow import conditions
+
+    monkeypatch.setattr(conditions, "_check_cost", lambda checked, placeholders: None, raising=False)
+    ten = "[1,2,3,4,5,6,7,8,9,10]"
+    when = f"{ten}.all(x, {ten}.all(y, {ten}.all(z, {ten}.all(w, x + y + z + w > 0))))"
+    reconciler, api, _ = setup([{"name": "b", "script": "true", "when": when}],
+                               **{"finally": [{"name": "notify", "script": "true"}]})
+    reconciler.reconcile(KEY)
+    reconciler.reconcile(KEY)
+    status = api.workflow["status"]
+    assert (status["steps"]["b"]["phase"], status["steps"]["b"]["reason"]) == ("Failed", "ConditionError")
+    assert "iterated more than 10,000 times" in status["steps"]["b"]["message"]
+    assert [job for job in api.created if "notify" in job], api.created  # the finally step started

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from stepflow.graph import to_dot, to_mermaid
 from stepflow.plan import compile_workflow
+from stepflow.printable import printable
 from stepflow.spec import API_GROUP, API_VERSION, RERUN_FAILED_ANNOTATION, SpecError
 from stepflow.status import group_label, human_duration, outputs_text, parse_time, phase_label, rfc3339
 from stepflow.step_types import Catalog
@@ -45,7 +46,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         return parser
 
     listing = command("list", cmd_list, "list workflows with phase, progress, age and duration", False)
-    listing.add_argument("-A", "--all-namespaces", action="store_true")
+    listing.add_argument("-A", "--all-namespaces", action="store_true",
+                         help="every namespace the identity may list (default: -n, else the context's)")
     status = command("status", cmd_status, "show each step: group, phase, times, Job and message")
     status.add_argument("-w", "--watch", action="store_true", help="update until the workflow ends")
     timeline = command("timeline", cmd_timeline, "Gantt chart of the run, one bar per step")
@@ -211,10 +213,10 @@ def status_view(workflow: dict[str, Any], now: float) -> Group:
         if entry.get("outputs"):
             message = f"outputs: {outputs_text(entry)}" + (f"; {message}" if message else "")
         started = (rfc3339(start) or "")[11:19]
-        table.add_row(group_label(entry), name, Text(entry.get("type") or ""),
+        table.add_row(group_label(entry), name, Text(printable(entry.get("type") or "")),
                       Text(phase_label(entry), style=PHASE_STYLES.get(phase, "")),
-                      started, took, entry.get("jobName", ""), Text(message))
-    return Group(Text(title), table)  # Text: never markup
+                      started, took, entry.get("jobName", ""), Text(printable(message)))
+    return Group(Text(printable(title)), table)  # Text: never markup; printable: no escape sequence
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -18,16 +18,18 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from stepflow.cli.options import OncePerName, pool_limit, whole_number
 from stepflow.cli.step_types import add_types_option
 from stepflow.cluster_refusals import cluster_errors
 from stepflow.engine import SUCCEEDED
 from stepflow.graph import to_dot, to_mermaid
 from stepflow.local import LocalRun, unsupported_fields
 from stepflow.plan import Plan, critical_path
-from stepflow.spec import SpecError
+from stepflow.printable import printable
+from stepflow.spec import FieldError, SpecError
 from stepflow.status import group_label, human_duration, outputs_text, parse_time, phase_label
 from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline
-from stepflow.workflow_files import load_plan, load_plans
+from stepflow.workflow_files import file_plans, load_plan
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -51,36 +53,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("file", metavar="FILE")
     run.add_argument("--name", help="the Workflow to run, in a file that holds several")
     add_types_option(run)
-    run.add_argument("--max-concurrency", type=_positive_int, metavar="N",
+    run.add_argument("--max-concurrency", type=whole_number(1), metavar="N",
                      help="override spec.maxConcurrency")
-    run.add_argument("--pool", action="append", type=_pool_limit, default=[], metavar="NAME=LIMIT",
-                     help="the limit of a StepPool the steps name (repeatable); other pools are unlimited")
+    run.add_argument("--pool", action=OncePerName, type=pool_limit, default=[], metavar="NAME=LIMIT",
+                     help="the limit of a StepPool the steps name (repeatable, once per pool); other "
+                          "pools are unlimited")
     run.add_argument("--report", metavar="PATH", help="write the final status document as JSON")
     run.add_argument("--logs", metavar="DIR", help="per-step logs (default stepflow-logs/NAME)")
     run.add_argument("--timeline", action="store_true", help="print a Gantt chart at the end")
     run.set_defaults(handler=cmd_run)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return value
-
-
-def _pool_limit(text: str) -> tuple[str, int]:
-    name, equals, limit = text.partition("=")
-    if not equals or not name:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=LIMIT, such as prod-deploys=1")
-    try:
-        return name, _positive_int(limit)
-    except (ValueError, argparse.ArgumentTypeError):
-        raise argparse.ArgumentTypeError(f"{text!r}: the limit must be a whole number >= 1") from None
-
-
 def _print_errors(source: str, error: SpecError) -> None:
-    for item in error.errors:
-        print(f"{source}: {item}", file=sys.stderr)
+    for item in error.errors:  # a value quoted from the file may hold an escape sequence
+        print(printable(f"{source}: {item}"), file=sys.stderr)
 
 
 # --- validate ----------------------------------------------------------------------------------
@@ -89,15 +75,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for file in args.files:
         try:
-            plans = load_plans(file, args.types)
-        except SpecError as exc:
-            _print_errors(file, exc)
+            plans, errors = file_plans(file, args.types)
+        except SpecError as exc:  # unreadable, or not YAML
+            plans, errors = [], exc.errors
+        if errors:
+            _print_errors(file, SpecError(errors))
             status = EXIT_FAILED
-            continue
-        for plan in plans:
+        for prefix, plan in plans:
             refused = cluster_errors(plan)  # validate answers for the cluster, as `kubectl apply` would
             if refused:
-                _print_errors(file, SpecError(refused))
+                _print_errors(file, SpecError(FieldError(prefix + e.path, e.message) for e in refused))
                 status = EXIT_FAILED
                 continue
             print(f"{file}: {plan.spec.name}: valid ({_count(len(plan.steps), 'step')} in "
@@ -134,8 +121,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _durations(plan: Plan, option: str | None) -> dict[str, float]:
     """Each step's estimatedSeconds, overridden step by step by --durations."""
-    from stepflow.spec import FieldError
-
     estimated = {s.name: s.estimated_seconds for s in plan.steps if s.estimated_seconds is not None}
     if option is None:
         return estimated
@@ -151,10 +136,13 @@ def _durations(plan: Plan, option: str | None) -> dict[str, float]:
         data = dict(item.split("=", 1) for item in option.split(","))
     if not isinstance(data, dict):
         raise SpecError([FieldError("--durations", "the JSON file must hold an object of step: seconds")])
-    try:
-        durations = {str(k): float(v) for k, v in data.items()}
-    except (TypeError, ValueError) as exc:
-        raise SpecError([FieldError("--durations", f"not a number: {exc}")]) from None
+    durations = {}
+    for key, value in data.items():
+        try:
+            durations[str(key)] = float(value)
+        except (TypeError, ValueError):
+            raise SpecError([FieldError("--durations", f"{key}: expected a number of seconds, "
+                                                       f"got {value!r}")]) from None
     bad = sorted(name for name, seconds in durations.items() if not 0 <= seconds < math.inf)
     if bad:
         raise SpecError([FieldError("--durations", f"must be finite and >= 0: {', '.join(bad)}")])
@@ -197,7 +185,7 @@ def _print_plan_text(plan: Plan, durations: dict[str, float]) -> None:
             if step.output_sources:
                 waits += "; reads " + ", ".join(f"{p}.{o}" for _, p, o in step.output_sources)
             label = f"{g + 1} finally" if step.final else str(g + 1)
-            row = [label if i == 0 else "", name, Text(step.type), Text(waits)]  # Text: never markup
+            row = [label if i == 0 else "", name, Text(printable(step.type)), Text(printable(waits))]
             if durations:
                 row.append(human_duration(durations[name]) if name in durations else "?")
             table.add_row(*row, end_section=i == len(members) - 1)
@@ -329,7 +317,8 @@ def _event_printer(console: Console):
     """Plain transition lines for logs and pipes, where a live view would be noise."""
     def on_event(run: LocalRun, event: str, name: str) -> None:
         state = run.states[name]
-        extra = f" ({state.reason}: {state.message})" if event in ("failed", "skipped", "cancelled") else ""
+        extra = f" ({state.reason}: {printable(state.message)})" if event in ("failed", "skipped",
+                                                                              "cancelled") else ""
         elapsed = run.clock() - (run.started_at or run.clock())
         with contextlib.suppress(OSError):  # a closed pipe must not stop the run
             console.print(f"{elapsed:7.2f}s  {event:<9} {name}{extra}", highlight=False, markup=False)
@@ -388,7 +377,10 @@ def _rows_worth_showing(run: LocalRun, names: list[str], rows: int) -> set[str]:
 
 
 def summary_table(status: dict[str, Any]) -> Table:
-    table = Table(title=Text(f"{status['phase']}: {status.get('message', '')}"), show_edge=False)
+    """The run's outcome, one row per step. What a step wrote (its message, outputs, termination
+    message) and what the file says are shown with their control characters escaped: a terminal
+    would obey an escape sequence among them."""
+    table = Table(title=Text(printable(f"{status['phase']}: {status.get('message', '')}")), show_edge=False)
     for column in ("group", "step", "phase", "took", "detail"):
         table.add_column(column)
     for name, entry in sorted(status["steps"].items(), key=lambda kv: kv[1]["index"]):
@@ -400,7 +392,7 @@ def summary_table(status: dict[str, Any]) -> Table:
         if entry.get("outputs"):
             detail = f"outputs: {outputs_text(entry)}" + (f"; {detail}" if detail else "")
         phase = Text(phase_label(entry), style=PHASE_STYLES.get(entry["phase"], ""))
-        table.add_row(group_label(entry), name, phase, took, Text(detail))
+        table.add_row(group_label(entry), name, phase, took, Text(printable(detail)))
     return table
 
 

@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from stepflow.cli.cluster import connect, log_tail
+from stepflow.cli.options import whole_number
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -18,11 +19,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--kubeconfig", help="path to the kubeconfig file")
     parser.add_argument("--context", help="kubeconfig context to use")
     parser.add_argument("-n", "--namespace", help="namespace (default: the context's)")
-    parser.add_argument("-A", "--all-namespaces", action="store_true")
+    parser.add_argument("-A", "--all-namespaces", action="store_true",
+                        help="every namespace the identity may list (default: -n, else the context's)")
     parser.add_argument(
         "--address", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
     )
-    parser.add_argument("--port", type=int, default=8480, help="port (default 8480; 0 picks a free one)")
+    parser.add_argument("--port", type=whole_number(0), default=8480,
+                        help="port (default 8480; 0 picks a free one)")
     parser.set_defaults(handler=cmd_ui)
 
 

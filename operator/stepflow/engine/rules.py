@@ -109,8 +109,10 @@ def decide(
     caps = Caps(cap, suspended, pool_slots, global_slots)
     observations = indexed(plan, states)
     main_plan, final_plan = plan.parts
+    # workflow.failed is read by finally steps only (the plan refuses it in main steps, where it
+    # would depend on timing): there it is the main steps' outcome, final by then.
     main = _evaluate(main_plan, observations.parts[0], observations, now=now, started_at=started_at,
-                     stop=stop, earlier_failed=[])
+                     stop=stop, workflow_failed=False)
     if final_plan is None:
         main_part = _part_decision(main, admit(main_plan, main.ready, main.part, caps, queues), suspended)
         return _decision(main_part, main_part, len(observations))
@@ -128,7 +130,7 @@ def decide(
     # The main steps are over: only the finally steps can be admitted (the queues are asked once).
     main_part = _part_decision(main, Admitted(), suspended)
     final = _evaluate(final_plan, observations.parts[1], observations, now=now, started_at=None,
-                      stop=stop_finally, earlier_failed=main_part.failed)
+                      stop=stop_finally, workflow_failed=main_part.phase[0] == FAILED)
     final_part = _part_decision(final, admit(final_plan, final.ready, final.part, caps, queues), suspended)
     return _decision(_combine(main_part, final_part), final_part, len(observations))
 
@@ -168,7 +170,7 @@ def _combine(main: _PartDecision, final: _PartDecision) -> _PartDecision:
 
 
 def _evaluate(plan: Plan, part: PartStates, observations: Mapping[str, StepState], *, now: float,
-              started_at: float | None, stop: Verdict | None, earlier_failed: list[str]) -> _Pass:
+              started_at: float | None, stop: Verdict | None, workflow_failed: bool) -> _Pass:
     """The rules for one list of steps before the caps: G5, D1, D3, W1-W3 and F1-F5."""
     spec = plan.spec
     failed = sorted((n for n in part.with_phase(FAILED) if not plan.step_by_name[n].continue_on_error),
@@ -177,7 +179,7 @@ def _evaluate(plan: Plan, part: PartStates, observations: Mapping[str, StepState
     deadline = started_at + spec.timeout_seconds if started_at is not None and spec.timeout_seconds else None
     timed_out = deadline is not None and now >= deadline and not all_terminal
     abort = stop or _abort_verdict(spec.failure_policy, failed, timed_out, spec.timeout_seconds)
-    outcome = _Pass(plan, part, observations, failed, abort, bool(earlier_failed or failed))
+    outcome = _Pass(plan, part, observations, failed, abort, workflow_failed)
     outcome.run()
     outcome.wake_at = deadline if deadline is not None and not timed_out else None
     return outcome
@@ -224,7 +226,7 @@ class _Pass:
     observations: Mapping[str, StepState]  # both parts: a finally step reads main steps (X2)
     failed: list[str]
     abort: Verdict | None
-    workflow_failed: bool
+    workflow_failed: bool  # W2, for finally steps: the main steps ended Failed (X1)
     skip: dict[str, Verdict] = field(default_factory=dict)
     fail: dict[str, Verdict] = field(default_factory=dict)
     waiting: dict[str, Verdict] = field(default_factory=dict)
@@ -285,18 +287,17 @@ class _Pass:
 
     def _data_verdict(self, name: str) -> Verdict | None:
         """W3 and W1 for a step whose prerequisites are met: an output it reads is missing
-        (its producer did not succeed), or its condition is false or cannot be evaluated."""
+        (its producer did not succeed), or its condition is false or cannot be evaluated.
+
+        An env read with a ``default`` is never missing. A condition sees the outputs of a
+        producer that did not succeed as an empty map, so ``has(steps.build.outputs.tag)`` is
+        false there; only an evaluation that fails on such a map skips the step OutputUnavailable."""
         step = self.plan.step_by_name[name]
+        defaults = step.output_defaults
+        for var, producer, output in step.output_sources:
+            if var not in defaults and self.observations[producer].phase != SUCCEEDED:
+                return self._unavailable(producer, output)
         condition = self.plan.conditions.get(name)
-        reads = [(producer, output) for _, producer, output in step.output_sources]
-        if condition is not None:
-            reads += [(r.step, r.output or "") for r in condition.references if r.reads_outputs]
-        for producer, output in reads:
-            state = self.observations[producer]
-            if state.phase != SUCCEEDED:
-                what = f'output "{output}"' if output else "outputs"
-                return Verdict(OUTPUT_UNAVAILABLE, f'step "{producer}" was {state.phase.lower()}'
-                                                   f"{why(state)}, so its {what} is unavailable")
         if condition is None:
             return None
         views = {ref: step_view(self.observations[ref]) for ref in condition.steps}
@@ -306,8 +307,18 @@ class _Pass:
             if condition.evaluate(views, workflow):
                 return None
         except ConditionEvaluationError as exc:
+            missing = next(((r.step, r.output or "") for r in condition.references if r.reads_outputs
+                            and self.observations[r.step].phase != SUCCEEDED), None)
+            if missing is not None:
+                return self._unavailable(*missing)
             return Verdict(CONDITION_ERROR, f"when {condition.source!r} could not be evaluated: {exc}")
         return Verdict(CONDITION_FALSE, f"condition is false: {condition.source}")
+
+    def _unavailable(self, producer: str, output: str) -> Verdict:
+        state = self.observations[producer]
+        what = f'output "{output}"' if output else "outputs"
+        return Verdict(OUTPUT_UNAVAILABLE, f'step "{producer}" was {state.phase.lower()}{why(state)}, '
+                                           f"so its {what} is unavailable")
 
     def _affected_by(self, name: str) -> Iterable[str]:
         """Steps a skip of ``name`` may skip in turn: its dependsOn dependents, and the next

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 
 OUR_OPTIONS = """stepflow options (all other options go to `kopf run`, see `kopf run --help`):
@@ -22,35 +23,40 @@ Without -n/--namespace the operator watches all namespaces; it always runs --sta
 
 
 def run_operator(argv: Sequence[str]) -> int:
+    from stepflow.cli.options import seconds, whole_number
+
     parser = argparse.ArgumentParser(prog="stepflow operator", add_help=False)
-    parser.add_argument("--max-running-jobs", type=int)
-    parser.add_argument("--metrics-port", type=int)
-    parser.add_argument("--workers", type=int)
+    parser.add_argument("--max-running-jobs", type=whole_number(1), metavar="N")
+    parser.add_argument("--metrics-port", type=whole_number(0), metavar="N")
+    parser.add_argument("--workers", type=whole_number(1), metavar="N")
     parser.add_argument("--leader-elect", action="store_true")
     for option in ("lease-duration", "renew-deadline", "retry-period"):
-        parser.add_argument(f"--leader-elect-{option}", type=float)
-    parser.add_argument("--leader-elect-namespace")
-    parser.add_argument("--leader-elect-lease-name")
+        parser.add_argument(f"--leader-elect-{option}", type=seconds, metavar="S")
+    parser.add_argument("--leader-elect-namespace", metavar="NS")
+    parser.add_argument("--leader-elect-lease-name", metavar="NAME")
     ours, rest = parser.parse_known_args(list(argv))
     _lease_options(parser, ours)
     if "-h" in rest or "--help" in rest:
         print(OUR_OPTIONS + "\n")
     for option, variable in (("max_running_jobs", "STEPFLOW_MAX_RUNNING_JOBS"),
                              ("metrics_port", "STEPFLOW_METRICS_PORT"), ("workers", "STEPFLOW_WORKERS")):
-        value = getattr(ours, option)
+        value = getattr(ours, option)  # its type checked its bounds
         if value is not None:
-            if value < 0 or (option != "metrics_port" and value == 0):
-                parser.error(f"--{option.replace('_', '-')} must be positive")
             os.environ[variable] = str(value)
     scoped = any(a in ("-A", "--all-namespaces") or a.startswith(("-n", "--namespace")) for a in rest)
     scope = [] if scoped else ["--all-namespaces"]
     if scoped:  # a Role cannot grant the watch of a cluster-scoped kind (handlers.py)
         os.environ.setdefault("STEPFLOW_CLUSTER_STEP_TYPES", "0")
     args = ["run", "-m", "stepflow.operator.handlers", "--standalone", *scope, *rest]
+    from click.exceptions import ClickException
     from kopf.cli import main
 
     try:
         main(args=args, prog_name="stepflow operator", standalone_mode=False)
+    except ClickException as exc:  # an unknown option, say: the problem, exit 2 (a usage error)
+        print(f"stepflow operator: error: {exc.format_message()}\n(see stepflow operator --help)",
+              file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     return 0
