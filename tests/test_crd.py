@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from stepflow import crd, fields
+from stepflow import crd, fields, schemas
 from stepflow.fields import Field
 from stepflow.openapi import string
 
@@ -82,7 +82,7 @@ def test_a_new_spec_field_is_fixed_during_a_run_without_another_edit():
 def test_rules_over_the_whole_steps_list_have_plain_messages():
     """A real API server refuses a messageExpression over the whole steps list as too costly
     (tests/kube found it); `stepflow validate` and InvalidSpec name the steps instead."""
-    schema = fields.workflow_schema()
+    schema = schemas.workflow_schema()
     spec = schema["properties"]["spec"]
     for node in (schema, spec, spec["properties"]["steps"], spec["properties"]["finally"]):
         for rule in node["x-kubernetes-validations"]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from stepflow import fields
+from stepflow import fields, schemas
 from stepflow.fields import Field
 from stepflow.openapi import Schema, array, integer, obj, string
 from stepflow.spec import API_GROUP, API_VERSION
@@ -125,7 +125,7 @@ def workflow_crd(steps: Iterable[Field] = fields.STEP) -> dict[str, Any]:
         _column("Age", "date", AGE.format("Workflow"), ".metadata.creationTimestamp"),
         _column("Duration", "string", "Run time of the current or last run, e.g. 1m23s.", ".status.duration"),
         _column("Message", "string", "Human-readable summary of the run.", ".status.message", priority=1),
-    ], fields.workflow_schema(steps))
+    ], schemas.workflow_schema(steps))
 
 
 def _pool_steps(description: str) -> Schema:
@@ -166,7 +166,7 @@ def step_type_crd(kind: str, short_name: str) -> dict[str, Any]:
         _column("Age", "date", AGE.format(kind), ".metadata.creationTimestamp"),
         _column("Description", "string", "What a step of this type does.", ".spec.description",
                 priority=1),
-    ], fields.step_type_schema(kind), scope="Cluster" if kind.startswith("Cluster") else "Namespaced",
+    ], schemas.step_type_schema(kind), scope="Cluster" if kind.startswith("Cluster") else "Namespaced",
         status=False)
 
 

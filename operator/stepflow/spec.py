@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stepflow import fields
+from stepflow import fields, schemas
 
 # Re-exported (`X as X`): the rest of the code base imports these from stepflow.spec.
 from stepflow.documents import MAX_DOCUMENT_BYTES as MAX_DOCUMENT_BYTES
@@ -48,7 +48,7 @@ DNS1123_LABEL = re.compile(fields.DNS1123_LABEL)  # used with fullmatch
 DNS1123_SUBDOMAIN = re.compile(fields.DNS1123_SUBDOMAIN)
 
 # The known fields, for "unknown field" errors and their did-you-mean hints: the CRD's own.
-TOP_FIELDS = fields.names(fields.TOP)
+TOP_FIELDS = fields.names(schemas.TOP)
 SPEC_FIELDS = fields.names(fields.SPEC)
 DEFAULTS_FIELDS = fields.names(fields.DEFAULTS)
 STEP_FIELDS = fields.names(fields.STEP)
