@@ -8,7 +8,11 @@ through.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import json
+import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,6 +23,8 @@ from builders import step, workflow
 from scripted_api import KEY, setup
 from stepflow.cli import main
 from stepflow.env_values import carriers, container_env, expand_references, literal, references, resolve_env
+from stepflow.local import LocalRun
+from stepflow.operator.jobs import build_job
 from stepflow.plan import compile_workflow
 from stepflow.spec import SpecError
 
@@ -144,3 +150,81 @@ def test_the_operator_refuses_an_injection_as_invalid_spec_with_no_job(case):
     assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec")
     assert "spec.steps[1].script" in status["message"] and "$(TITLE)" in status["message"]
     assert api.created == []
+
+
+# --- item 2: every value stepflow passes in arrives literally, on both executors -------------------
+
+# What a container's env can carry (no NUL; text, so no lone surrogate) and an output can say (a CR
+# at a line's end is dropped by the $STEPFLOW_OUTPUTS format, as by GitHub's): hostile pieces too.
+ENV_TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0\r"), max_size=20)
+HOSTILE = st.sampled_from(["$(TOKEN)", "$$", "$(", ")", "$", "$(TITLE)", "`id`", "; touch x", "\n", "'"])
+VALUES = st.lists(HOSTILE | ENV_TEXT, max_size=5).map("".join)
+SEEN = ("TITLE", "NOTES", "QUOTED", "PARAM")
+CONSUMER_ENV = [{"name": "TOKEN", "value": "s3cret"}, reads("TITLE", "build", "title"),
+                reads("NOTES", "build", "notes"), {"name": "QUOTED", "value": "[$(TITLE)]"}]
+
+
+def typed_plan(title_default: str, param: str):
+    from stepflow.step_types import Catalog, StepType, read_step_type
+
+    found, errors = read_step_type({"apiVersion": "stepflow.dev/v1alpha1", "kind": "StepType",
+                                    "metadata": {"name": "show"},
+                                    "spec": {"image": "x", "script": "true", "params": [{"name": "PARAM"}]}})
+    assert not errors
+    consumer = {"name": "deploy", "type": "show", "with": {"PARAM": param},
+                "env": copy.deepcopy(CONSUMER_ENV),
+                "script": "; ".join(f'printf %s "${name}" > "$OUT/{name}"' for name in SEEN)}
+    consumer["env"].append({"name": "OUT", "value": title_default})
+    doc = workflow(step("build", outputs=["title", "notes"], script='cat "$SOURCE" > "$STEPFLOW_OUTPUTS"',
+                        env=[{"name": "SOURCE", "value": title_default + "/outputs"}]), consumer,
+                   defaults={"image": "x"})
+    return compile_workflow(doc, Catalog.of([StepType(found.kind, found.name, found.spec, "1")]))
+
+
+def outputs_file(values: dict[str, str]) -> str:
+    """The $STEPFLOW_OUTPUTS text that says ``values``: a block each, so any line may be in it."""
+    return "".join(f"{name}<<END_OF_IT\n{value}\nEND_OF_IT\n" for name, value in values.items())
+
+
+def expected(title: str, notes: str, param: str) -> dict[str, str]:
+    return {"TITLE": title, "NOTES": notes, "QUOTED": f"[{title}]", "PARAM": param}
+
+
+@settings(max_examples=25, deadline=None)
+@given(VALUES.filter(lambda v: "END_OF_IT" not in v), VALUES.filter(lambda v: "END_OF_IT" not in v), VALUES)
+def test_any_output_or_param_reaches_a_local_process_as_given(title, notes, param):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / "outputs").write_text(outputs_file({"title": title, "notes": notes}))
+        run = LocalRun(typed_plan(tmp, param), log_dir=out / "logs")
+        asyncio.run(run.run())
+        report = json.loads(json.dumps(run.status()))
+        assert report["phase"] == "Succeeded", report["message"]
+        assert report["steps"]["build"]["outputs"] == {"title": title, "notes": notes}
+        seen = {name: (out / name).read_bytes().decode() for name in SEEN}
+        assert seen == expected(title, notes, param)
+
+
+@settings(max_examples=300, deadline=None)
+@given(VALUES, VALUES, VALUES)
+def test_any_output_or_param_reaches_the_job_as_given_once_the_kubelet_expands_it(title, notes, param):
+    plan = typed_plan("/out", param)
+    job = build_job(plan, plan.step_by_name["deploy"], namespace="ns", owner_uid="u", generation=1,
+                    outputs={"TITLE": title, "NOTES": notes})
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    kubelet = resolve_env(env)  # each value expanded with those before it, as the kubelet does
+    assert {name: kubelet[name] for name in SEEN} == expected(title, notes, param)
+    assert kubelet["TOKEN"] == "s3cret" and [v["name"] for v in env][:2] == ["PARAM", "STEPFLOW_OUTPUTS"]
+
+
+def test_an_output_that_names_a_secret_declared_before_it_stays_text_in_the_job():
+    """The reported leak: a PR title `fix typo $(TOKEN)` became the Secret's value."""
+    doc = workflow(step("build", outputs=["title"]), step("deploy", env=[
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "gh", "key": "token"}}}, reads("TITLE")]),
+        defaults={"image": "x"})
+    plan = compile_workflow(doc)
+    job = build_job(plan, plan.step_by_name["deploy"], namespace="ns", owner_uid="u", generation=1,
+                    outputs={"TITLE": "fix typo $(TOKEN) for $$5"})
+    env = {v["name"]: v for v in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TITLE"] == {"name": "TITLE", "value": "fix typo $$(TOKEN) for $$$$5"}
+    assert expand_references(env["TITLE"]["value"], {"TOKEN": "s3cret"}) == "fix typo $(TOKEN) for $$5"

@@ -34,7 +34,7 @@ from stepflow.engine import (
     cancelled,
     decide,
 )
-from stepflow.env_values import expand_references, literal
+from stepflow.env_values import container_env, expand_references, resolve_env
 from stepflow.outputs import TERMINATION_MESSAGE_BYTES as OUTPUTS_LIMIT
 from stepflow.outputs import output_env, with_outputs
 from stepflow.plan import Plan
@@ -265,18 +265,13 @@ class LocalRun:
         return code, "Error", f"exited with code {code}"
 
     def _declared_env(self, step: Step) -> dict[str, str]:
-        """The container's own env, as Kubernetes builds it: defaults, then the step's, each
-        value expanded with the ones declared before it. An output arrives as a plain value
-        (O3), unexpanded, as the operator writes it into the Job."""
+        """The container's own env, as the operator declares it in the Job and the kubelet
+        resolves it: params, then the defaults' and the step's env, each value expanded with the
+        ones declared before it; params and outputs (O3) arrive exactly as given."""
         outputs = output_env(self.plan, step, self.states)
-        # T3: params first, literal (a $ in a value stays a $), as the operator declares them.
-        env = {name: expand_references(literal(value), {}) for name, value in step.params.items()}
-        for var in (*self.plan.spec.defaults.env, *step.env):
-            if var["name"] in outputs and step_output_source(var) is not None:
-                env[var["name"]] = outputs[var["name"]]
-            elif "valueFrom" not in var:  # {name: X} alone is X="" in a container too
-                env[var["name"]] = expand_references(var.get("value", ""), env)
-        return env
+        path = str(self.outputs_path(step.name).resolve())
+        return resolve_env(container_env(step.params, path, self.plan.spec.defaults.env, step.env,
+                                         outputs=outputs))
 
     def _read_outputs(self, name: str) -> str | None:
         """The outputs file, a byte past the kubelet's limit at most: enough to tell it is over."""
