@@ -7,6 +7,9 @@ out YAML. Everything returns plain dicts, exactly what a user would apply.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +81,18 @@ def plan_of(text_or_steps: str | list[dict[str, Any]], **spec: Any) -> Plan:
 def write_workflow(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+@contextlib.contextmanager
+def within(seconds: int) -> Iterator[None]:
+    """Fails the test instead of hanging it when the block runs longer than ``seconds`` (in
+    Python code: a single C call, such as building a huge int, is interrupted only once it returns)."""
+    def expired(signum, frame):
+        raise TimeoutError(f"took more than {seconds}s")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

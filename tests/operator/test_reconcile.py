@@ -7,6 +7,9 @@ change that lands between the cache and the status write).
 
 from __future__ import annotations
 
+import pytest
+
+from builders import within
 from scripted_api import KEY, setup
 
 
@@ -30,3 +33,17 @@ def test_a_started_step_is_published_as_running_so_the_next_reconcile_writes_not
     assert "starting" not in api.workflow["status"]["message"]
     reconciler.reconcile(KEY)
     assert len(patches) == 1, patches[1:]
+
+
+@pytest.mark.parametrize("request_, budget", [("1e100000000", "4"), ("2e5000", "1e5000")])
+def test_a_hostile_quantity_is_invalid_spec_at_once_and_creates_no_job(request_, budget):
+    """Issue 28, item 3: the operator calls the code that spun on 1e100000000 (and raised on
+    2e5000 against 1e5000); it must answer, with the field path."""
+    hostile = {"name": "a", "script": "true", "resources": {"requests": {"cpu": request_}}}
+    reconciler, api, _ = setup([hostile], maxResources={"cpu": budget})
+    with within(10):
+        reconciler.reconcile(KEY)
+    status = api.workflow["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec")
+    assert "spec.steps[0].resources.requests.cpu" in status["message"] and "Kubernetes" in status["message"]
+    assert api.created == []
