@@ -83,12 +83,18 @@ def write_workflow(path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
+class Hung(BaseException):
+    """Raised by :func:`within`; not an OSError (as TimeoutError is), so that no ``except
+    OSError`` in the code under test swallows it."""
+
+
 @contextlib.contextmanager
 def within(seconds: int) -> Iterator[None]:
-    """Fails the test instead of hanging it when the block runs longer than ``seconds`` (in
-    Python code: a single C call, such as building a huge int, is interrupted only once it returns)."""
+    """Fails the test instead of hanging it when the block runs longer than ``seconds``: a
+    blocking system call (opening a FIFO) is interrupted; a single long C computation (building
+    a huge int) only once it returns."""
     def expired(signum, frame):
-        raise TimeoutError(f"took more than {seconds}s")
+        raise Hung(f"took more than {seconds}s")
     previous = signal.signal(signal.SIGALRM, expired)
     signal.alarm(seconds)
     try:

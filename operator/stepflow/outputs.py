@@ -53,12 +53,15 @@ def parse_outputs(text: str) -> tuple[dict[str, str], list[str]]:
     return values, problems
 
 
-def with_outputs(step: Step, state: StepState, text: str | None) -> StepState:
+def with_outputs(step: Step, state: StepState, text: str | None, problem: str = "") -> StepState:
     """O2 for a step that ended: a success keeps its declared outputs, or fails MissingOutput or
-    OutputsTooLarge. ``text`` is the file's content; None if it could not be read at all. A
-    failed step records none."""
+    OutputsTooLarge. ``text`` is the file's content; None if it could not be read at all, and
+    ``problem`` then says why. A failed step records none."""
     if state.phase != SUCCEEDED or not step.outputs:
         return state
+    if text is None and problem:
+        names = ", ".join(f'"{n}"' for n in step.outputs)
+        return _fail(state, MISSING_OUTPUT, f"exited 0, but its outputs ({names}) cannot be read: {problem}")
     text = text or ""
     if len(text.encode()) > TERMINATION_MESSAGE_BYTES:
         return _fail(state, OUTPUTS_TOO_LARGE, f"wrote {len(text.encode()):,} bytes to $STEPFLOW_OUTPUTS; "
