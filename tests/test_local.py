@@ -439,3 +439,29 @@ def test_a_retry_starts_with_fresh_files_whatever_the_last_attempt_left(tmp_path
     a = report["steps"]["a"]
     assert (a["phase"], a["attempts"], a["outputs"]) == ("Succeeded", 2, {"tag": "v2"})
     assert "second" in log.read_text()
+
+
+# --- issue 28, item 7: what a real process writes, counted and checked as written ---------------
+
+def reads_output(var: str, producer: str, output: str) -> dict:
+    return {"name": var, "valueFrom": {"stepOutput": {"step": producer, "output": output}}}
+
+
+def test_a_real_process_writing_bytes_that_are_not_utf8_is_counted_by_what_it_wrote(tmp_path):
+    script = ("printf 'blob=' >> \"$STEPFLOW_OUTPUTS\"; "
+              "head -c 1536 /dev/zero | tr '\\0' '\\377' >> \"$STEPFLOW_OUTPUTS\"")
+    steps = [step("build", outputs=["blob"], script=script),
+             step("use", env=[reads_output("B", "build", "blob")])]
+    _, report = run_local(tmp_path, steps)
+    assert report["phase"] == "Succeeded", report["message"]
+    assert report["steps"]["build"]["outputs"] == {"blob": "\ufffd" * 1536}
+
+
+def test_a_nul_in_an_output_fails_the_producer_and_the_consumer_never_starts(tmp_path):
+    steps = [step("build", outputs=["tag"], script="printf 'tag=v1\\0evil\\n' >> \"$STEPFLOW_OUTPUTS\""),
+             step("use", env=[reads_output("T", "build", "tag")])]
+    _, report = run_local(tmp_path, steps)
+    build, use = report["steps"]["build"], report["steps"]["use"]
+    assert (build["phase"], build["reason"]) == ("Failed", "InvalidOutput")
+    assert 'output "tag"' in build["message"] and "NUL" in build["message"]
+    assert (use["phase"], use.get("exitCode")) == ("Skipped", None)  # not a made-up 127 of its own

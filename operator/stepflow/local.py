@@ -218,8 +218,8 @@ class LocalRun:
                                finished_at=self.clock(), exit_code=0)
                 if not step.outputs:
                     return done
-                text, problem = await asyncio.to_thread(self._read_outputs, step.name)
-                return with_outputs(step, done, text, problem)
+                written, problem = await asyncio.to_thread(self._read_outputs, step.name)
+                return with_outputs(step, done, written, problem)
             if reason == DEADLINE_EXCEEDED:
                 break
         tail = await asyncio.to_thread(self._log_tail, step.name)
@@ -285,16 +285,15 @@ class LocalRun:
         return resolve_env(container_env(step.params, path, self.plan.spec.defaults.env, step.env,
                                          outputs=outputs))
 
-    def _read_outputs(self, name: str) -> tuple[str | None, str]:
-        """The outputs file, a byte past the kubelet's limit at most: enough to tell it is over;
-        with why it could not be read, if it could not. Run off the event loop."""
+    def _read_outputs(self, name: str) -> tuple[bytes | None, str]:
+        """The bytes of the outputs file, one past the kubelet's limit at most: enough to tell
+        it is over; with why it could not be read, if it could not. Run off the event loop."""
         try:
-            data = read_regular(self.outputs_path(name), OUTPUTS_LIMIT + 1)
+            return read_regular(self.outputs_path(name), OUTPUTS_LIMIT + 1), ""
         except NotARegularFile as exc:
             return None, f"$STEPFLOW_OUTPUTS is {exc}, not a regular file"
         except OSError as exc:
             return None, f"$STEPFLOW_OUTPUTS cannot be read: {exc.strerror or exc}"
-        return data.decode("utf-8", "replace"), ""
 
     def _log_tail(self, name: str) -> str:
         """The last lines of output, as a container's FallbackToLogsOnError would give."""
