@@ -7,6 +7,9 @@ out YAML. Everything returns plain dicts, exactly what a user would apply.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +81,24 @@ def plan_of(text_or_steps: str | list[dict[str, Any]], **spec: Any) -> Plan:
 def write_workflow(path: Path, doc: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+class Hung(BaseException):
+    """Raised by :func:`within`; not an OSError (as TimeoutError is), so that no ``except
+    OSError`` in the code under test swallows it."""
+
+
+@contextlib.contextmanager
+def within(seconds: int) -> Iterator[None]:
+    """Fails the test instead of hanging it when the block runs longer than ``seconds``: a
+    blocking system call (opening a FIFO) is interrupted; a single long C computation (building
+    a huge int) only once it returns."""
+    def expired(signum, frame):
+        raise Hung(f"took more than {seconds}s")
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

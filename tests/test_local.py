@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from builders import plan_of, step
+from builders import plan_of, step, within
 from simulate import max_overlap
 from stepflow.local import LocalRun, unsupported_fields
 from stepflow.status import parse_time
@@ -436,3 +436,77 @@ def test_a_finally_step_on_failure_fires_after_a_timeout_or_an_interruption(tmp_
     assert decision.phase == "Failed"
     assert (tmp_path / "alerted").exists() and not (tmp_path / "celebrated").exists()
     assert run.states["celebrate"].reason == "ConditionFalse"
+
+
+# --- issue 28, item 6: no file a step controls can block the runner ----------------------------
+
+@pytest.mark.parametrize("replace_with, kind", [
+    ('rm -f "$STEPFLOW_OUTPUTS"; mkfifo "$STEPFLOW_OUTPUTS"', "a FIFO"),
+    ('ln -sf /dev/zero "$STEPFLOW_OUTPUTS"', "a character device"),
+    ('rm -f "$STEPFLOW_OUTPUTS"; mkdir "$STEPFLOW_OUTPUTS"', "a directory"),
+])
+def test_an_outputs_file_replaced_by_a_fifo_or_a_device_fails_the_step_and_the_run_goes_on(
+        tmp_path, replace_with, kind):
+    steps = [step("build", outputs=["tag"], script=replace_with), step("next")]
+    doc_finally = [step("notify", script=f"touch {tmp_path / 'notified'}")]
+    with within(20):
+        _, report = run_local(tmp_path, steps, **{"finally": doc_finally})
+    build = report["steps"]["build"]
+    assert (build["phase"], build["reason"]) == ("Failed", "MissingOutput")
+    assert kind in build["message"] and "$STEPFLOW_OUTPUTS" in build["message"], build["message"]
+    assert report["steps"]["next"]["phase"] == "Skipped"
+    assert (tmp_path / "notified").exists()
+
+
+def test_a_step_without_outputs_may_leave_a_fifo_there(tmp_path):
+    fifo = step("a", script='rm "$STEPFLOW_OUTPUTS"; mkfifo "$STEPFLOW_OUTPUTS"')
+    with within(20):
+        _, report = run_local(tmp_path, [fifo])
+    assert report["phase"] == "Succeeded"
+
+
+def test_a_failed_step_that_left_a_fifo_for_its_log_fails_with_its_exit_code(tmp_path):
+    log = tmp_path / "logs" / "a.log"
+    with within(20):
+        _, report = run_local(tmp_path, [step("a", script=f'echo x; rm "{log}"; mkfifo "{log}"; exit 3')])
+    a = report["steps"]["a"]
+    assert (a["phase"], a["exitCode"]) == ("Failed", 3)
+
+
+def test_a_retry_starts_with_fresh_files_whatever_the_last_attempt_left(tmp_path):
+    """Attempt 1 leaves FIFOs at its log and outputs paths and fails; attempt 2 writes normally."""
+    log, marker = tmp_path / "logs" / "a.log", tmp_path / "tried"
+    script = (f'if [ ! -e "{marker}" ]; then touch "{marker}"; rm -f "{log}" "$STEPFLOW_OUTPUTS"; '
+              f'mkfifo "{log}" "$STEPFLOW_OUTPUTS"; exit 1; fi; '
+              'echo second; echo tag=v2 >> "$STEPFLOW_OUTPUTS"')
+    with within(20):
+        _, report = run_local(tmp_path, [step("a", retries=1, outputs=["tag"], script=script)])
+    a = report["steps"]["a"]
+    assert (a["phase"], a["attempts"], a["outputs"]) == ("Succeeded", 2, {"tag": "v2"})
+    assert "second" in log.read_text()
+
+
+# --- issue 28, item 7: what a real process writes, counted and checked as written ---------------
+
+def reads_output(var: str, producer: str, output: str) -> dict:
+    return {"name": var, "valueFrom": {"stepOutput": {"step": producer, "output": output}}}
+
+
+def test_a_real_process_writing_bytes_that_are_not_utf8_is_counted_by_what_it_wrote(tmp_path):
+    script = ("printf 'blob=' >> \"$STEPFLOW_OUTPUTS\"; "
+              "head -c 1536 /dev/zero | tr '\\0' '\\377' >> \"$STEPFLOW_OUTPUTS\"")
+    steps = [step("build", outputs=["blob"], script=script),
+             step("use", env=[reads_output("B", "build", "blob")])]
+    _, report = run_local(tmp_path, steps)
+    assert report["phase"] == "Succeeded", report["message"]
+    assert report["steps"]["build"]["outputs"] == {"blob": "\ufffd" * 1536}
+
+
+def test_a_nul_in_an_output_fails_the_producer_and_the_consumer_never_starts(tmp_path):
+    steps = [step("build", outputs=["tag"], script="printf 'tag=v1\\0evil\\n' >> \"$STEPFLOW_OUTPUTS\""),
+             step("use", env=[reads_output("T", "build", "tag")])]
+    _, report = run_local(tmp_path, steps)
+    build, use = report["steps"]["build"], report["steps"]["use"]
+    assert (build["phase"], build["reason"]) == ("Failed", "InvalidOutput")
+    assert 'output "tag"' in build["message"] and "NUL" in build["message"]
+    assert (use["phase"], use.get("exitCode")) == ("Skipped", None)  # not a made-up 127 of its own

@@ -8,6 +8,7 @@ workflow has resources to parse: the client takes most of a second to import, wh
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,19 +29,76 @@ class QuantityError(ValueError):
         self.field = field
 
 
+# Kubernetes' grammar (apimachinery's resource.ParseQuantity): a number, then at most one suffix,
+# binary (Ki ... Ei), decimal (n, u, m, k, M, G, T, P, E) or an integer exponent (e3, E-2).
+_QUANTITY = re.compile(r"[+-]?(?P<whole>[0-9]*)(?:\.(?P<fraction>[0-9]*))?"
+                       r"(?:[KMGTPE]i|[numkMGTPE]|[eE](?P<exponent>[+-]?[0-9]+))?")
+# Kubernetes counts every resource in 64-bit integers and caps a binary quantity at 2^63-1; a
+# nonzero quantity below 1n is rounded up to it. The API server never bounds an exponent, and
+# spends minutes on "1e100000000" (then times out), so stepflow refuses what lies outside.
+MAX_QUANTITY = Decimal(2**63 - 1)
+MIN_QUANTITY = Decimal("1e-9")
+_EXAMPLES = '(such as "500m", "1.5" or "2Gi")'
+
+
 def parse_quantity(value: Any) -> Decimal:
+    """A quantity as Kubernetes reads it, within what it can count: 0, or from 1n to 2^63-1.
+    The string's order of magnitude is checked before the library parses it, so no huge number
+    is ever built, whatever the exponent."""
     from kubernetes.utils.quantity import parse_quantity as parse
 
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise QuantityError(f"must be a quantity such as \"500m\" or \"2Gi\", got {described(value)}")
+    shown = f"{value[:40]!r}" if isinstance(value, str) else str(value)[:40]
+    if isinstance(value, str):
+        shape = _QUANTITY.fullmatch(value)
+        if shape is None or not (shape["whole"] or shape["fraction"]):
+            raise QuantityError(f"{shown} is not a Kubernetes quantity {_EXAMPLES}")
+        magnitude = _magnitude(shape["whole"], shape["fraction"] or "", shape["exponent"])
+        if magnitude is not None and magnitude > 20:
+            raise QuantityError(_too_large(shown))
+        if magnitude is not None and magnitude < -10:
+            raise QuantityError(_too_small(shown))
     try:
         quantity = parse(value)
     except (ValueError, InvalidOperation, TypeError):
-        raise QuantityError(f"{str(value)[:40]!r} is not a Kubernetes quantity (such as \"500m\", "
-                            "\"1.5\" or \"2Gi\")") from None
+        raise QuantityError(f"{shown} is not a Kubernetes quantity {_EXAMPLES}") from None
     if not quantity.is_finite() or quantity < 0:
-        raise QuantityError(f"must be a quantity >= 0, got {str(value)[:40]!r}")
+        raise QuantityError(f"must be a quantity >= 0, got {shown}")
+    if quantity > MAX_QUANTITY:
+        raise QuantityError(_too_large(shown))
+    if 0 < quantity < MIN_QUANTITY:
+        raise QuantityError(_too_small(shown))
     return quantity
+
+
+def _magnitude(whole: str, fraction: str, exponent: str | None) -> int | None:
+    """``m`` such that the value is below ``10**m`` and at least ``10**(m - 1)``, before any
+    SI suffix (a factor of 2^60 at most); None for zero. An exponent of more than 19 digits
+    counts as huge (Kubernetes refuses one past int64)."""
+    digits = whole.lstrip("0")
+    if digits:
+        magnitude = len(digits)
+    elif fraction.strip("0"):
+        magnitude = -(len(fraction) - len(fraction.lstrip("0")))
+    else:
+        return None
+    if exponent is None:
+        return magnitude
+    sign, figures = (-1, exponent[1:]) if exponent.startswith("-") else (1, exponent.lstrip("+"))
+    figures = figures.lstrip("0")
+    if len(figures) > 19:
+        return sign * 10**20
+    return magnitude + sign * int(figures or "0")
+
+
+def _too_large(shown: str) -> str:
+    return (f"{shown} is more than Kubernetes can count: a quantity is at most {MAX_QUANTITY} "
+            "(2^63-1, just under 8Ei)")
+
+
+def _too_small(shown: str) -> str:
+    return f"{shown} is less than 1n (0.000000001), the smallest quantity Kubernetes keeps, and not 0"
 
 
 def container_requests(resources: Mapping[str, Any] | None) -> dict[str, Decimal]:
@@ -84,7 +142,10 @@ def describe(quantities: Quantities, names: Iterable[str] | None = None) -> str:
 
 
 def format_quantity(value: Decimal) -> str:
-    """The shortest usual spelling: ``2``, ``1500m``, ``512Mi``."""
+    """The shortest usual spelling: ``2``, ``1500m``, ``512Mi``; never a huge integer built to say
+    so (sums of quantities stay within a few thousand times MAX_QUANTITY)."""
+    if value.copy_abs() > MAX_QUANTITY * 10**6:
+        return str(value)  # scientific notation, no arithmetic
     if value == value.to_integral_value():
         whole = int(value)
         for suffix, size in _BINARY:

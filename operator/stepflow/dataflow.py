@@ -9,10 +9,10 @@ validation, not a race at run time. "A prerequisite" is defined by the waits-for
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from stepflow.conditions import Condition, ConditionSyntaxError, compile_condition
+from stepflow.env_values import carriers, container_env, references
 from stepflow.spec import FieldError, Step, step_output_source
 from stepflow.waits import close_match, post_order, wait_edges
 
@@ -35,7 +35,7 @@ def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
             if source is not None:
                 path = f"{step.path}.env[{i}].valueFrom.stepOutput"
                 errors.extend(_read_error(plan, before, step, *source, path, "reads"))
-                errors.extend(_substitution_errors(step, var["name"]))
+        errors.extend(_substitution_errors(plan, step))
         if step.when is None:
             continue
         try:
@@ -77,15 +77,29 @@ def _read_error(plan: Plan, before: _Ancestry, step: Step, source: str, output: 
     return []
 
 
-def _substitution_errors(step: Step, variable: str) -> list[FieldError]:
+def _substitution_errors(plan: Plan, step: Step) -> list[FieldError]:
     """O3: Kubernetes expands ``$(VAR)`` in command, args and script before the shell sees them,
-    so an output read that way would be pasted into the command line: shell injection."""
-    reference = re.compile(rf"(?<!\$)\$\({re.escape(variable)}\)")
+    so an output read that way would be pasted into the command line: shell injection. The check
+    reads each place as Kubernetes does (``$$$(VAR)`` is ``$`` then ``$(VAR)``), and follows
+    the output into every variable whose value refers to it (``MSG: "PR: $(TITLE)"``)."""
+    if not step.output_sources:
+        return []
+    env = container_env(step.params, "", plan.spec.defaults.env, step.env)
+    holding = carriers(env, [variable for variable, _, _ in step.output_sources])
     places = [("script", step.script or "")] + [(f"command[{i}]", c) for i, c in enumerate(step.command)]
     places += [(f"args[{i}]", a) for i, a in enumerate(step.args)]
-    message = (f'step "{step.name}" uses $({variable}), which would paste a step\'s output into the '
-               f'command; read it as "${variable}" in the shell instead')
-    return [FieldError(f"{step.path}.{where}", message) for where, text in places if reference.search(text)]
+    errors = []
+    for where, text in places:
+        for name in dict.fromkeys(references(text)):
+            chain = holding.get(name)
+            if chain is None:
+                continue
+            through = "" if len(chain) == 1 else (
+                f", whose value holds the output read by $({chain[0]}) ({' -> '.join(chain)})")
+            errors.append(FieldError(f"{step.path}.{where}", (
+                f'step "{step.name}" uses $({name}){through}, which would paste a step\'s output into '
+                f'the command; read it as "${name}" in the shell instead')))
+    return errors
 
 
 class _Ancestry:

@@ -34,12 +34,13 @@ from stepflow.engine import (
     cancelled,
     decide,
 )
-from stepflow.env_values import expand_references, literal
+from stepflow.env_values import container_env, expand_references, resolve_env
 from stepflow.outputs import TERMINATION_MESSAGE_BYTES as OUTPUTS_LIMIT
 from stepflow.outputs import output_env, with_outputs
 from stepflow.plan import Plan
 from stepflow.spec import PodSettings, Step, step_output_source
 from stepflow.status import build_status
+from stepflow.step_files import NotARegularFile, fresh, read_regular
 
 INTERRUPTED = "Interrupted"
 DEADLINE_EXCEEDED = "DeadlineExceeded"
@@ -215,24 +216,35 @@ class LocalRun:
             if code == 0:
                 done = replace(state, phase=SUCCEEDED, reason="", message="",
                                finished_at=self.clock(), exit_code=0)
-                return with_outputs(step, done, self._read_outputs(step.name))
+                if not step.outputs:
+                    return done
+                written, problem = await asyncio.to_thread(self._read_outputs, step.name)
+                return with_outputs(step, done, written, problem)
             if reason == DEADLINE_EXCEEDED:
                 break
+        tail = await asyncio.to_thread(self._log_tail, step.name)
         return replace(state, phase=FAILED, reason=reason, message=message, exit_code=code,
-                       finished_at=self.clock(), termination_message=self._log_tail(step.name))
+                       finished_at=self.clock(), termination_message=tail)
 
     async def _run_process(self, step: Step, attempt: int,
                            deadline: float | None) -> tuple[int | None, str, str]:
         """Returns (exit code, reason, message); the exit code is None if it never exited."""
-        # A new run starts a fresh log, so output (and termination messages) never mix runs.
-        with self.log_path(step.name).open("wb" if attempt == 1 else "ab") as log:
+        # A new run starts a fresh log, so output (and termination messages) never mix runs. The
+        # step may have left anything at these paths (a FIFO): they are created afresh, never
+        # opened where they are (stepflow.step_files).
+        outputs = self.outputs_path(step.name)
+        try:
+            fresh(outputs).close()  # a retry starts with no outputs, as a new pod does
+            log = fresh(self.log_path(step.name), append=attempt > 1)
+        except OSError as exc:
+            what = f"cannot create its log or outputs file in {self.log_dir}: {exc.strerror or exc}"
+            return 127, "Error", what
+        with log:
             if attempt > 1:
                 log.write(f"--- attempt {attempt} ---\n".encode())
                 log.flush()
             declared = self._declared_env(step)
             argv = [expand_references(arg, declared) for arg in step.argv]
-            outputs = self.outputs_path(step.name)
-            outputs.write_bytes(b"")  # a retry starts with no outputs, as a new pod does
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
@@ -265,31 +277,28 @@ class LocalRun:
         return code, "Error", f"exited with code {code}"
 
     def _declared_env(self, step: Step) -> dict[str, str]:
-        """The container's own env, as Kubernetes builds it: defaults, then the step's, each
-        value expanded with the ones declared before it. An output arrives as a plain value
-        (O3), unexpanded, as the operator writes it into the Job."""
+        """The container's own env, as the operator declares it in the Job and the kubelet
+        resolves it: params, then the defaults' and the step's env, each value expanded with the
+        ones declared before it; params and outputs (O3) arrive exactly as given."""
         outputs = output_env(self.plan, step, self.states)
-        # T3: params first, literal (a $ in a value stays a $), as the operator declares them.
-        env = {name: expand_references(literal(value), {}) for name, value in step.params.items()}
-        for var in (*self.plan.spec.defaults.env, *step.env):
-            if var["name"] in outputs and step_output_source(var) is not None:
-                env[var["name"]] = outputs[var["name"]]
-            elif "valueFrom" not in var:  # {name: X} alone is X="" in a container too
-                env[var["name"]] = expand_references(var.get("value", ""), env)
-        return env
+        path = str(self.outputs_path(step.name).resolve())
+        return resolve_env(container_env(step.params, path, self.plan.spec.defaults.env, step.env,
+                                         outputs=outputs))
 
-    def _read_outputs(self, name: str) -> str | None:
-        """The outputs file, a byte past the kubelet's limit at most: enough to tell it is over."""
+    def _read_outputs(self, name: str) -> tuple[bytes | None, str]:
+        """The bytes of the outputs file, one past the kubelet's limit at most: enough to tell
+        it is over; with why it could not be read, if it could not. Run off the event loop."""
         try:
-            with self.outputs_path(name).open("rb") as file:
-                return file.read(OUTPUTS_LIMIT + 1).decode("utf-8", "replace")
-        except OSError:
-            return None
+            return read_regular(self.outputs_path(name), OUTPUTS_LIMIT + 1), ""
+        except NotARegularFile as exc:
+            return None, f"$STEPFLOW_OUTPUTS is {exc}, not a regular file"
+        except OSError as exc:
+            return None, f"$STEPFLOW_OUTPUTS cannot be read: {exc.strerror or exc}"
 
     def _log_tail(self, name: str) -> str:
         """The last lines of output, as a container's FallbackToLogsOnError would give."""
         try:
-            data = self.log_path(name).read_bytes()[-TERMINATION_MESSAGE_BYTES:]
+            data = read_regular(self.log_path(name), TERMINATION_MESSAGE_BYTES, tail=True)
         except OSError:
             return ""
         return data.decode("utf-8", "replace").strip()

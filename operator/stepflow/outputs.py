@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 
-from stepflow.engine import FAILED, MISSING_OUTPUT, OUTPUTS_TOO_LARGE, SUCCEEDED, StepState
+from stepflow.engine import FAILED, INVALID_OUTPUT, MISSING_OUTPUT, OUTPUTS_TOO_LARGE, SUCCEEDED, StepState
 from stepflow.plan import Plan
 from stepflow.spec import Step
 
@@ -53,16 +53,28 @@ def parse_outputs(text: str) -> tuple[dict[str, str], list[str]]:
     return values, problems
 
 
-def with_outputs(step: Step, state: StepState, text: str | None) -> StepState:
-    """O2 for a step that ended: a success keeps its declared outputs, or fails MissingOutput or
-    OutputsTooLarge. ``text`` is the file's content; None if it could not be read at all. A
-    failed step records none."""
+def with_outputs(step: Step, state: StepState, written: str | bytes | None, problem: str = "") -> StepState:
+    """O2 for a step that ended: a success keeps its declared outputs, or fails MissingOutput,
+    OutputsTooLarge or InvalidOutput. A failed step records none.
+
+    ``written`` is what the step wrote to $STEPFLOW_OUTPUTS: its bytes (locally), or its
+    termination message as the API serves it (in a cluster), where each byte that was not UTF-8
+    has become U+FFFD and counts as that one byte. None if it could not be read at all;
+    ``problem`` then says why. Sizes are those of what the step wrote, never of the
+    replacement characters standing for it."""
     if state.phase != SUCCEEDED or not step.outputs:
         return state
-    text = text or ""
-    if len(text.encode()) > TERMINATION_MESSAGE_BYTES:
-        return _fail(state, OUTPUTS_TOO_LARGE, f"wrote {len(text.encode()):,} bytes to $STEPFLOW_OUTPUTS; "
-                                               f"at most {MAX_OUTPUTS_BYTES:,} bytes of outputs are kept")
+    if written is None and problem:
+        names = ", ".join(f'"{n}"' for n in step.outputs)
+        return _fail(state, MISSING_OUTPUT, f"exited 0, but its outputs ({names}) cannot be read: {problem}")
+    text = _as_written(written)
+    size = _size(text)
+    if size >= TERMINATION_MESSAGE_BYTES:  # the kubelet keeps the last 4,096: a longer file is cut
+        more = " or more" if size > TERMINATION_MESSAGE_BYTES else ""
+        return _fail(state, OUTPUTS_TOO_LARGE, (
+            f"wrote {size:,} bytes{more} to $STEPFLOW_OUTPUTS; a container keeps only the last "
+            f"{TERMINATION_MESSAGE_BYTES:,} of that file, so it must stay below that, and at most "
+            f"{MAX_OUTPUTS_BYTES:,} bytes of outputs are kept"))
     values, problems = parse_outputs(text)
     missing = [name for name in step.outputs if name not in values]
     if missing:
@@ -71,11 +83,34 @@ def with_outputs(step: Step, state: StepState, text: str | None) -> StepState:
         return _fail(state, MISSING_OUTPUT, f"exited 0 without writing output {names} to "
                                             f"$STEPFLOW_OUTPUTS{detail}")
     kept = {name: values[name] for name in step.outputs}
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in kept.items())
+    for name, value in kept.items():
+        if "\0" in value:
+            at = _size(value[:value.index("\0")])
+            return _fail(state, INVALID_OUTPUT, (
+                f'output "{name}" holds a NUL byte (at byte {at:,} of its value), which no environment '
+                "variable can carry, so no step could read it; encode the value (base64, say)"))
+    size = sum(_size(k) + _size(v) for k, v in kept.items())
     if size > MAX_OUTPUTS_BYTES:
         return _fail(state, OUTPUTS_TOO_LARGE, f"its outputs take {size:,} bytes; at most "
                                                f"{MAX_OUTPUTS_BYTES:,} are kept")
-    return replace(state, outputs=kept)
+    return replace(state, outputs={name: _as_text(value) for name, value in kept.items()})
+
+
+def _as_written(written: str | bytes | None) -> str:
+    """The file as text where each byte that is not UTF-8 is one lone surrogate (Python's
+    surrogateescape), so that sizes count the bytes written."""
+    if isinstance(written, bytes):
+        return written.decode("utf-8", "surrogateescape")
+    return (written or "").replace("\ufffd", "\udcff")  # what the API server replaced: one byte each
+
+
+def _size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _as_text(value: str) -> str:
+    """A value as status keeps it: each byte that was not UTF-8 as U+FFFD."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _fail(state: StepState, reason: str, message: str) -> StepState:

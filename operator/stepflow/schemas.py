@@ -49,7 +49,7 @@ STEP_STATUS = obj("State of one step.", {
     "reason": string(
         "Machine-readable reason, e.g. WaitingForSlot, WaitingForPrerequisites, PrerequisiteFailed, "
         "Timeout, ConditionFalse, ConditionError, OutputUnavailable, MissingOutput, OutputsTooLarge, "
-        "WaitingForMainSteps."),
+        "InvalidOutput, WaitingForMainSteps."),
     "message": string("Human-readable detail; for a skipped step it names the upstream step."),
     "jobName": string("Name of the step's Job in this run."),
     "startedAt": _timestamp("the step started"),

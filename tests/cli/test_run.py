@@ -250,3 +250,31 @@ def test_a_suspended_workflow_is_refused_locally_rather_than_run_or_left_waiting
     file = write_workflow(tmp_path / "wf.yaml", workflow(step("a"), suspend=True))
     code, report, _, err = run(capsys, tmp_path, file)
     assert code == 1 and report is None and "spec.suspend" in err
+
+
+@pytest.mark.parametrize("lines_read", [0, 1, 3])
+@pytest.mark.parametrize("outcome", ["true", "exit 4"])
+def test_a_run_whose_stdout_is_closed_still_runs_its_finally_steps_and_writes_its_report(
+        tmp_path, lines_read, outcome):
+    """`stepflow run ... | head -3`: the reader goes away after a few lines (or at once); the run
+    carries on, its finally step runs, its report is written, and it exits as it would have."""
+    doc = workflow(step("a", script="sleep 0.2"), step("b", script=f"sleep 0.2; {outcome}"),
+                   step("c", script="sleep 0.2"))
+    doc["spec"]["finally"] = [step("notify", script=f"touch {tmp_path / 'notified'}")]
+    file = write_workflow(tmp_path / "wf.yaml", doc)
+    report = tmp_path / "report.json"
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen([str(STEPFLOW), "run", str(file), "--report", str(report), "--logs",
+                                str(tmp_path / "logs")], stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    with os.fdopen(read_end) as reader:  # `head -N`: read N lines, then close the pipe
+        for _ in range(lines_read):
+            reader.readline()
+    _, err = process.communicate(timeout=60)
+    failed = outcome != "true"
+    assert process.returncode == (1 if failed else 0), err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    status = json.loads(report.read_text())
+    assert status["phase"] == ("Failed" if failed else "Succeeded")
+    assert status["steps"]["notify"]["phase"] == "Succeeded" and (tmp_path / "notified").exists()
+    assert status["steps"]["c"]["phase"] == ("Skipped" if failed else "Succeeded")

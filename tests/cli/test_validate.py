@@ -150,3 +150,21 @@ def test_dash_reads_the_workflow_from_standard_input(tmp_path):
                             timeout=60)
     assert result.returncode == 0, result.stderr
     assert "-: nightly-report: valid" in result.stdout
+
+
+@pytest.mark.parametrize("request_, budget, paths", [
+    ("1e100000000", "4", ["spec.steps[0].resources.requests.cpu"]),
+    ("2e5000", "1e5000", ["spec.maxResources.cpu", "spec.steps[0].resources.requests.cpu"]),
+    ("1e-100000000", "4", ["spec.steps[0].resources.requests.cpu"]),
+])
+def test_a_hostile_quantity_is_refused_at_once_with_its_path(tmp_path, request_, budget, paths):
+    """Issue 28, item 3: validate spun for ever on 1e100000000 and gave a traceback on 2e5000."""
+    doc = workflow(step("a", resources={"requests": {"cpu": request_}}), defaults={"image": "alpine:3.20"},
+                   maxResources={"cpu": budget})
+    file = write_workflow(tmp_path / "wf.yaml", doc)
+    result = subprocess.run([str(STEPFLOW), "validate", str(file)], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "NO_COLOR": "1"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line.split(": ")[1] for line in lines] == paths, lines
+    assert all("Kubernetes" in line for line in lines), lines

@@ -41,6 +41,14 @@ INVALID = {
     "pasted-into-script": (workflow(TAG, step("deploy", script="echo $(T)",
                                               env=[reads("T", "build", "tag")])),
                            "spec.steps[1].script", ['step "deploy"', "$(T)", '"$T"']),
+    # Issue 28, item 1: the two shapes that got through, read as Kubernetes expands them.
+    "pasted-through-another-variable": (
+        workflow(TAG, step("deploy", script="echo $(MSG)",
+                           env=[reads("TITLE", "build", "tag"), {"name": "MSG", "value": "PR: $(TITLE)"}])),
+        "spec.steps[1].script", ['step "deploy"', "$(MSG)", "$(TITLE)", "TITLE -> MSG", '"$MSG"']),
+    "pasted-after-an-escaped-dollar": (
+        workflow(TAG, step("deploy", script="echo price: $$$(TITLE)", env=[reads("TITLE", "build", "tag")])),
+        "spec.steps[1].script", ['step "deploy"', "$(TITLE)", '"$TITLE"']),
     "bad-output-name": (workflow(step("build", outputs=["1tag"])), "spec.steps[0].outputs[0]",
                         ['step "build"', "not an output name"]),
     "duplicate-output": (workflow(step("build", outputs=["tag", "tag"])), "spec.steps[0].outputs[1]",

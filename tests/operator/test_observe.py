@@ -159,3 +159,34 @@ def test_pod_reports_without_a_job_are_pruned_on_the_second_sweep():
     store.put_pod(KEY, step_pod(job, STOPPED), deleted=True)  # a late event of a deleted Job's pod
     assert store.prune_pods() == 0
     assert store.prune_pods() == 1 and store.pod_reports(KEY, "wf-1-a") == []
+
+
+def succeeded_with_message(message: str) -> tuple[dict[str, Any], str]:
+    """A workflow whose "build" Job completed, its pod's termination message ``message`` (as the
+    API serves it), and "use" reading build's tag; returns the status after the reconcile."""
+    reads = {"name": "T", "valueFrom": {"stepOutput": {"step": "build", "output": "tag"}}}
+    reconciler, api, store = setup([{"name": "build", "script": "true", "outputs": ["tag"]},
+                                    {"name": "use", "script": "true", "env": [reads]}])
+    reconciler.reconcile(KEY)
+    job = api.jobs["wf-1-build"]
+    job["metadata"]["resourceVersion"] = "9"
+    job["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    store.put_job(KEY, copy.deepcopy(job))
+    store.put_pod(KEY, step_pod(job, {"containerStatuses": [
+        {"name": "step", "state": {"terminated": {"exitCode": 0, "message": message}}}]}))
+    reconciler.reconcile(KEY)
+    return api.workflow["status"], ",".join(sorted(api.jobs))
+
+
+def test_issue_28_item_7_a_nul_in_an_output_fails_the_producer_and_creates_no_consumer():
+    status, jobs = succeeded_with_message("tag=v1\0evil\n")
+    build = status["steps"]["build"]
+    assert (build["phase"], build["reason"]) == ("Failed", "InvalidOutput")
+    assert 'output "tag"' in build["message"] and "NUL" in build["message"]
+    assert status["steps"]["use"]["phase"] == "Skipped" and jobs == "wf-1-build"
+
+
+def test_issue_28_item_7_replacement_characters_count_as_the_bytes_they_replaced():
+    status, jobs = succeeded_with_message("tag=" + "\ufffd" * 1536)  # 1.5 KB of 0xFF, as the API serves it
+    assert status["steps"]["build"]["outputs"] == {"tag": "\ufffd" * 1536}, status["steps"]["build"]
+    assert jobs == "wf-1-build,wf-1-use"

@@ -7,6 +7,9 @@ change that lands between the cache and the status write).
 
 from __future__ import annotations
 
+import pytest
+
+from builders import within
 from scripted_api import KEY, setup
 
 
@@ -48,3 +51,17 @@ def test_a_condition_that_raises_at_evaluation_fails_its_step_instead_of_every_r
     assert (status["steps"]["b"]["phase"], status["steps"]["b"]["reason"]) == ("Failed", "ConditionError")
     assert "iterated more than 10,000 times" in status["steps"]["b"]["message"]
     assert [job for job in api.created if "notify" in job], api.created  # the finally step started
+
+
+@pytest.mark.parametrize("request_, budget", [("1e100000000", "4"), ("2e5000", "1e5000")])
+def test_a_hostile_quantity_is_invalid_spec_at_once_and_creates_no_job(request_, budget):
+    """Issue 28, item 3: the operator calls the code that spun on 1e100000000 (and raised on
+    2e5000 against 1e5000); it must answer, with the field path."""
+    hostile = {"name": "a", "script": "true", "resources": {"requests": {"cpu": request_}}}
+    reconciler, api, _ = setup([hostile], maxResources={"cpu": budget})
+    with within(10):
+        reconciler.reconcile(KEY)
+    status = api.workflow["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec")
+    assert "spec.steps[0].resources.requests.cpu" in status["message"] and "Kubernetes" in status["message"]
+    assert api.created == []

@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import json
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -215,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{args.file}: spec.suspend: the workflow is suspended, so nothing would start; "
               "set it to false to run it locally", file=sys.stderr)
         return EXIT_FAILED
-    console = Console(stderr=False)
+    console = RunConsole()
     pools = dict(args.pool)
     for note in unsupported_fields(plan) + _pool_notes(plan, pools):
         console.print(f"[yellow]note:[/yellow] {note}")
@@ -255,6 +256,19 @@ def _print_outcome(console: Console, status: dict[str, Any], args: argparse.Name
     if args.timeline:
         console.print(render_timeline(status, chart_width(status, console.width)))
     console.print(f"logs: {log_dir}/", highlight=False)
+
+
+class RunConsole(Console):
+    """The run's standard output, which its reader may close at any moment (``| head -3``): from
+    then on the run carries on silently, runs its finally steps and writes its report, where
+    rich would raise SystemExit from whichever line tried to print."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more is rendered
+        with contextlib.suppress(OSError):  # what is still buffered goes nowhere, at exit too
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())
+            os.close(devnull)
 
 
 # Each ends the run as Ctrl-C does: children killed, steps Cancelled/Skipped, report written.

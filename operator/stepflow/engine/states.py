@@ -40,6 +40,7 @@ WAITING_FOR_MAIN = "WaitingForMainSteps"  # X1: a finally step before the main s
 # Executor-given reasons of O2, for a step that exited 0.
 MISSING_OUTPUT = "MissingOutput"
 OUTPUTS_TOO_LARGE = "OutputsTooLarge"
+INVALID_OUTPUT = "InvalidOutput"  # a value no environment variable can carry (a NUL byte)
 
 
 @dataclass(frozen=True)

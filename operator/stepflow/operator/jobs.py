@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, WAITING_FOR_ADMISSION, StepState
-from stepflow.env_values import literal
+from stepflow.env_values import container_env
 from stepflow.outputs import OUTPUTS_PATH
 from stepflow.plan import Plan
 from stepflow.spec import API_GROUP, API_VERSION, KIND, Step
@@ -94,7 +94,8 @@ def _canonical_step(step: Mapping[str, Any]) -> dict[str, Any]:
 def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generation: int,
               outputs: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The Job manifest for one step of one run; ``outputs`` are the values of the step's
-    ``stepOutput`` variables (O3), written in as plain values."""
+    ``stepOutput`` variables (O3), written in as plain values that the kubelet's ``$(NAME)``
+    expansion leaves as they are."""
     spec = plan.spec
     labels = {
         WORKFLOW_LABEL: spec.name,
@@ -155,13 +156,10 @@ def _pod_spec(plan: Plan, step: Step, outputs: Mapping[str, str]) -> dict[str, A
     }
     if step.args:
         container["args"] = list(step.args)
-    # T3: params first, so that command, args and env may use them through $(NAME); literal.
-    env = {name: {"name": name, "value": literal(value)} for name, value in step.params.items()}
-    env["STEPFLOW_OUTPUTS"] = {"name": "STEPFLOW_OUTPUTS", "value": OUTPUTS_PATH}
-    env.update({v["name"]: dict(v) for v in (*defaults.env, *step.env)})  # step wins over defaults
-    for name, value in outputs.items():
-        env[name] = {"name": name, "value": value}
-    container["env"] = list(env.values())
+    # T3: params first, so that command, args and env may use them through $(NAME); the step's
+    # env wins over the defaults'; params and outputs (O3) literal, so that the kubelet's
+    # expansion gives the container each value exactly as given.
+    container["env"] = container_env(step.params, OUTPUTS_PATH, defaults.env, step.env, outputs=outputs)
     resources = step.resources or defaults.resources
     if resources:
         container["resources"] = dict(resources)
