@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -294,3 +296,43 @@ def test_types_too_large_to_keep_in_a_status_are_refused_before_a_run():
     errors = [str(e) for e in cluster_errors(plan)]
     assert len(errors) == 1 and errors[0].startswith("spec.steps: the step types these steps use take 29")
     assert cluster_errors(compiled(*(typed(f"s{i}", f"big{i}") for i in range(8)), types=kinds)) == []
+
+
+# --- T3: a param never becomes shell code -------------------------------------------------------
+
+@pytest.mark.parametrize("how, place", [
+    ({"script": "echo hello $(TARGET)"}, "script"),
+    ({"script": None, "command": ["sh", "-c", "echo $(TARGET)"]}, "command[2]"),
+    ({"script": None, "command": ["/bin/bash", "-euc"], "args": ["deploy $(TARGET)", "x"]}, "args[0]"),
+    ({"script": "echo $(WHERE)", "env": [{"name": "WHERE", "value": "to $(TARGET)"}]}, "script"),
+    ({"script": "echo price: $$$(TARGET)"}, "script"),
+])
+def test_a_param_pasted_into_shell_code_is_refused(how, place):
+    """Kubernetes expands $(NAME) in the command before the shell reads it: a value of
+    "x; rm -rf /" would run. A script reads "$TARGET" instead."""
+    errors = errors_of(typed("a", **{"with": {"TARGET": "x; touch pwned"}}),
+                       types=[step_type(params=[TARGET], **how)])
+    assert len(errors) == 1 and errors[0].startswith(f"spec.steps[0].{place}: "), errors
+    assert 'step "a" (type "scan")' in errors[0] and "shell code" in errors[0] and '"$' in errors[0]
+
+
+@pytest.mark.parametrize("how", [
+    {"script": None, "command": ["deploy", "--to=$(TARGET)"]},  # no shell reads it
+    {"script": None, "command": ["sh", "/scripts/deploy.sh", "$(TARGET)"]},  # $1 of a script file
+    {"script": None, "command": ["sh", "-c", 'deploy "$1"', "sh", "$(TARGET)"]},  # after the script
+    {"script": 'echo "$TARGET" costs $$(TARGET)'},  # a shell variable, and the text $(TARGET)
+])
+def test_a_param_may_reach_a_command_no_shell_reads_as_code(how):
+    assert compiled(typed("a", **{"with": {"TARGET": "x; touch pwned"}}),
+                    types=[step_type(params=[TARGET], **how)]).spec.step("a").params
+
+
+def test_a_local_run_of_a_type_that_pastes_a_param_runs_nothing(tmp_path):
+    doc = tmp_path / "wf.yaml"
+    doc.write_text("\n---\n".join(json.dumps(d) for d in (
+        type_doc(params=[TARGET], script=f"echo $(TARGET) > {tmp_path / 'out'}"),
+        workflow(typed("a", **{"with": {"TARGET": f"x; touch {tmp_path / 'pwned'}"}}),
+                 defaults={"image": "x"}))))
+    ran = subprocess.run([sys.executable, "-m", "stepflow", "run", str(doc)], capture_output=True, text=True)
+    assert ran.returncode == 1 and "shell code" in ran.stderr
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()

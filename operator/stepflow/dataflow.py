@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
     """Every ``stepOutput`` and ``when`` must read declared outputs of prerequisites only, so the
     values they read are final; returns the errors and the compiled conditions."""
+    # A step that reads no output may still paste a param into its script (T3).
+    errors = [e for s in plan.steps if s.params and not s.output_sources
+              for e in _substitution_errors(plan, s)]
     readers = [s for s in plan.steps if s.when is not None or s.output_sources]
     if not readers:
-        return [], {}
+        return errors, {}
     before = _Ancestry(plan)
-    errors: list[FieldError] = []
     conditions: dict[str, Condition] = {}
     for step in readers:
         for i, var in enumerate(step.env):
@@ -78,28 +80,57 @@ def _read_error(plan: Plan, before: _Ancestry, step: Step, source: str, output: 
 
 
 def _substitution_errors(plan: Plan, step: Step) -> list[FieldError]:
-    """O3: Kubernetes expands ``$(VAR)`` in command, args and script before the shell sees them,
-    so an output read that way would be pasted into the command line: shell injection. The check
-    reads each place as Kubernetes does (``$$$(VAR)`` is ``$`` then ``$(VAR)``), and follows
-    the output into every variable whose value refers to it (``MSG: "PR: $(TITLE)"``)."""
-    if not step.output_sources:
+    """O3 and T3: Kubernetes expands ``$(VAR)`` in command, args and script before the shell sees
+    them, so a value read that way would be pasted into the command line: shell injection. The
+    check reads each place as Kubernetes does (``$$$(VAR)`` is ``$`` then ``$(VAR)``), and follows
+    a value into every variable whose value refers to it (``MSG: "PR: $(TITLE)"``).
+
+    An output may reach none of those places. A param (T3) may reach a command or its args, which
+    no shell reads (``--target=$(TARGET)``), but not a script: stepflow's ``script``, or the text
+    after ``-c`` of a shell the command runs."""
+    if not step.output_sources and not step.params:
         return []
     env = container_env(step.params, "", plan.spec.defaults.env, step.env)
-    holding = carriers(env, [variable for variable, _, _ in step.output_sources])
+    from_outputs = carriers(env, [variable for variable, _, _ in step.output_sources])
+    from_params = carriers(env, list(step.params))
     places = [("script", step.script or "")] + [(f"command[{i}]", c) for i, c in enumerate(step.command)]
     places += [(f"args[{i}]", a) for i, a in enumerate(step.args)]
+    shell_code = {"script", *_shell_script_places(step)}
     errors = []
     for where, text in places:
         for name in dict.fromkeys(references(text)):
-            chain = holding.get(name)
+            chain, what = from_outputs.get(name), "the output read by"
+            if chain is None and where in shell_code:
+                chain, what = from_params.get(name), "the param"
             if chain is None:
                 continue
             through = "" if len(chain) == 1 else (
-                f", whose value holds the output read by $({chain[0]}) ({' -> '.join(chain)})")
+                f", whose value holds {what} $({chain[0]}) ({' -> '.join(chain)})")
+            pasted = "a step's output into the command" if what != "the param" else (
+                "a param's value into shell code, where it would run")
+            label = f'step "{step.name}"' + (f' (type "{step.type}")' if step.type else "")
             errors.append(FieldError(f"{step.path}.{where}", (
-                f'step "{step.name}" uses $({name}){through}, which would paste a step\'s output into '
-                f'the command; read it as "${name}" in the shell instead')))
+                f'{label} uses $({name}){through}, which would paste {pasted}; read it as '
+                f'"${name}" in the shell instead')))
     return errors
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox"})
+
+
+def _shell_script_places(step: Step) -> list[str]:
+    """Where a command that runs a shell has its script: the word after ``-c``
+    (``[sh, -c, SCRIPT]``, or ``[bash, -euc, SCRIPT]``), in command or args."""
+    words = [(f"command[{i}]", c) for i, c in enumerate(step.command)]
+    words += [(f"args[{i}]", a) for i, a in enumerate(step.args)]
+    if not words or words[0][1].rsplit("/", 1)[-1] not in SHELLS:
+        return []
+    for i, (_, word) in enumerate(words[1:], start=1):
+        if not word.startswith("-"):
+            return []  # a script file or busybox's applet name: not -c
+        if "c" in word[1:] and not word.startswith("--") and i + 1 < len(words):
+            return [words[i + 1][0]]
+    return []
 
 
 class _Ancestry:
