@@ -305,11 +305,14 @@ def test_types_too_large_to_keep_in_a_status_are_refused_before_a_run():
     ({"script": None, "command": ["sh", "-c", "echo $(TARGET)"]}, "command[2]"),
     ({"script": None, "command": ["/bin/bash", "-euc"], "args": ["deploy $(TARGET)", "x"]}, "args[0]"),
     ({"script": "echo $(WHERE)", "env": [{"name": "WHERE", "value": "to $(TARGET)"}]}, "script"),
+    ({"script": None, "command": ["python3.11", "-c", "print('$(TARGET)')"]}, "command[2]"),
+    ({"script": None, "command": ["node"], "args": ["--eval", "run('$(TARGET)')"]}, "args[1]"),
+    ({"script": None, "command": ["/usr/bin/perl", "-w", "-e", "print '$(TARGET)'"]}, "command[3]"),
     ({"script": "echo price: $$$(TARGET)"}, "script"),
 ])
 def test_a_param_pasted_into_shell_code_is_refused(how, place):
-    """Kubernetes expands $(NAME) in the command before the shell reads it: a value of
-    "x; rm -rf /" would run. A script reads "$TARGET" instead."""
+    """Kubernetes expands $(NAME) in the command before the shell (or python -c, node -e, ...)
+    reads it: a value of "x; rm -rf /" would run. A script reads "$TARGET" instead."""
     errors = errors_of(typed("a", **{"with": {"TARGET": "x; touch pwned"}}),
                        types=[step_type(params=[TARGET], **how)])
     assert len(errors) == 1 and errors[0].startswith(f"spec.steps[0].{place}: "), errors
@@ -320,6 +323,7 @@ def test_a_param_pasted_into_shell_code_is_refused(how, place):
     {"script": None, "command": ["deploy", "--to=$(TARGET)"]},  # no shell reads it
     {"script": None, "command": ["sh", "/scripts/deploy.sh", "$(TARGET)"]},  # $1 of a script file
     {"script": None, "command": ["sh", "-c", 'deploy "$1"', "sh", "$(TARGET)"]},  # after the script
+    {"script": None, "command": ["python3", "-m", "deployer", "$(TARGET)"]},  # an argument of a module
     {"script": 'echo "$TARGET" costs $$(TARGET)'},  # a shell variable, and the text $(TARGET)
 ])
 def test_a_param_may_reach_a_command_no_shell_reads_as_code(how):

@@ -115,22 +115,36 @@ def _substitution_errors(plan: Plan, step: Step) -> list[FieldError]:
     return errors
 
 
-SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh", "busybox"})
+# Programs that run code given on their command line, and the options that take it: a param
+# there would be code, as in a script. Names match with any version suffix (python3.11, bash5).
+CODE_OPTIONS = {
+    **dict.fromkeys(("sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"), ("c",)),
+    "python": ("c",), "node": ("e", "p", "-eval", "-print"), "perl": ("e", "E"), "ruby": ("e",),
+    "php": ("r",), "lua": ("e",), "pwsh": ("c", "Command", "EncodedCommand"),
+}
 
 
 def _shell_script_places(step: Step) -> list[str]:
-    """Where a command that runs a shell has its script: the word after ``-c``
-    (``[sh, -c, SCRIPT]``, or ``[bash, -euc, SCRIPT]``), in command or args."""
+    """Where a command that runs an interpreter has code of its command line: the word after
+    ``-c`` of a shell (``[sh, -c, CODE]``, ``[bash, -euc, CODE]``), ``-e`` of perl, and so on, in
+    command or args."""
     words = [(f"command[{i}]", c) for i, c in enumerate(step.command)]
     words += [(f"args[{i}]", a) for i, a in enumerate(step.args)]
-    if not words or words[0][1].rsplit("/", 1)[-1] not in SHELLS:
+    program = words[0][1].rsplit("/", 1)[-1].rstrip("0123456789.") if words else ""
+    options = CODE_OPTIONS.get(program)
+    if options is None:
         return []
+    places = []
     for i, (_, word) in enumerate(words[1:], start=1):
-        if not word.startswith("-"):
-            return []  # a script file or busybox's applet name: not -c
-        if "c" in word[1:] and not word.startswith("--") and i + 1 < len(words):
-            return [words[i + 1][0]]
-    return []
+        if not word.startswith("-") or word == "--":
+            break  # a script file: what follows are its arguments, which it reads as data
+        flag = word[1:]
+        takes_code = flag in options or (
+            not flag.startswith("-") and len(options[0]) == 1 and options[0] in flag)  # -euc
+        if takes_code and i + 1 < len(words):
+            places.append(words[i + 1][0])
+            break
+    return places
 
 
 class _Ancestry:
