@@ -95,7 +95,7 @@ def _substitution_errors(plan: Plan, step: Step) -> list[FieldError]:
     from_params = carriers(env, list(step.params))
     places = [("script", step.script or "")] + [(f"command[{i}]", c) for i, c in enumerate(step.command)]
     places += [(f"args[{i}]", a) for i, a in enumerate(step.args)]
-    shell_code = {"script", *_shell_script_places(step)}
+    shell_code = {"script", *_code_places(step)}
     errors = []
     for where, text in places:
         for name in dict.fromkeys(references(text)):
@@ -124,7 +124,7 @@ CODE_OPTIONS = {
 }
 
 
-def _shell_script_places(step: Step) -> list[str]:
+def _code_places(step: Step) -> list[str]:
     """Where a command that runs an interpreter has code of its command line: the word after
     ``-c`` of a shell (``[sh, -c, CODE]``, ``[bash, -euc, CODE]``), ``-e`` of perl, and so on, in
     command or args."""
