@@ -137,3 +137,17 @@ def test_a_bad_param_is_invalid_spec_with_the_field_path_and_no_job():
     assert 'spec.steps[1].with.TARGT: step "report" (type "scanner", a StepType): unknown param' in (
         status["message"])
     assert api.created == [] and ("Warning", "InvalidSpec") in [(k, r) for k, r, _ in events]
+
+
+def test_a_type_the_api_has_but_stepflow_cannot_use_is_named_in_the_waiting_message():
+    """The API server cannot check everything a type says (here: a variable declared twice);
+    the workflow waits, and its message says why the type that exists does not count."""
+    reconciler, api, _, _ = typed_setup()
+    broken = scanner("scanner:1", "41")
+    broken["spec"]["env"] = [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]
+    assert reconciler.types.put(broken, "StepType") == []
+    reconciler.reconcile(KEY)
+    status = api.workflow["status"]
+    assert (status["phase"], status["reason"]) == ("Pending", "StepTypeNotFound")
+    assert "StepType scanner exists but is not usable" in status["message"]
+    assert 'declares "A" again' in status["message"] and api.created == []

@@ -172,7 +172,7 @@ class Reconciler:
             missing = resolve(body, types).missing
         if missing:
             self.types.wait(key, missing)
-            raise StepTypesMissing(key[0], missing)
+            raise StepTypesMissing(key[0], missing, self.types.problems(key[0], missing))
         self.types.forget(key)
 
     def _decide_and_apply(self, key: Key, plan: Plan, body: Mapping[str, Any], run: Run,

@@ -31,14 +31,18 @@ class TypeBook:
         self._lock = threading.Lock()
         self._types: dict[tuple[str, str], StepType] = {}
         self._waiting: dict[tuple[str, str], set[Key]] = {}  # (namespace or "", type) -> workflows
+        self._unusable: dict[tuple[str, str], str] = {}  # what the API has that read_step_type refused
 
     def put(self, obj: Mapping[str, Any], kind: str, deleted: bool = False) -> list[Key]:
         """A watch event; returns the workflows to wake (those waiting for this type)."""
         meta = obj.get("metadata") or {}
         namespace = (meta.get("namespace") or CLUSTER) if kind == "StepType" else CLUSTER
         where = (namespace, str(meta.get("name")))
-        found = None if deleted else self._read(obj, kind)
+        found, problem = (None, "") if deleted else self._read(obj, kind)
         with self._lock:
+            self._unusable.pop(where, None)
+            if problem:
+                self._unusable[where] = f"{kind} {where[1]} exists but is not usable: {problem}"
             if found is None:
                 self._types.pop(where, None)
                 return []
@@ -53,6 +57,12 @@ class TypeBook:
     def find(self, namespace: str, name: str) -> StepType | None:
         with self._lock:
             return self._types.get((namespace, name)) or self._types.get((CLUSTER, name))
+
+    def problems(self, namespace: str, names: Iterable[str]) -> list[str]:
+        """Why types of these names that exist cannot be used, for the waiting message."""
+        with self._lock:
+            return [self._unusable[where] for name in names for where in ((namespace, name), (CLUSTER, name))
+                    if where in self._unusable]
 
     def view(self, namespace: str) -> NamespaceTypes:
         return NamespaceTypes(self, namespace)
@@ -87,14 +97,14 @@ class TypeBook:
                 del self._waiting[where]
 
     @staticmethod
-    def _read(obj: Mapping[str, Any], kind: str) -> StepType | None:
-        """The API server checked the schema; what it cannot check (a param's default outside
-        its enum, a bad env entry) leaves the type out, said once in the log."""
+    def _read(obj: Mapping[str, Any], kind: str) -> tuple[StepType | None, str]:
+        """The API server checked the schema; what it cannot check (a bad env entry, say)
+        leaves the type out, said once in the log and in the message of a workflow that waits."""
         found, errors = read_step_type({**obj, "kind": kind, "apiVersion": "stepflow.dev/v1alpha1"})
+        problem = "; ".join(str(e) for e in errors)
         if errors:
-            log.warning("%s %s is not usable: %s", kind, (obj.get("metadata") or {}).get("name"),
-                        "; ".join(str(e) for e in errors))
-        return found
+            log.warning("%s %s is not usable: %s", kind, (obj.get("metadata") or {}).get("name"), problem)
+        return found, problem
 
 
 class NamespaceTypes:
@@ -111,13 +121,14 @@ class NamespaceTypes:
 class StepTypesMissing(Exception):
     """A new run needs types that exist nowhere yet (T4)."""
 
-    def __init__(self, namespace: str, missing: Mapping[str, tuple[str, ...]]) -> None:
+    def __init__(self, namespace: str, missing: Mapping[str, tuple[str, ...]],
+                 problems: Iterable[str] = ()) -> None:
         self.missing = dict(missing)
         names = ", ".join(f'"{name}" (step{"s" if len(paths) > 1 else ""} {", ".join(paths)})'
                           for name, paths in sorted(missing.items()))
-        self.message = (f"waiting for step types: {names}: neither a StepType in namespace "
-                        f"{namespace} nor a ClusterStepType has that name yet; the run starts once "
-                        "they exist")
+        self.message = (f"waiting for step types: {names}: no usable StepType in namespace "
+                        f"{namespace} nor ClusterStepType has that name yet; the run starts once "
+                        "they exist") + "".join(f"; {problem}" for problem in problems)
         super().__init__(self.message)
 
 
