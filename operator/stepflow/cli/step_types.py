@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from stepflow.printable import printable
 from stepflow.spec import SpecError
 from stepflow.step_types import StepType
 from stepflow.workflow_files import load_plans, load_types
@@ -38,7 +39,7 @@ def cmd_types(args: argparse.Namespace) -> int:
     if not args.files:
         found, errors = load_types(args.types)
         for error in errors:
-            print(f"stepflow types: {error}", file=sys.stderr)
+            print(printable(f"stepflow types: {error}"), file=sys.stderr)
         console.print(_catalogue(found))
         return EXIT_FAILED if errors else EXIT_OK
     status = EXIT_OK
@@ -47,21 +48,21 @@ def cmd_types(args: argparse.Namespace) -> int:
             plans = load_plans(file, args.types)
         except SpecError as exc:
             for error in exc.errors:
-                print(f"{file}: {error}", file=sys.stderr)
+                print(printable(f"{file}: {error}"), file=sys.stderr)
             status = EXIT_FAILED
             continue
         for plan in plans:
             table = Table(title=f"step types of {plan.spec.name}")
             for column in ("type", "kind", "from", "steps", "params"):
-                table.add_column(column)
+                table.add_column(column, overflow="fold")  # folded, never cut
             for name, used in sorted(plan.step_types.items()):
                 steps = [s for s in plan.steps if s.type == name]
                 params = sorted({f"{k}={v}" for s in steps for k, v in s.params.items()})
-                table.add_row(Text(name), used.kind, Text(used.source or "?"),
-                              Text(", ".join(s.name for s in steps)), Text(", ".join(params)))
+                table.add_row(_cell(name), used.kind, _cell(used.source or "?"),
+                              _cell(", ".join(s.name for s in steps)), _cell(", ".join(params)))
             labels = sorted({s.type for s in plan.steps if s.type and s.type not in plan.step_types})
             for name in labels:
-                table.add_row(Text(name), "(label)", "no step type: the steps say how they run", "", "")
+                table.add_row(_cell(name), "(label)", "no step type: the steps say how they run", "", "")
             console.print(table)
     return status
 
@@ -69,9 +70,14 @@ def cmd_types(args: argparse.Namespace) -> int:
 def _catalogue(types: list[StepType]) -> Table:
     table = Table(title="step types")
     for column in ("name", "kind", "from", "params", "image"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for t in sorted(types, key=lambda t: (t.name, t.kind)):
         params = ", ".join(p["name"] + ("" if "default" in p else " (required)") for p in t.params)
         image = str(t.spec.get("image") or "")
-        table.add_row(Text(t.name), t.kind, Text(t.source), Text(params), Text(image))
+        table.add_row(_cell(t.name), t.kind, _cell(t.source), _cell(params), _cell(image))
     return table
+
+
+def _cell(text: str) -> Text:
+    """Values are whatever a file says: never markup, and no escape sequence a terminal obeys."""
+    return Text(printable(text))
