@@ -125,6 +125,16 @@ def test_command_args_and_script_come_as_one_from_the_step_or_the_type():
     assert (inherits.script, inherits.command, inherits.args) == (None, ("scan", "--all"), ("x",))
 
 
+def test_a_steps_args_alone_keep_the_types_command_as_a_pods_args_keep_the_entrypoint():
+    kind = step_type(script=None, command=["terraform"], args=["plan"], params=[])
+    plan = compiled(typed("a", args=["apply", "-auto-approve"]), typed("b"), types=[kind])
+    a, b = plan.spec.step("a"), plan.spec.step("b")
+    assert (a.command, a.args) == (("terraform",), ("apply", "-auto-approve"))
+    assert (b.command, b.args) == (("terraform",), ("plan",))
+    errors = errors_of(typed("c", args=["x"]), types=[step_type(params=[])])  # the type has a script
+    assert any(e.startswith("spec.steps[0]") and "script" in e and "args" in e for e in errors), errors
+
+
 def test_env_merges_by_name_with_the_types_first():
     kind = step_type(env=[{"name": "A", "value": "type-a"}, {"name": "B", "value": "type-b"}], params=[])
     plan = compiled(typed("a", env=[{"name": "B", "value": "step-b"}, {"name": "C", "value": "c"}]),
@@ -257,7 +267,8 @@ ENV = st.lists(st.builds(lambda n, v: {"name": n, "value": v}, NAMES, st.text(ma
 HOW = st.fixed_dictionaries({}, optional={
     "image": st.sampled_from(["a:1", "b:2"]), "env": ENV, "timeoutSeconds": st.integers(1, 100),
     "retries": st.integers(0, 3), "serviceAccountName": st.sampled_from(["x", "y"]),
-    "run": st.sampled_from([{"script": "true"}, {"command": ["c"]}, {"command": ["c"], "args": ["a"]}]),
+    "run": st.sampled_from([{"script": "true"}, {"command": ["c"]}, {"command": ["c"], "args": ["a"]},
+                            {"args": ["b"]}]),
 })
 
 
@@ -271,6 +282,8 @@ def _flat(how: dict[str, Any]) -> dict[str, Any]:
 def test_merge_properties(own, of_type):
     """The step's own fields always win, env names stay unique, and resolution is deterministic."""
     own, of_type = _flat(own), _flat(of_type)
+    if "command" not in of_type:
+        of_type.pop("args", None)  # a type's args need its command
     kind = step_type(**{"script": None, **of_type}) if "command" in of_type else step_type(**of_type)
     doc = workflow({"name": "s", "type": "scan", **own})
     first, second = resolve(doc, Catalog.of([kind])), resolve(doc, Catalog.of([kind]))
@@ -283,9 +296,13 @@ def test_merge_properties(own, of_type):
     assert len(names) == len(set(names))
     for var in own.get("env", []):
         assert var in merged["env"]
-    if any(k in own for k in ("command", "args", "script")):
+    if "command" in own or "script" in own:
         assert {k: merged.get(k) for k in ("command", "args", "script")} == {
             k: own.get(k) for k in ("command", "args", "script")}
+    elif "args" in own:  # the type's command (or script) stays
+        kept = ("command", "script")
+        assert [merged.get(k) for k in kept] == [kind.spec.get(k) for k in kept]
+        assert merged["args"] == own["args"]
 
 
 def test_types_too_large_to_keep_in_a_status_are_refused_before_a_run():

@@ -227,11 +227,13 @@ def resolve(doc: Any, catalog: TypeLookup) -> Resolution:
 
 def merge(step: Mapping[str, Any], step_type: StepType, path: str) -> tuple[dict[str, Any], list[FieldError]]:
     """One step over its type (T2): the step's fields win; command, args and script go together
-    (a step that sets one replaces the type's three); ``env`` merges by name, the type's first."""
+    (a step's ``command`` or ``script`` replaces the type's three; its ``args`` alone keep the
+    type's ``command``, as a pod's args keep its image's entrypoint); ``env`` merges by name, the
+    type's first."""
     merged = step_type.how
-    if any(k in step for k in RUN_FIELDS):
-        for key in RUN_FIELDS:
-            merged.pop(key, None)
+    own = [k for k in RUN_FIELDS if k in step]
+    for key in (RUN_FIELDS if own and own != ["args"] else own):
+        merged.pop(key, None)
     for key, value in step.items():
         if key == "env" and isinstance(value, list) and isinstance(merged.get("env"), list):
             own = {v.get("name") for v in value if isinstance(v, Mapping)}
