@@ -169,6 +169,22 @@ def test_a_bad_param_names_the_step_the_type_and_the_field(given_, path, words):
         assert any('step "second" (type "scan", a StepType)' in e for e in errors), errors
 
 
+@pytest.mark.parametrize("executor", ["job", "local"])
+def test_a_param_wins_over_a_defaults_variable_of_its_name(executor, tmp_path):
+    """Step over type over spec.defaults (T2): the value the step gave in `with` is the one the
+    container sees, on both executors."""
+    plan = compiled(typed("a", **{"with": {"TARGET": "mine"}}),
+                    types=[step_type(params=[TARGET], script=f'printf %s "$TARGET" > {tmp_path / "seen"}')],
+                    defaults={"image": "x", "env": [{"name": "TARGET", "value": "from-defaults"},
+                                                     {"name": "OTHER", "value": "kept"}]})
+    if executor == "job":
+        env = {v["name"]: v["value"] for v in _job_env(plan, "a")}
+        assert (env["TARGET"], env["OTHER"]) == ("mine", "kept")
+    else:
+        asyncio.run(LocalRun(plan, log_dir=tmp_path / "logs").run())
+        assert (tmp_path / "seen").read_text() == "mine"
+
+
 def test_an_env_variable_may_not_take_a_params_name():
     errors = errors_of(typed("a", env=[{"name": "TARGET", "value": "x"}], **{"with": {"TARGET": "t"}}),
                        types=[step_type(params=[TARGET])])

@@ -69,14 +69,16 @@ def container_env(params: Mapping[str, str], outputs_path: str, *env_lists: Iter
     """The step container's ``env`` list, as both executors declare it: the params first (T3),
     literal, so that a ``$(NAME)`` below may use them; ``STEPFLOW_OUTPUTS``; then the entries of
     ``env_lists`` (the defaults', then the step's) merged by name, a later entry taking an
-    earlier one's value and keeping its place. ``outputs`` gives the values of the
+    earlier one's value and keeping its place, except a param's: the step gave it, and the step
+    wins over the defaults (T2; its own env may not name a param at all). ``outputs`` gives the values of the
     ``stepOutput`` variables, resolved when the step starts: each becomes a literal value (O3);
     without them, those entries stay as written (validation)."""
     env = {name: {"name": name, "value": literal(value)} for name, value in params.items()}
     env[OUTPUTS_VARIABLE] = {"name": OUTPUTS_VARIABLE, "value": outputs_path}
     for entries in env_lists:
         for var in entries:
-            env[var["name"]] = dict(var)
+            if var["name"] not in params:
+                env[var["name"]] = dict(var)
     for name, value in (outputs or {}).items():
         env[name] = {"name": name, "value": literal(value)}
     return list(env.values())
