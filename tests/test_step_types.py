@@ -373,3 +373,16 @@ def test_a_local_run_of_a_type_that_pastes_a_param_runs_nothing(tmp_path):
     ran = subprocess.run([sys.executable, "-m", "stepflow", "run", str(doc)], capture_output=True, text=True)
     assert ran.returncode == 1 and "shell code" in ran.stderr
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("entry", [
+    {"spec": ["x"]}, {"spec": {"params": "zz"}}, {"spec": {"env": 3, "image": 5, "script": ["x"]}},
+    {"spec": {"params": [{"name": "A", "enum": 3, "default": 4}], "script": "true"}}, "x", None,
+])
+def test_a_kept_type_of_the_wrong_shape_is_missing_never_a_crash(entry):
+    """Only the operator writes status.stepTypes, but whoever may patch a status could write
+    anything there: the reconcile must answer InvalidSpec, not raise on every attempt."""
+    with pytest.raises(SpecError) as refused:
+        compile_workflow(workflow(typed("a", **{"with": {"A": "x"}}), defaults={"image": "i"}),
+                         Catalog.kept({"stepTypes": {"scan": entry}}))
+    assert 'step type "scan"' in str(refused.value.errors[0])

@@ -84,11 +84,22 @@ class Catalog:
         entries = (status or {}).get("stepTypes")
         if not isinstance(entries, Mapping):
             return None
-        types = [StepType(str(e.get("kind")), str(e.get("name") or name), e.get("spec") or {},
-                          str(e.get("resourceVersion") or ""))
-                 for name, e in entries.items() if isinstance(e, Mapping)]
+        # Only the operator writes status, but whoever may patch it could write anything: each
+        # entry is read as a type again, one that is not is left out, and the step's type is then
+        # missing (InvalidSpec) rather than a crash on every reconcile.
+        types = [t for name, e in entries.items() if isinstance(e, Mapping)
+                 for t in [_read_kept(name, e)] if t is not None]
         # A kept entry stands for the name the step used, whatever its kind: look it up first.
         return cls({t.name: t for t in types}, {})
+
+
+def _read_kept(name: str, entry: Mapping[str, Any]) -> StepType | None:
+    kind = entry.get("kind") if entry.get("kind") in KINDS else "StepType"
+    found, _ = read_step_type({"apiVersion": API_VERSION, "kind": kind,
+                               "metadata": {"name": str(entry.get("name") or name),
+                                            "resourceVersion": str(entry.get("resourceVersion") or "")},
+                               "spec": entry.get("spec")})
+    return found
 
 
 @dataclass(frozen=True)
