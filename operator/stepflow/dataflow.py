@@ -24,12 +24,14 @@ def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
     """Every ``stepOutput`` and ``when`` must read declared outputs of prerequisites only, so the
     values they read are final; returns the errors and the compiled conditions."""
     # A step that reads no output may still paste a param into its script (T3).
-    errors = [e for s in plan.steps if s.params and not s.output_sources
+    errors = [e for s in plan.steps if s.literals and not s.output_sources
               for e in _substitution_errors(plan, s)]
+    fanned = [s for s in plan.steps if any(a.source for a in s.matrix)]
     readers = [s for s in plan.steps if s.when is not None or s.output_sources]
-    if not readers:
+    if not readers and not fanned:
         return errors, {}
     before = _Ancestry(plan)
+    errors += [e for s in fanned for e in _matrix_source_errors(plan, before, s)]
     conditions: dict[str, Condition] = {}
     for step in readers:
         for i, var in enumerate(step.env):
@@ -56,6 +58,13 @@ def data_errors(plan: Plan) -> tuple[list[FieldError], dict[str, Condition]]:
         errors.extend(dict.fromkeys(found))
         conditions[step.name] = condition
     return errors, conditions
+
+
+def _matrix_source_errors(plan: Plan, before: _Ancestry, step: Step) -> list[FieldError]:
+    """M4: a list from an output reads a declared output of a prerequisite, as O4."""
+    return [e for axis in step.matrix if axis.source is not None
+            for e in _read_error(plan, before, step, *axis.source,
+                                 f"{step.path}.matrix.{axis.name}.fromOutput", "fans out over")]
 
 
 def _read_error(plan: Plan, before: _Ancestry, step: Step, source: str, output: str | None, path: str,
@@ -88,11 +97,12 @@ def _substitution_errors(plan: Plan, step: Step) -> list[FieldError]:
     An output may reach none of those places. A param (T3) may reach a command or its args, which
     no shell reads (``--target=$(TARGET)``), but not a script: stepflow's ``script``, or the text
     after ``-c`` of a shell the command runs."""
-    if not step.output_sources and not step.params:
+    literals = step.literals
+    if not step.output_sources and not literals:
         return []
-    env = container_env(step.params, "", plan.spec.defaults.env, step.env)
+    env = container_env(literals, "", plan.spec.defaults.env, step.env)
     from_outputs = carriers(env, [variable for variable, _, _ in step.output_sources])
-    from_params = carriers(env, list(step.params))
+    from_params = carriers(env, list(literals))
     places = [("script", step.script or "")] + [(f"command[{i}]", c) for i, c in enumerate(step.command)]
     places += [(f"args[{i}]", a) for i, a in enumerate(step.args)]
     shell_code = {"script", *_code_places(step)}

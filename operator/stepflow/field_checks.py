@@ -17,6 +17,7 @@ from stepflow import fields
 from stepflow.fields import MAX_OUTPUT_NAME
 
 OUTPUT_NAME = re.compile(fields.OUTPUT_NAME)  # used with fullmatch (O1)
+DNS1123_SUBDOMAIN = re.compile(fields.DNS1123_SUBDOMAIN)
 # A qualified name, as Kubernetes checks label and annotation keys: an optional DNS subdomain
 # prefix and '/', then at most 63 alphanumerics, '-', '_' or '.', starting and ending alphanumeric.
 QUALIFIED_NAME = re.compile(r"(?:[a-z0-9]([-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
@@ -316,3 +317,48 @@ def kind_of(value: Any) -> str:
         bool: "boolean", int: "integer", float: "number", str: "string",
         list: "list", dict: "object", type(None): "null",
     }.get(type(value), type(value).__name__)
+
+
+# --- names of other objects a workflow refers to ------------------------------------------------
+
+def max_resources(spec: Mapping[str, Any], c: Collector) -> Mapping[str, Any] | None:
+    """R1's budget: resource names as Kubernetes spells them; the plan parses the quantities."""
+    if spec.get("maxResources") is None:
+        return None
+    budget = {}
+    for name, value in c.mapping(spec.get("maxResources"), "spec.maxResources").items():
+        if not isinstance(name, str) or len(name) > 316 or not QUALIFIED_NAME.fullmatch(name):
+            c.error(f"spec.maxResources[{excerpt(name)}]", "is not a resource name (such as cpu, memory "
+                                                           "or nvidia.com/gpu)")
+        else:
+            budget[name] = value
+    return budget
+
+
+def queue_name(spec: Mapping[str, Any], c: Collector) -> str | None:
+    """R3: a LocalQueue's name, which labels every Job (so at most 63 characters)."""
+    name = c.typed(spec, "queueName", "spec", str)
+    if name is not None and (len(name) > 63 or not DNS1123_SUBDOMAIN.fullmatch(name)):
+        c.error("spec.queueName", f"{excerpt(name)} is not a LocalQueue name (lower-case letters, digits, "
+                                  "'-' and '.', starting and ending alphanumeric, at most 63 characters)")
+        return None
+    return name
+
+
+def service_account(obj: Mapping[str, Any], path: str, c: Collector) -> str | None:
+    name = c.typed(obj, "serviceAccountName", path, str)
+    if name is not None and (len(name) > 253 or not DNS1123_SUBDOMAIN.fullmatch(name)):
+        c.error(f"{path}.serviceAccountName", f"{excerpt(name)} is not a ServiceAccount name")
+        return None
+    return name
+
+
+def pool_name(obj: Mapping[str, Any], path: str, c: Collector) -> str | None:
+    """R2: a StepPool's name: a DNS-1123 subdomain, like every object's, and a label value."""
+    name = c.typed(obj, "pool", path, str)
+    if name is not None and (len(name) > 63 or not DNS1123_SUBDOMAIN.fullmatch(name)):
+        c.error(f"{path}.pool", f"{excerpt(name)} is not a StepPool name (lower-case letters, digits, '-' "
+                                "and '.', starting and ending alphanumeric, at most 63 characters: it "
+                                "labels the step's Jobs)")
+        return None
+    return name

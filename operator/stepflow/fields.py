@@ -41,6 +41,7 @@ MAX_OUTPUT_NAME = 63
 MAX_OUTPUT_DEFAULT = 4000  # as much as all of a step's outputs (O2)
 MAX_PARAMS = 64
 MAX_PARAM_VALUE = 32_768
+MAX_MATRIX_NAMES = 16
 # What a step type may never say (T1): when, and with what, a step runs is the workflow's business.
 WHEN_FIELDS = ("name", "parallel", "parallelGroup", "dependsOn", "when", "pool", "continueOnError",
                "matrix", "type", "with")
@@ -88,6 +89,13 @@ STEP_OUTPUT = obj(
                           max_length=MAX_OUTPUT_DEFAULT),
     }, required=["step", "output"])
 
+# A list or an object: no OpenAPI type says "either", so the node keeps what it is given. The API
+# server cannot put a CEL rule on such a node (it has no CEL type; found on the real tier), so
+# stepflow checks the shape, and the operator reports a wrong one (InvalidSpec) with its path.
+MATRIX_VALUES = {
+    "x-kubernetes-preserve-unknown-fields": True,
+    "description": "A list of 1 to 256 strings, or {fromOutput: {step: S, output: O}}."}
+
 STEP: tuple[Field, ...] = (
     Field("name", string(
         "Unique name of the step, a DNS-1123 label (lower case letters, digits and '-'). Shown in "
@@ -103,6 +111,15 @@ STEP: tuple[Field, ...] = (
         "variable of its name, declared before the other variables, and arrives literally: a $ in a "
         "value is never expanded.", max_properties=MAX_PARAMS,
         values=string("A param's value.", max_length=MAX_PARAM_VALUE))),
+    Field("matrix", obj(
+        "Fan-out (M1): the step runs once per combination of these lists' values (the cartesian "
+        "product, the first name varying slowest), as copies named <step>-0, <step>-1, ... that run "
+        "concurrently under every cap. Each name maps to a list of strings, or to "
+        "{fromOutput: {step: S, output: O}}: a prerequisite's output holding a JSON array of strings, "
+        "read when this step becomes ready. Each copy gets its values as environment variables named "
+        "after the lists, literally, and STEPFLOW_MATRIX_INDEX. At most 256 copies.",
+        max_properties=MAX_MATRIX_NAMES,
+        values=MATRIX_VALUES)),
     Field("parallel", boolean("Run concurrently with the adjacent parallel steps. Ignored on a step "
                               "with a parallelGroup number.")),
     Field("parallelGroup", integer(

@@ -35,6 +35,7 @@ from stepflow.engine import (
     decide,
 )
 from stepflow.env_values import container_env, expand_references, resolve_env
+from stepflow.matrix import expand
 from stepflow.outputs import TERMINATION_MESSAGE_BYTES as OUTPUTS_LIMIT
 from stepflow.outputs import output_env, with_outputs
 from stepflow.plan import Plan
@@ -100,7 +101,7 @@ class LocalRun:
             decision = self._decide()
             if decision.finished:
                 break
-            if decision.skip or decision.start or decision.fail:
+            if decision.skip or decision.start or decision.fail or decision.expand:
                 continue  # recorded; decide again at once, state changed
             await self._wait(decision.wake_at)
         self.finished_at = self.clock()
@@ -165,6 +166,13 @@ class LocalRun:
 
     def recorded(self, name: str, state: StepState) -> None:
         self.listener(self, "skipped" if state.phase == SKIPPED else "failed", name)
+
+    def expand(self, expansions: Mapping[str, tuple[Mapping[str, str], ...]], now: float) -> None:
+        """M4: the copies take their steps' places; the next decision starts them."""
+        self.plan = expand(self.plan, expansions)
+        self.states = Observations(self.plan, dict(self.states))
+        for name in expansions:
+            self.listener(self, "expanded", name)
 
     def _pool_slots(self) -> dict[str, int | None] | None:
         """R2 for one workflow: a pool's free slots are its limit less its running steps; a
@@ -282,7 +290,7 @@ class LocalRun:
         ones declared before it; params and outputs (O3) arrive exactly as given."""
         outputs = output_env(self.plan, step, self.states)
         path = str(self.outputs_path(step.name).resolve())
-        return resolve_env(container_env(step.params, path, self.plan.spec.defaults.env, step.env,
+        return resolve_env(container_env(step.literals, path, self.plan.spec.defaults.env, step.env,
                                          outputs=outputs))
 
     def _read_outputs(self, name: str) -> tuple[bytes | None, str]:

@@ -13,7 +13,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 
-from stepflow.engine import FAILED, INVALID_OUTPUT, MISSING_OUTPUT, OUTPUTS_TOO_LARGE, SUCCEEDED, StepState
+from stepflow.engine import (
+    FAILED,
+    INVALID_OUTPUT,
+    MISSING_OUTPUT,
+    OUTPUTS_TOO_LARGE,
+    SUCCEEDED,
+    StepState,
+    state_of,
+)
 from stepflow.plan import Plan
 from stepflow.spec import Step
 
@@ -123,5 +131,5 @@ def output_env(plan: Plan, step: Step, states: Mapping[str, StepState]) -> dict[
     starts a step only once every output it reads without a default exists (else
     OutputUnavailable)."""
     defaults = step.output_defaults
-    return {var: states[producer].outputs.get(output, defaults.get(var, ""))
+    return {var: state_of(plan, producer, states).outputs.get(output, defaults.get(var, ""))
             for var, producer, output in step.output_sources}

@@ -17,6 +17,7 @@ from typing import Any
 from stepflow.capacity import Quantities, QuantityError, container_requests, format_quantity, parse_quantity
 from stepflow.conditions import Condition
 from stepflow.dataflow import data_errors
+from stepflow.matrix import expand_written, matrix_errors
 from stepflow.spec import FieldError, SpecError, Step, WorkflowSpec, read_workflow
 from stepflow.step_types import Catalog, Resolution, StepType, TypeLookup, resolve
 from stepflow.waits import cycle_errors, post_order, reference_errors, wait_edges
@@ -38,6 +39,8 @@ class Plan:
     budget: Quantities | None = None  # R1: spec.maxResources, parsed; None: no budget
     requests: Mapping[str, Quantities] = field(default_factory=dict)  # R1: per step, with a budget
     step_types: Mapping[str, StepType] = field(default_factory=dict)  # T5: the types it resolved
+    # M2: each expanded matrix step, as written, with its copies' names, which replace it above
+    matrices: Mapping[str, tuple[Step, tuple[str, ...]]] = field(default_factory=dict)
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -169,6 +172,10 @@ class Plan:
                 entry["when"] = s.when
             if s.outputs:
                 entry["outputs"] = list(s.outputs)
+            if s.matrix_of is not None:
+                entry.update(matrixOf=s.matrix_of, matrix=dict(s.matrix_values))
+            elif s.matrix:
+                entry["matrix"] = {a.name: a.as_written() for a in s.matrix}
             if s.output_sources:
                 entry["reads"] = [{"env": var, "step": step, "output": output}
                                   for var, step, output in s.output_sources]
@@ -181,7 +188,7 @@ class Plan:
 def _part(whole: Plan, spec: WorkflowSpec, groups: tuple[tuple[str, ...], ...]) -> Plan:
     group_of = {name: g for g, members in enumerate(groups) for name in members}
     return Plan(spec=spec, groups=groups, group_of=group_of, conditions=whole.conditions,
-                budget=whole.budget, requests=whole.requests)
+                budget=whole.budget, requests=whole.requests, matrices=whole.matrices)
 
 
 # --- groups (G1-G4) and their errors (G6) ----------------------------------------------------
@@ -326,7 +333,7 @@ def compile_workflow(doc: Any, types: TypeLookup | None = None) -> Plan:
     if spec is None or not spec.steps:
         raise SpecError(errors)
     structural = plan_errors(spec)
-    errors = errors + structural + resource_budget(spec)[2]
+    errors = errors + structural + resource_budget(spec)[2] + matrix_errors(spec)
     plan = _skeleton(spec)
     conditions: dict[str, Condition] = {}
     if not structural and names_sound(spec):
@@ -334,7 +341,7 @@ def compile_workflow(doc: Any, types: TypeLookup | None = None) -> Plan:
         errors += data
     if errors:
         raise SpecError(errors)
-    return replace(plan, conditions=conditions, step_types=resolution.used)
+    return expand_written(replace(plan, conditions=conditions, step_types=resolution.used))
 
 
 def missing_type_errors(resolution: Resolution) -> list[FieldError]:

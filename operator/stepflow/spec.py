@@ -24,8 +24,17 @@ from stepflow.documents import iter_documents as iter_documents
 from stepflow.documents import read_documents as read_documents
 from stepflow.field_checks import LABEL_VALUE as LABEL_VALUE
 from stepflow.field_checks import OUTPUT_NAME as OUTPUT_NAME
-from stepflow.field_checks import QUALIFIED_NAME, Collector, described, excerpt, foreign_shape
 from stepflow.field_checks import RESERVED_LABEL_PREFIXES as RESERVED_LABEL_PREFIXES
+from stepflow.field_checks import (
+    Collector,
+    described,
+    excerpt,
+    foreign_shape,
+    max_resources,
+    pool_name,
+    queue_name,
+    service_account,
+)
 from stepflow.field_checks import FieldError as FieldError
 from stepflow.field_checks import SpecError as SpecError
 from stepflow.field_checks import step_output_default as step_output_default
@@ -36,6 +45,7 @@ from stepflow.fields import MAX_OUTPUT_NAME as MAX_OUTPUT_NAME
 from stepflow.fields import MAX_PARALLEL_GROUP as MAX_PARALLEL_GROUP
 from stepflow.fields import MAX_RETRIES as MAX_RETRIES
 from stepflow.fields import MAX_WORKFLOW_NAME as MAX_WORKFLOW_NAME
+from stepflow.matrix_spec import INDEX_VARIABLE, Axis, read_matrix
 from stepflow.schema_check import METADATA_FIELDS, nested_errors
 
 API_GROUP = "stepflow.dev"
@@ -119,6 +129,10 @@ class Step:
     params: Mapping[str, str] = field(default_factory=dict)  # T3: its type's params, from `with`
     service_account_name: str | None = None  # replaces spec.serviceAccountName for this step
     final: bool = False  # a step of spec.finally (X1)
+    matrix: tuple[Axis, ...] = ()  # M1, as written; a copy has none
+    matrix_of: str | None = None  # M2: a copy's step
+    matrix_values: Mapping[str, str] = field(default_factory=dict)  # M2: a copy's values
+    copy_index: int = -1  # M2: a copy's number
     position: int = -1  # its index in its own list; ``index`` orders both lists, main first
 
     @property
@@ -126,6 +140,15 @@ class Step:
         """Where the step is in the document: ``spec.steps[3]`` or ``spec.finally[0]``."""
         where = "finally" if self.final else "steps"
         return f"spec.{where}[{self.index if self.position < 0 else self.position}]"
+
+    @property
+    def literals(self) -> dict[str, str]:
+        """The variables whose values come from outside the workflow's text and arrive as given
+        (T3, M2): params, then a copy's values and number ("" in a step not yet expanded)."""
+        values = {**self.params, **{a.name: "" for a in self.matrix}, **self.matrix_values}
+        if self.matrix or self.matrix_of is not None:
+            values[INDEX_VARIABLE] = str(self.copy_index) if self.copy_index >= 0 else ""
+        return values
 
     @property
     def output_sources(self) -> tuple[tuple[str, str, str], ...]:
@@ -221,8 +244,8 @@ def read_workflow(doc: Any) -> tuple[WorkflowSpec | None, list[FieldError]]:
         defaults=_parse_defaults(spec.get("defaults"), c),
         run_token=c.typed(spec, "runToken", "spec", str),
         finally_steps=finally_steps,
-        max_resources=_max_resources(spec, c),
-        queue_name=_queue_name(spec, c),
+        max_resources=max_resources(spec, c),
+        queue_name=queue_name(spec, c),
     )
     if not workflow.name:
         if isinstance(meta.get("name"), str | None):  # a name of another type was said by c.typed
@@ -244,30 +267,6 @@ def parse_workflow(doc: Any) -> WorkflowSpec:
     if errors or workflow is None:
         raise SpecError(errors)
     return workflow
-
-
-def _max_resources(spec: Mapping[str, Any], c: Collector) -> Mapping[str, Any] | None:
-    """R1's budget: resource names as Kubernetes spells them; the plan parses the quantities."""
-    if spec.get("maxResources") is None:
-        return None
-    budget = {}
-    for name, value in c.mapping(spec.get("maxResources"), "spec.maxResources").items():
-        if not isinstance(name, str) or len(name) > 316 or not QUALIFIED_NAME.fullmatch(name):
-            c.error(f"spec.maxResources[{excerpt(name)}]", "is not a resource name (such as cpu, memory "
-                                                           "or nvidia.com/gpu)")
-        else:
-            budget[name] = value
-    return budget
-
-
-def _queue_name(spec: Mapping[str, Any], c: Collector) -> str | None:
-    """R3: a LocalQueue's name, which labels every Job (so at most 63 characters)."""
-    name = c.typed(spec, "queueName", "spec", str)
-    if name is not None and (len(name) > 63 or not DNS1123_SUBDOMAIN.fullmatch(name)):
-        c.error("spec.queueName", f"{excerpt(name)} is not a LocalQueue name (lower-case letters, digits, "
-                                  "'-' and '.', starting and ending alphanumeric, at most 63 characters)")
-        return None
-    return name
 
 
 def _parse_defaults(value: Any, c: Collector) -> Defaults:
@@ -332,7 +331,7 @@ def _parse_step(item: Any, position: int, c: Collector, offset: int = 0, final: 
         final=final,
         outputs=c.outputs(obj, path),
         when=c.typed(obj, "when", path, str),
-        pool=_pool_name(obj, path, c),
+        pool=pool_name(obj, path, c),
         type=c.typed(obj, "type", path, str, ""),
         parallel=c.typed(obj, "parallel", path, bool, None),
         parallel_group=c.integer(obj, "parallelGroup", path, 0, None, MAX_PARALLEL_GROUP),
@@ -351,30 +350,12 @@ def _parse_step(item: Any, position: int, c: Collector, offset: int = 0, final: 
         pod_metadata=_pod_metadata(c, obj, path),
         pod=_pod_settings(c, obj, path),
         params=c.params(obj, path),
-        service_account_name=_service_account(obj, path, c),
+        matrix=read_matrix(obj, path, c),
+        service_account_name=service_account(obj, path, c),
     )
     c.errors += nested_errors(obj, path, c.errors[errors_before:])
     _name_the_step(c, errors_before, name)
     return step
-
-
-def _service_account(obj: Mapping[str, Any], path: str, c: Collector) -> str | None:
-    name = c.typed(obj, "serviceAccountName", path, str)
-    if name is not None and (len(name) > 253 or not DNS1123_SUBDOMAIN.fullmatch(name)):
-        c.error(f"{path}.serviceAccountName", f"{excerpt(name)} is not a ServiceAccount name")
-        return None
-    return name
-
-
-def _pool_name(obj: Mapping[str, Any], path: str, c: Collector) -> str | None:
-    """R2: a StepPool's name: a DNS-1123 subdomain, like every object's, and a label value."""
-    name = c.typed(obj, "pool", path, str)
-    if name is not None and (len(name) > 63 or not DNS1123_SUBDOMAIN.fullmatch(name)):
-        c.error(f"{path}.pool", f"{excerpt(name)} is not a StepPool name (lower-case letters, digits, '-' "
-                                "and '.', starting and ending alphanumeric, at most 63 characters: it "
-                                "labels the step's Jobs)")
-        return None
-    return name
 
 
 def _name_the_step(c: Collector, first: int, name: str) -> None:

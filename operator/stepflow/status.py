@@ -23,6 +23,7 @@ from stepflow.engine import (
     WAITING_FOR_ADMISSION,
     Decision,
     StepState,
+    whole_state,
 )
 from stepflow.plan import Plan
 
@@ -109,8 +110,35 @@ def step_entry(plan: Plan, name: str, state: StepState, waiting: Mapping[str, An
         "continuedOnError": state.phase == FAILED and step.continue_on_error,
         "outputs": dict(state.outputs) if state.outputs else None,
         "finally": step.final,
+        "matrixOf": step.matrix_of,  # M2: a copy names its step, and has its values
+        "matrix": dict(step.matrix_values) if step.matrix_of is not None else None,
     }
     return {k: v for k, v in entry.items() if v not in ("", None, False) or k in ("group", "index")}
+
+
+def whole_entry(plan: Plan, name: str, states: Mapping[str, StepState]) -> dict[str, Any]:
+    """M2: a matrix step's own entry, beside its copies': the phase of the whole (M3), its
+    outputs as JSON arrays (M5), and how many copies it has."""
+    step, copies = plan.matrices[name]
+    first = plan.step_by_name[copies[0]]
+    state = whole_state(plan, name, states)
+    entry = step_entry(plan, copies[0], state, {})
+    entry.update(index=first.index, type=step.type, copies=len(copies), matrix={
+        a.name: a.as_written() for a in step.matrix})
+    for key in ("jobName", "attempts", "matrixOf", "exitCode", "terminationMessage", "continuedOnError"):
+        entry.pop(key, None)
+    return entry
+
+
+def expansions_from_status(status: Mapping[str, Any] | None) -> dict[str, list[dict[str, str]]]:
+    """M4: the expansions a run recorded, read back from its copies' entries (copy order)."""
+    found: dict[str, dict[int, dict[str, str]]] = {}
+    for name, entry in ((status or {}).get("steps") or {}).items():
+        whole = entry.get("matrixOf")
+        if isinstance(whole, str) and name.startswith(f"{whole}-") and name[len(whole) + 1:].isdigit():
+            found.setdefault(whole, {})[int(name[len(whole) + 1:])] = dict(entry.get("matrix") or {})
+    return {whole: [values[i] for i in sorted(values)] for whole, values in found.items()
+            if sorted(values) == list(range(len(values)))}
 
 
 def _awaits_admission(state: StepState) -> bool:
@@ -172,6 +200,7 @@ def build_status(
         "steps": {s.name: step_entry(plan, s.name, states.get(s.name, StepState()), decision.waiting)
                   for s in plan.steps},
     }
+    status["steps"].update({name: whole_entry(plan, name, states) for name in plan.matrices})
     status["conditions"] = conditions(decision.phase, decision.reason, decision.message,
                                       observed_generation, now, (previous or {}).get("conditions"))
     _keep_within_budget(status)

@@ -204,6 +204,8 @@ def _rules(document: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], dict[str
             yield from walk(sub, (*path, name))
         if isinstance(node.get("items"), dict):
             yield from walk(node["items"], (*path, "[]"))
+        if isinstance(node.get("additionalProperties"), dict):
+            yield from walk(node["additionalProperties"], (*path, "{}"))
     yield from walk(document["spec"]["versions"][0]["schema"]["openAPIV3Schema"], ())
 
 

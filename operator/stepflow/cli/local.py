@@ -330,9 +330,12 @@ def _unwritable(log_dir: Path, report: str | None) -> str:
 def _event_printer(console: Console):
     """Plain transition lines for logs and pipes, where a live view would be noise."""
     def on_event(run: LocalRun, event: str, name: str) -> None:
-        state = run.states[name]
-        extra = f" ({state.reason}: {printable(state.message)})" if event in ("failed", "skipped",
-                                                                              "cancelled") else ""
+        if event == "expanded":  # M4: the step is its copies from now on
+            extra = f" ({len(run.plan.matrices[name][1])} copies)"
+        else:
+            state = run.states[name]
+            extra = f" ({state.reason}: {printable(state.message)})" if event in (
+                "failed", "skipped", "cancelled") else ""
         elapsed = run.clock() - (run.started_at or run.clock())
         with contextlib.suppress(OSError):  # a closed pipe must not stop the run
             console.print(f"{elapsed:7.2f}s  {event:<9} {name}{extra}", highlight=False, markup=False)

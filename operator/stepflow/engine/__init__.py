@@ -5,6 +5,7 @@
 - :mod:`~stepflow.engine.admission`: which ready steps the caps let start (C1, C2, R1, R2);
 - :mod:`~stepflow.engine.queues`: the cross-workflow queues behind C2 and R2;
 - :mod:`~stepflow.engine.observations`: the indexes and lazy views that make a decision cheap;
+- :mod:`~stepflow.engine.fan_out`: a matrix step seen whole, and a list read from an output (M3-M5);
 - :mod:`~stepflow.engine.apply`: the one loop that carries a decision out, for every executor.
 
 Executors import from here.
@@ -20,6 +21,7 @@ from stepflow.engine.apply import (
     record_skips,
     skipped,
 )
+from stepflow.engine.fan_out import state_of, whole_state
 from stepflow.engine.observations import Observations
 from stepflow.engine.queues import PoolQueue, SlotQueue
 from stepflow.engine.rules import decide, step_view
@@ -28,6 +30,8 @@ from stepflow.engine.states import (
     CONDITION_FALSE,
     FAILED,
     INVALID_OUTPUT,
+    MATRIX_EMPTY,
+    MATRIX_INVALID,
     MISSING_OUTPUT,
     OUTPUTS_TOO_LARGE,
     PENDING,
@@ -55,6 +59,8 @@ __all__ = [
     "CONDITION_FALSE",
     "FAILED",
     "INVALID_OUTPUT",
+    "MATRIX_EMPTY",
+    "MATRIX_INVALID",
     "MISSING_OUTPUT",
     "OUTPUTS_TOO_LARGE",
     "PENDING",
@@ -87,6 +93,8 @@ __all__ = [
     "is_bad",
     "record_skips",
     "skipped",
+    "state_of",
     "step_view",
     "succeeded_for_scheduling",
+    "whole_state",
 ]

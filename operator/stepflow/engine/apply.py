@@ -1,9 +1,10 @@
 """Applying a decision: the one loop every executor runs after the engine has decided.
 
 Skips and unstarted failures are recorded, running steps that the decision cancels are stopped,
-and the steps it starts are started, in that order. How a step starts or stops is the
-executor's (a Job in the operator, a process in ``stepflow run``, a number in the tests'
-simulator); the order, and what is recorded, is the same for all of them.
+the steps it starts are started, and the matrix steps it expanded (M4) are handed over, in that
+order: the executor replaces its plan then, and the copies start on the next decision. How a
+step starts or stops is the executor's (a Job in the operator, a process in ``stepflow run``, a
+number in the tests' simulator); the order, and what is recorded, is the same for all of them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class Executor(Protocol):
 
     def recorded(self, name: str, state: StepState) -> None:
         """A skip or an unstarted failure was recorded (for live views)."""
+        ...
+
+    def expand(self, expansions: Mapping[str, tuple[Mapping[str, str], ...]], now: float) -> None:
+        """M4: these matrix steps read their lists; record the copies before any of them starts."""
         ...
 
 
@@ -68,6 +73,8 @@ def apply_decision(states: MutableMapping[str, StepState], decision: Decision, n
             states[name] = stopped
     for name in decision.start:
         states[name] = executor.start(name, now)
+    if decision.expand:
+        executor.expand(decision.expand, now)
 
 
 def apply_skips(states: Mapping[str, StepState], decision: Decision, now: float) -> dict[str, StepState]:

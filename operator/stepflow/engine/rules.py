@@ -22,6 +22,7 @@ from typing import Any
 
 from stepflow.conditions import ConditionEvaluationError
 from stepflow.engine.admission import Admitted, Caps, Queues, admit
+from stepflow.engine.fan_out import expansion, state_of
 from stepflow.engine.observations import (
     AllWaiting,
     Chain,
@@ -37,6 +38,7 @@ from stepflow.engine.states import (
     DATA_SKIPS,
     FAIL_FAST,
     FAILED,
+    MATRIX_INVALID,
     OUTPUT_UNAVAILABLE,
     PENDING,
     PREREQUISITE_FAILED,
@@ -44,6 +46,7 @@ from stepflow.engine.states import (
     RUNNING,
     SKIPPED,
     SUCCEEDED,
+    SUCCESS_SKIPS,
     SUSPENDED,
     TERMINAL,
     TIMEOUT,
@@ -57,6 +60,7 @@ from stepflow.engine.states import (
     is_bad,
 )
 from stepflow.engine.wording import named_steps, quoted, why
+from stepflow.matrix import Values
 from stepflow.plan import Plan
 
 
@@ -78,6 +82,7 @@ class _PartDecision:
     unfinished: int
     failed: list[str]  # real failures: no continueOnError
     wake_at: float | None
+    expand: Mapping[str, tuple[Values, ...]] = field(default_factory=dict)
 
 
 def decide(
@@ -142,6 +147,7 @@ def _decision(part: _PartDecision, last: _PartDecision, total: int) -> Decision:
         fail=_frozen({**part.fail, **last.fail}), cancel=_frozen({**part.cancel, **last.cancel}),
         waiting=part.waiting, phase=phase, reason=reason, message=message,
         done=part.done, total=total, wake_at=part.wake_at,
+        expand=MappingProxyType({**part.expand, **last.expand}),
     )
 
 
@@ -165,7 +171,7 @@ def _combine(main: _PartDecision, final: _PartDecision) -> _PartDecision:
         start=final.start, skip=final.skip, fail=final.fail, cancel=final.cancel,
         waiting=Chain(main.waiting, final.waiting), phase=(phase, reason, message),
         done=main.done + final.done, unfinished=final.unfinished, failed=main.failed + final.failed,
-        wake_at=None,
+        wake_at=None, expand=final.expand,
     )
 
 
@@ -192,12 +198,12 @@ def _part_decision(outcome: _Pass, admitted: Admitted, suspended: bool) -> _Part
     abort = outcome.abort
     cancel = {n: abort for n in sorted(part.with_phase(RUNNING), key=plan.index_of)} if abort else {}
     phase = _workflow_phase(plan, part, outcome, admitted.start, waiting, outcome.failed, abort, suspended)
-    leaving = set(admitted.start) | set(outcome.skip) | set(outcome.fail)
+    leaving = set(admitted.start) | set(outcome.skip) | set(outcome.fail) | set(outcome.expand)
     return _PartDecision(
         start=admitted.start, skip=outcome.skip, fail=outcome.fail, cancel=cancel,
         waiting=Waiting(plan, part, waiting, leaving), phase=phase,
         done=part.count(*TERMINAL) + outcome.decided, unfinished=outcome.unfinished, failed=outcome.failed,
-        wake_at=outcome.wake_at if phase[0] not in TERMINAL else None,
+        wake_at=outcome.wake_at if phase[0] not in TERMINAL else None, expand=outcome.expand,
     )
 
 
@@ -230,6 +236,7 @@ class _Pass:
     skip: dict[str, Verdict] = field(default_factory=dict)
     fail: dict[str, Verdict] = field(default_factory=dict)
     waiting: dict[str, Verdict] = field(default_factory=dict)
+    expand: dict[str, tuple[Values, ...]] = field(default_factory=dict)  # M4
     ready: list[str] = field(default_factory=list)
     wake_at: float | None = None  # the workflow's deadline (F5), while it has not passed
     _bad_groups: set[int] = field(default_factory=set)
@@ -271,10 +278,13 @@ class _Pass:
                     self.waiting[name] = Verdict(WAITING_FOR_PREREQUISITES, f'waiting for "{upstream}"')
                     continue
                 verdict = self._data_verdict(name)
+                if verdict is None and self.plan.step_by_name[name].matrix:
+                    verdict = self._expand(name)
                 if verdict is None:
-                    ready.add(name)
+                    if name not in self.expand:
+                        ready.add(name)
                     continue
-            if verdict.reason == CONDITION_ERROR:
+            if verdict.reason in (CONDITION_ERROR, MATRIX_INVALID):
                 self.fail[name] = verdict
             else:
                 self.skip[name] = verdict
@@ -284,6 +294,17 @@ class _Pass:
                 if after in pending and after not in seen:
                     heapq.heappush(work, (order[after], after))
         self.ready = sorted(ready, key=plan.index_of)
+
+    def _expand(self, name: str) -> Verdict | None:
+        """M4: a ready matrix step reads its list now; it starts no Job itself."""
+        found = expansion(self.plan, self.plan.step_by_name[name], self.observations)
+        if isinstance(found, Verdict):
+            return found
+        self.expand[name] = found
+        return None
+
+    def _seen(self, name: str) -> StepState:
+        return state_of(self.plan, name, self.observations)
 
     def _data_verdict(self, name: str) -> Verdict | None:
         """W3 and W1 for a step whose prerequisites are met: an output it reads is missing
@@ -295,12 +316,12 @@ class _Pass:
         step = self.plan.step_by_name[name]
         defaults = step.output_defaults
         for var, producer, output in step.output_sources:
-            if var not in defaults and self.observations[producer].phase != SUCCEEDED:
+            if var not in defaults and self._seen(producer).phase != SUCCEEDED:
                 return self._unavailable(producer, output)
         condition = self.plan.conditions.get(name)
         if condition is None:
             return None
-        views = {ref: step_view(self.observations[ref]) for ref in condition.steps}
+        views = {ref: step_view(self._seen(ref)) for ref in condition.steps}
         workflow = {"name": self.plan.spec.name, "namespace": self.plan.spec.namespace or "",
                     "failed": self.workflow_failed}
         try:
@@ -308,14 +329,14 @@ class _Pass:
                 return None
         except ConditionEvaluationError as exc:
             missing = next(((r.step, r.output or "") for r in condition.references if r.reads_outputs
-                            and self.observations[r.step].phase != SUCCEEDED), None)
+                            and self._seen(r.step).phase != SUCCEEDED), None)
             if missing is not None:
                 return self._unavailable(*missing)
             return Verdict(CONDITION_ERROR, f"when {condition.source!r} could not be evaluated: {exc}")
         return Verdict(CONDITION_FALSE, f"condition is false: {condition.source}")
 
     def _unavailable(self, producer: str, output: str) -> Verdict:
-        state = self.observations[producer]
+        state = self._seen(producer)
         what = f'output "{output}"' if output else "outputs"
         return Verdict(OUTPUT_UNAVAILABLE, f'step "{producer}" was {state.phase.lower()}{why(state)}, '
                                            f"so its {what} is unavailable")
@@ -331,7 +352,7 @@ class _Pass:
     def _outcome(self, name: str) -> tuple[bool, str]:
         """(is bad, phase) of a step, counting skips and failures decided earlier in this pass."""
         if name in self.skip:
-            return self.skip[name].reason != CONDITION_FALSE, SKIPPED  # W3
+            return self.skip[name].reason not in SUCCESS_SKIPS, SKIPPED  # W3, M4
         if name in self.fail:
             return not self.plan.step_by_name[name].continue_on_error, FAILED
         state = self.part[name]

@@ -35,7 +35,10 @@ TIMEOUT = "Timeout"
 CONDITION_FALSE = "ConditionFalse"  # W1: skipped, and counts as succeeded for scheduling (W3)
 CONDITION_ERROR = "ConditionError"  # W2: the condition failed to evaluate; the step fails
 OUTPUT_UNAVAILABLE = "OutputUnavailable"  # W3: it reads an output its producer never made
-DATA_SKIPS = (CONDITION_FALSE, OUTPUT_UNAVAILABLE)  # skips that do not fail the workflow
+MATRIX_EMPTY = "MatrixEmpty"  # M4: a list from an output was empty; counts as succeeded (as W3)
+MATRIX_INVALID = "MatrixInvalid"  # M4: that output is not a JSON array of strings, or too long
+SUCCESS_SKIPS = (CONDITION_FALSE, MATRIX_EMPTY)  # skips that count as succeeded for scheduling
+DATA_SKIPS = (*SUCCESS_SKIPS, OUTPUT_UNAVAILABLE)  # skips that do not fail the workflow
 WAITING_FOR_MAIN = "WaitingForMainSteps"  # X1: a finally step before the main steps are over
 # Executor-given reasons of O2, for a step that exited 0.
 MISSING_OUTPUT = "MissingOutput"
@@ -82,6 +85,8 @@ class Decision:
     done: int
     total: int
     wake_at: float | None = None
+    # M4: the matrix steps whose lists from outputs were read now, with their copies' values
+    expand: Mapping[str, tuple[Mapping[str, str], ...]] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -98,7 +103,7 @@ def succeeded_for_scheduling(plan: Plan, name: str, state: StepState) -> bool:
     if state.phase == SUCCEEDED:
         return True
     if state.phase == SKIPPED:
-        return state.reason == CONDITION_FALSE
+        return state.reason in SUCCESS_SKIPS
     return state.phase == FAILED and plan.step_by_name[name].continue_on_error
 
 

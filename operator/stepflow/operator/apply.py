@@ -44,6 +44,7 @@ class JobStarter:
         self.key, self.plan, self.body, self.run, self.states = key, plan, body, run, states
         self.uid: str = body["metadata"].get("uid", "")
         self.adopted: set[str] = set()  # Jobs that existed already: created before a restart
+        self.expansions: dict[str, tuple[Mapping[str, str], ...]] = {}  # M4, recorded before any copy starts
 
     def start(self, name: str, now: float) -> StepState:
         """Create the step's Job; an existing one of this Workflow is adopted."""
@@ -71,6 +72,10 @@ class JobStarter:
 
     def recorded(self, name: str, state: StepState) -> None:
         """Skips become Events after the status write that records them, not here."""
+
+    def expand(self, expansions: Mapping[str, tuple[Mapping[str, str], ...]], now: float) -> None:
+        """M4: the copies are written to status by this reconcile; their Jobs come after."""
+        self.expansions.update(expansions)
 
     def _adopt(self, name: str, job_id: str, now: float) -> StepState:
         """The Job exists: ours if our creator died before recording it, else an old one's."""

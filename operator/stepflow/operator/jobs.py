@@ -159,7 +159,7 @@ def _pod_spec(plan: Plan, step: Step, outputs: Mapping[str, str]) -> dict[str, A
     # T3: params first, so that command, args and env may use them through $(NAME); the step's
     # env wins over the defaults'; params and outputs (O3) literal, so that the kubelet's
     # expansion gives the container each value exactly as given.
-    container["env"] = container_env(step.params, OUTPUTS_PATH, defaults.env, step.env, outputs=outputs)
+    container["env"] = container_env(step.literals, OUTPUTS_PATH, defaults.env, step.env, outputs=outputs)
     resources = step.resources or defaults.resources
     if resources:
         container["resources"] = dict(resources)

@@ -24,6 +24,9 @@ STEP_WAIT = Histogram(
     "Time a step waited for a slot after its prerequisites were met "
     "(maxConcurrency or the operator-wide cap).",
     buckets=(0, *STEP_BUCKETS))
+MATRIX_COPIES = Histogram(
+    "stepflow_matrix_copies", "Copies per matrix step expanded (M1, M4); each copy counts as a step "
+    "in the other metrics.", buckets=(1, 2, 5, 10, 25, 50, 100, 256))
 RUNNING_STEPS = Gauge("stepflow_running_steps", "Steps running now, across all workflows.")
 RUNNING_LIMIT = Gauge(
     "stepflow_running_steps_limit",

@@ -31,6 +31,7 @@ from stepflow.engine import (
     decide,
     record_skips,
 )
+from stepflow.matrix import expand
 from stepflow.operator import metrics
 from stepflow.operator.api import Api
 from stepflow.operator.apply import JobStarter, delete_stale_jobs
@@ -51,7 +52,7 @@ from stepflow.operator.store import Key, Store
 from stepflow.operator.type_book import StepTypesMissing, TypeBook, versions
 from stepflow.plan import Plan, compile_workflow
 from stepflow.spec import SpecError
-from stepflow.status import build_status, invalid_status
+from stepflow.status import build_status, expansions_from_status, invalid_status
 from stepflow.step_types import Catalog, TypeLookup, resolve
 
 NAME_TAKEN_RETRY = 2.0  # seconds between checks for an earlier Workflow's Job to be gone
@@ -77,6 +78,7 @@ class Reconciler:
         self.clock = clock
         self.types = TypeBook()
         self._plans: dict[Key, tuple[tuple[str, int], Plan]] = {}  # a spec is planned once
+        self._expansions: dict[Key, tuple[Plan, str, Plan]] = {}  # and each expansion of it (M4)
 
     def __call__(self, key: Key) -> float | None:
         started = time.perf_counter()
@@ -97,6 +99,7 @@ class Reconciler:
         self.shared.forget(key)
         self.types.forget(key)
         self._plans.pop(key, None)
+        self._expansions.pop(key, None)
 
     def prime_slots(self) -> None:
         self.shared.prime(self.store)
@@ -120,9 +123,11 @@ class Reconciler:
             self._record_invalid(key, body, exc, now)
             return None
         old_status = body.get("status") or {}
+        if not run.is_new:  # M4: the lists this run read from outputs, as it recorded them
+            plan = self._expanded(key, plan, expansions_from_status(old_status))
         before = previous_states(body, run)
         states, adopted = self.observer.observe(key, body, plan, before, run, now)
-        decision, requeue = self._decide_and_apply(key, plan, body, run, states, now, adopted)
+        plan, decision, requeue = self._decide_and_apply(key, plan, body, run, states, now, adopted)
         if any(s.phase == RUNNING and s.reason in POD_TROUBLE for s in states.values()):
             # A pod that gets scheduled or created changes nothing the Job watch reports on:
             # look again, so the reason goes once the trouble has.
@@ -164,6 +169,20 @@ class Reconciler:
         self._plans[key] = (identity, plan)
         return plan
 
+    def _expanded(self, key: Key, plan: Plan, recorded: Mapping[str, Any]) -> Plan:
+        """The plan with the recorded expansions, built once per expansion rather than per event."""
+        steps = plan.step_by_name
+        recorded = {n: c for n, c in recorded.items() if n in steps and steps[n].matrix}
+        if not recorded:
+            return plan
+        fingerprint = repr(sorted(recorded.items()))
+        cached = self._expansions.get(key)
+        if cached is not None and cached[0] is plan and cached[1] == fingerprint:
+            return cached[2]
+        expanded = expand(plan, recorded)
+        self._expansions[key] = (plan, fingerprint, expanded)
+        return expanded
+
     def _check_types(self, key: Key, body: Mapping[str, Any], types: TypeLookup) -> None:
         """T4: a new run whose types are missing waits for them; the API is asked first."""
         missing = resolve(body, types).missing
@@ -177,9 +196,11 @@ class Reconciler:
 
     def _decide_and_apply(self, key: Key, plan: Plan, body: Mapping[str, Any], run: Run,
                           states: dict[str, StepState], now: float,
-                          adopted: set[str]) -> tuple[Decision, float | None]:
+                          adopted: set[str]) -> tuple[Plan, Decision, float | None]:
         """Decide once, asking the shared queues once, and apply; ``states`` is updated in place.
-        Returns the decision to publish and when to reconcile again (None: on the next event)."""
+        Returns the plan and decision to publish, and when to reconcile again (None: on the next
+        event). A matrix step expanded now (M4) is published as its copies, which start only once
+        that status is written: a restart in between reads the same copies back."""
         spec = plan.spec
         options: dict[str, Any] = {"now": now, "started_at": run.started_at, "suspended": spec.suspend,
                                    "max_concurrency": spec.max_concurrency,
@@ -199,7 +220,10 @@ class Reconciler:
             states.update(not_before_prerequisites(plan, states, adopted))
         started = [n for n in decision.start if states[n].phase == RUNNING]
         self.shared.started(key, plan, started)
-        if decision.start or decision.cancel or decision.skip or decision.fail:
+        if starter.expansions:
+            plan = expand(plan, starter.expansions)
+            requeue = 0.0
+        if decision.start or decision.cancel or decision.skip or decision.fail or starter.expansions:
             # The status must show the steps as they now are (running, cancelled, skipped, or
             # failed to start, with what follows) rather than as about to change, or the next
             # reconcile would write it again: the rules run once more on what is now observed,
@@ -208,7 +232,7 @@ class Reconciler:
             if decision.skip or decision.fail:  # they can make steps ready, or end the main part
                 requeue = 0.0
             record_skips(states, decision, now)
-        return decision, requeue
+        return plan, decision, requeue
 
     def _record_invalid(self, key: Key, body: Mapping[str, Any], error: SpecError, now: float) -> None:
         """InvalidSpec is final for this generation: recorded once, never retried."""

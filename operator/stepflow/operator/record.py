@@ -96,12 +96,26 @@ class Recorder:
                 f"the spec changed while run {old_status['runGeneration']} was in progress; "
                 f"its running Jobs are stopped and run {run.generation} starts"))
         self._record_transitions(body, plan, before, states, run.started_at)
+        self._announce_expansions(body, plan, before)
         if plan.pools:
             self._announce_missing_pools(body, plan, before, decision)
         was_finished = old_status.get("phase") in FINISHED and not run.is_new
         if decision.finished and not was_finished:
             kind = "Normal" if decision.phase == SUCCEEDED else "Warning"
             self.events.record(body, kind, f"Workflow{decision.phase}", decision.message)
+
+    def _announce_expansions(self, body: Mapping[str, Any], plan: Plan,
+                             before: Mapping[str, StepState]) -> None:
+        """M6: one Event per matrix step expanded, not one per copy (their starts are routine)."""
+        for name, (step, copies) in plan.matrices.items():
+            if copies[0] in before:
+                continue  # recorded by an earlier reconcile
+            over = ", ".join(f"{a.name} (output {a.source[1]!r} of step {a.source[0]!r})" if a.source
+                              else f"{a.name} ({len(a.values or ())})" for a in step.matrix)
+            self.events.record(body, "Normal", "MatrixExpanded", (
+                f'step "{name}" fans out into {len(copies)} copies, "{copies[0]}" to "{copies[-1]}", '
+                f"over {over}"))
+            metrics.MATRIX_COPIES.observe(len(copies))
 
     def _announce_missing_pools(self, body: Mapping[str, Any], plan: Plan, before: Mapping[str, StepState],
                                 decision: Decision) -> None:
