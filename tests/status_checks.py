@@ -3,17 +3,18 @@ real control plane tier: they run on every status write a test sees."""
 
 from __future__ import annotations
 
+from stepflow.matrix import expand
 from stepflow.operator.jobs import spec_hash
 from stepflow.plan import compile_workflow
 from stepflow.spec import SpecError
-from stepflow.status import parse_time
+from stepflow.status import expansions_from_status, parse_time
 
 TERMINAL_STEP = {"Succeeded", "Failed", "Skipped", "Cancelled"}
 
 
 def status_inconsistencies(status: dict) -> list[str]:
     """What a user reading this one status document would find contradictory."""
-    steps = status.get("steps") or {}
+    steps = {n: e for n, e in (status.get("steps") or {}).items() if "copies" not in e}  # M2: not wholes
     if not steps:
         return []
     problems = []
@@ -34,7 +35,7 @@ def order_violations(workflow: dict) -> list[str]:
     if not steps or status.get("specHash") != spec_hash(workflow.get("spec") or {}):
         return []  # the status still describes an earlier spec's run
     try:
-        plan = compile_workflow(workflow)
+        plan = expand(compile_workflow(workflow), expansions_from_status(status))  # M4
     except SpecError:
         return []
     run_start = parse_time(status.get("startedAt")) or 0.0

@@ -49,7 +49,7 @@ STEP_STATUS = obj("State of one step.", {
     "reason": string(
         "Machine-readable reason, e.g. WaitingForSlot, WaitingForPrerequisites, PrerequisiteFailed, "
         "Timeout, ConditionFalse, ConditionError, OutputUnavailable, MissingOutput, OutputsTooLarge, "
-        "InvalidOutput, WaitingForMainSteps."),
+        "InvalidOutput, WaitingForMainSteps, MatrixInvalid, MatrixEmpty, CopiesFailed."),
     "message": string("Human-readable detail; for a skipped step it names the upstream step."),
     "jobName": string("Name of the step's Job in this run."),
     "startedAt": _timestamp("the step started"),
@@ -61,6 +61,11 @@ STEP_STATUS = obj("State of one step.", {
     "outputs": obj("The declared outputs of a succeeded step (O2).", max_properties=32,
                    values=string("An output's value.")),
     "finally": boolean("The step is one of spec.finally (X4)."),
+    "matrixOf": string("A copy of a matrix step names that step (M2); its name is <step>-<i>.",
+                       max_length=63),
+    "matrix": obj("A copy's values, by matrix name (M2).", values=string("One value.")),
+    "copies": integer("A matrix step's entry, beside its copies' (M2): how many copies it has; its "
+                      "phase is the whole's (M3).", minimum=0),
 })
 
 CONDITION = obj("One condition.", {

@@ -123,9 +123,9 @@ def whole_entry(plan: Plan, name: str, states: Mapping[str, StepState]) -> dict[
     first = plan.step_by_name[copies[0]]
     state = whole_state(plan, name, states)
     entry = step_entry(plan, copies[0], state, {})
-    entry.update(index=first.index, type=step.type, copies=len(copies), matrix={
-        a.name: a.as_written() for a in step.matrix})
-    for key in ("jobName", "attempts", "matrixOf", "exitCode", "terminationMessage", "continuedOnError"):
+    entry.update(index=first.index, type=step.type, copies=len(copies))
+    for key in ("jobName", "attempts", "matrixOf", "matrix", "exitCode", "terminationMessage",
+                "continuedOnError"):
         entry.pop(key, None)
     return entry
 

@@ -222,6 +222,8 @@ class Reconciler:
         self.shared.started(key, plan, started)
         if starter.expansions:
             plan = expand(plan, starter.expansions)
+            for copies in (plan.matrices[n][1] for n in starter.expansions):
+                states.update(dict.fromkeys(copies, StepState()))  # Pending: they start next time
             requeue = 0.0
         if decision.start or decision.cancel or decision.skip or decision.fail or starter.expansions:
             # The status must show the steps as they now are (running, cancelled, skipped, or
