@@ -54,7 +54,8 @@ def test_a_list_from_an_output_fans_out_into_50_copies_whose_outputs_reach_a_con
         step("list", message="services=" + json.dumps(services), outputs=["services"]),
         step("build", matrix={"service": {"fromOutput": {"step": "list", "output": "services"}}},
              message="image=built", outputs=["image"]),
-        step("report", env=[{"name": "IMAGES", "valueFrom": {"stepOutput": {"step": "build", "output": "image"}}}]),
+        step("report", env=[{"name": "IMAGES",
+                             "valueFrom": {"stepOutput": {"step": "build", "output": "image"}}}]),
     ], maxConcurrency=10))
     status = kube.wait_phase("changed", timeout=180)
     assert status["phase"] == "Succeeded", status.get("message")
