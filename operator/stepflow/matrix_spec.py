@@ -8,6 +8,7 @@ source being a prerequisite) is :mod:`stepflow.matrix`'s and :mod:`stepflow.data
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,8 @@ def read_matrix(obj: Mapping[str, Any], path: str, c: Collector) -> tuple[Axis, 
         return ()
     axes = []
     for name, value in given.items():
-        at = f"{where}.{excerpt(name)}"
+        plain = isinstance(name, str) and re.fullmatch(r"\w{1,63}", name, re.ASCII)
+        at = f"{where}.{name}" if plain else f"{where}[{excerpt(name)}]"
         if not isinstance(name, str) or len(name) > 63 or not OUTPUT_NAME.fullmatch(name):
             c.error(at, "is not a matrix name: it names each copy's environment variable (letters, digits "
                         "and '_', not starting with a digit, at most 63)")

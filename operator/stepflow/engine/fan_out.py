@@ -23,6 +23,7 @@ from stepflow.engine.states import (
     TERMINAL,
     StepState,
     Verdict,
+    has_outputs,
 )
 from stepflow.matrix import Values, combinations, list_from_output
 from stepflow.matrix_spec import MAX_COPIES, MAX_EXPANDED_STEPS
@@ -80,7 +81,7 @@ def expansion(plan: Plan, step: Step, states: Mapping[str, StepState]) -> tuple[
             continue
         producer, output = axis.source
         state = state_of(plan, producer, states)
-        if state.phase != SUCCEEDED:
+        if not has_outputs(state):
             return Verdict(OUTPUT_UNAVAILABLE, f'step "{producer}" was {state.phase.lower()}, so its output '
                                                f'"{output}" is unavailable to fan out over')
         values = list_from_output(state.outputs.get(output, ""))
@@ -93,7 +94,8 @@ def expansion(plan: Plan, step: Step, states: Mapping[str, StepState]) -> tuple[
     if count == 0:
         empty = next(f'output "{a.source[1]}" of step "{a.source[0]}"' for a in step.matrix
                      if a.source is not None and not resolved[a.name])
-        return Verdict(MATRIX_EMPTY, f"{empty} is an empty list: no copy to run")
+        return Verdict(MATRIX_EMPTY, f"{empty} is an empty list: no copy to run",
+                       outputs=tuple((o, "[]") for o in step.outputs))
     if count > MAX_COPIES:
         return Verdict(MATRIX_INVALID, f"{_sources(step)} would make {count:,} copies; at most {MAX_COPIES}")
     steps = len(plan.steps) - 1 + count

@@ -57,6 +57,7 @@ from stepflow.engine.states import (
     Decision,
     StepState,
     Verdict,
+    has_outputs,
     is_bad,
 )
 from stepflow.engine.wording import named_steps, quoted, why
@@ -316,7 +317,7 @@ class _Pass:
         step = self.plan.step_by_name[name]
         defaults = step.output_defaults
         for var, producer, output in step.output_sources:
-            if var not in defaults and self._seen(producer).phase != SUCCEEDED:
+            if var not in defaults and not has_outputs(self._seen(producer)):
                 return self._unavailable(producer, output)
         condition = self.plan.conditions.get(name)
         if condition is None:
@@ -329,7 +330,7 @@ class _Pass:
                 return None
         except ConditionEvaluationError as exc:
             missing = next(((r.step, r.output or "") for r in condition.references if r.reads_outputs
-                            and self._seen(r.step).phase != SUCCEEDED), None)
+                            and not has_outputs(self._seen(r.step))), None)
             if missing is not None:
                 return self._unavailable(*missing)
             return Verdict(CONDITION_ERROR, f"when {condition.source!r} could not be evaluated: {exc}")
