@@ -242,3 +242,10 @@ def test_the_expansion_is_the_same_every_time(case):
     assert first.expansions == second.expansions
     assert [s.name for s in first.plan.steps] == [s.name for s in second.plan.steps]
     assert first.start_order == second.start_order
+
+
+def test_a_list_whose_copies_values_would_be_too_large_for_status_is_invalid():
+    plan = plan_of([step("list", outputs=["items"]),
+                    step("build", matrix={"svc": from_output(), "pad": ["p" * 20_000, "q" * 20_000]})])
+    result = simulate(plan, outputs=listing(["a", "b"]))
+    assert result.states["build"].reason == MATRIX_INVALID and "65,536" in result.states["build"].message

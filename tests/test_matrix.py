@@ -165,3 +165,11 @@ def test_an_output_that_is_not_an_array_of_strings_says_why(text, words):
 
 def test_an_array_of_strings_is_read_as_is():
     assert list_from_output('["a", "$(X)", ""]') == ["a", "$(X)", ""]
+
+
+def test_the_copies_values_are_bounded_since_status_keeps_them():
+    big = "x" * 30_000
+    found = errors_of(step("m", matrix={"a": [big, big + "y"], "b": ["1", "2"]}))
+    assert any(e.startswith("spec.steps[0].matrix:") and "at most 65,536" in e for e in found), found
+    found = errors_of(*(step(f"m{i}", matrix={"a": [big]}, parallel=True) for i in range(5)))
+    assert any(e.startswith("spec.steps:") and "at most 131,072" in e for e in found), found

@@ -18,6 +18,10 @@ from stepflow.field_checks import OUTPUT_NAME, Collector, described, excerpt
 
 MAX_COPIES = 256  # per step (M1)
 MAX_EXPANDED_STEPS = 1000  # in a workflow with a matrix, once expanded (M1): the CRD's bound
+# Every copy's values are kept in status (M2), whose budget is 512 KiB: bounded per step and per
+# workflow, counted as the characters of all copies' values.
+MAX_STEP_VALUES = 64 * 1024
+MAX_WORKFLOW_VALUES = 128 * 1024
 INDEX_VARIABLE = "STEPFLOW_MATRIX_INDEX"  # each copy's number, from 0 (M2)
 RESERVED_PREFIX = "STEPFLOW_"  # the variables stepflow sets
 

@@ -25,8 +25,8 @@ from stepflow.engine.states import (
     Verdict,
     has_outputs,
 )
-from stepflow.matrix import Values, combinations, list_from_output
-from stepflow.matrix_spec import MAX_COPIES, MAX_EXPANDED_STEPS
+from stepflow.matrix import Values, combinations, list_from_output, values_size
+from stepflow.matrix_spec import MAX_COPIES, MAX_EXPANDED_STEPS, MAX_STEP_VALUES
 from stepflow.plan import Plan
 from stepflow.spec import Step
 
@@ -102,7 +102,11 @@ def expansion(plan: Plan, step: Step, states: Mapping[str, StepState]) -> tuple[
     if steps > MAX_EXPANDED_STEPS:
         return Verdict(MATRIX_INVALID, (f"{_sources(step)} would bring the workflow to {steps:,} steps; at "
                                         f"most {MAX_EXPANDED_STEPS:,}"))
-    return tuple(combinations(step.matrix, resolved))
+    combos = tuple(combinations(step.matrix, resolved))
+    if values_size(combos) > MAX_STEP_VALUES:
+        return Verdict(MATRIX_INVALID, (f"{_sources(step)} would give its copies {values_size(combos):,} "
+                                        f"characters of values; at most {MAX_STEP_VALUES:,}"))
+    return combos
 
 
 def _sources(step: Step) -> str:
