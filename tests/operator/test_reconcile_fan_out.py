@@ -7,7 +7,7 @@ import copy
 import json
 from typing import Any
 
-from scripted_api import KEY, NOW, ScriptedApi, setup
+from scripted_api import KEY, NOW, ScriptedApi, finish, job_of, setup
 from stepflow.engine import SlotQueue
 from stepflow.operator.reconcile import Reconciler
 from stepflow.operator.runtime.events import EventRecorder
@@ -21,21 +21,11 @@ STEPS = [{"name": "list", "script": "true", "outputs": ["items"]},
           "env": [{"name": "IMAGES", "valueFrom": {"stepOutput": {"step": "build", "output": "image"}}}]}]
 
 
-def job_of(api: ScriptedApi, step: str) -> dict[str, Any]:
-    return next(j for j in api.jobs.values() if j["metadata"]["labels"].get("stepflow.dev/step") == step)
-
-
-def succeed(api: ScriptedApi, store: Store, step: str, message: str = "") -> None:
-    """The Job of ``step`` succeeded, as its watch event reports it; ``message`` is its outputs."""
-    job = job_of(api, step)
-    job["metadata"]["resourceVersion"] = "9"
-    job["status"] = {"startTime": rfc3339(NOW - 5)[:19] + "Z", "succeeded": 1,
-                     "completionTime": rfc3339(NOW - 1)[:19] + "Z",
-                     "conditions": [{"type": "Complete", "status": "True"}]}
-    store.put_job(KEY, copy.deepcopy(job))
+def succeed(api: OutputsApi, store: Store, step: str, message: str = "") -> None:
+    """The Job of ``step`` succeeded, its pod having written ``message`` (its outputs)."""
     if message:
-        api.pods_by_job[job["metadata"]["name"]] = message
-    store.put_workflow(copy.deepcopy(api.workflow))
+        api.pods_by_job[job_of(api, step)["metadata"]["name"]] = message
+    finish(api, store, step)
 
 
 class OutputsApi(ScriptedApi):

@@ -6,12 +6,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from scripted_api import KEY, NOW, ScriptedApi, setup
+from scripted_api import KEY, NOW, ScriptedApi, finish, job_of, setup
 from stepflow.engine import SlotQueue
 from stepflow.operator.reconcile import Reconciler
 from stepflow.operator.runtime.events import EventRecorder
 from stepflow.operator.store import Store
-from stepflow.status import rfc3339
 
 STEPS = [{"name": "scan", "type": "scanner", "with": {"TARGET": "$(SECRET)"}},
          {"name": "report", "type": "scanner"}, {"name": "publish", "type": "scanner"}]
@@ -49,24 +48,8 @@ def typed_setup() -> tuple[Reconciler, TypedApi, Any, list[tuple[str, str, str]]
     return reconciler, api, store, events
 
 
-def job_of(api: ScriptedApi, step: str) -> dict[str, Any]:
-    return next(j for j in api.jobs.values()
-                if j["metadata"]["labels"].get("stepflow.dev/step") == step)
-
-
 def container(job: dict[str, Any]) -> dict[str, Any]:
     return job["spec"]["template"]["spec"]["containers"][0]
-
-
-def finish(api: ScriptedApi, store: Any, step: str) -> None:
-    """The Job of ``step`` succeeded, as its watch event reports it."""
-    job = job_of(api, step)
-    job["metadata"]["resourceVersion"] = "9"
-    job["status"] = {"startTime": rfc3339(NOW - 5)[:19] + "Z", "succeeded": 1,
-                     "completionTime": rfc3339(NOW - 1)[:19] + "Z",
-                     "conditions": [{"type": "Complete", "status": "True"}]}
-    store.put_job(KEY, copy.deepcopy(job))
-    store.put_workflow(copy.deepcopy(api.workflow))
 
 
 def test_a_workflow_waits_for_its_missing_type_and_its_watch_event_starts_it():
