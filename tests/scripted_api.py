@@ -136,3 +136,13 @@ def finish(api: ScriptedApi, store: Store, step: str) -> None:
     store.put_job(KEY, copy.deepcopy(job))
     store.put_workflow(copy.deepcopy(api.workflow))
 
+
+def restarted_operator(api: ScriptedApi) -> Reconciler:
+    """A new operator, whose watch and caches show only what is there now."""
+    fresh = Store(clock=lambda: NOW)
+    fresh.put_workflow(copy.deepcopy(api.workflow))
+    for job in api.jobs.values():
+        fresh.put_job(KEY, copy.deepcopy(job))
+    return Reconciler(api, fresh, EventRecorder(lambda event: None), SlotQueue(None),
+                      wake=lambda key: None, clock=lambda: NOW)
+

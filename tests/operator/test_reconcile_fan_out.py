@@ -7,10 +7,8 @@ import copy
 import json
 from typing import Any
 
-from scripted_api import KEY, NOW, ScriptedApi, finish, job_of, setup
-from stepflow.engine import SlotQueue
+from scripted_api import KEY, NOW, ScriptedApi, finish, job_of, restarted_operator, setup
 from stepflow.operator.reconcile import Reconciler
-from stepflow.operator.runtime.events import EventRecorder
 from stepflow.operator.store import Store
 from stepflow.status import rfc3339
 
@@ -83,12 +81,7 @@ def test_a_new_operator_starts_the_recorded_copies_not_a_new_reading():
     reconciler.reconcile(KEY)  # the expansion, recorded
     # The output now reads differently (a status patched by hand, say): the record wins.
     api.workflow["status"]["steps"]["list"]["outputs"]["items"] = json.dumps(["x", "y", "z"])
-    fresh = Store(clock=lambda: NOW)
-    fresh.put_workflow(copy.deepcopy(api.workflow))
-    for job in api.jobs.values():
-        fresh.put_job(KEY, copy.deepcopy(job))
-    restarted = Reconciler(api, fresh, EventRecorder(lambda event: None), SlotQueue(None),
-                           wake=lambda key: None, clock=lambda: NOW)
+    restarted = restarted_operator(api)
     restarted.reconcile(KEY)
     copies = sorted(n for n in api.created if "-build-" in n)
     assert copies == ["wf-1-build-0", "wf-1-build-1"]

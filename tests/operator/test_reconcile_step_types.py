@@ -6,11 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from scripted_api import KEY, NOW, ScriptedApi, finish, job_of, setup
-from stepflow.engine import SlotQueue
+from scripted_api import KEY, ScriptedApi, finish, job_of, restarted_operator, setup
 from stepflow.operator.reconcile import Reconciler
-from stepflow.operator.runtime.events import EventRecorder
-from stepflow.operator.store import Store
 
 STEPS = [{"name": "scan", "type": "scanner", "with": {"TARGET": "$(SECRET)"}},
          {"name": "report", "type": "scanner"}, {"name": "publish", "type": "scanner"}]
@@ -96,12 +93,7 @@ def test_a_run_keeps_its_types_when_they_change_and_in_a_new_operator():
 
     # A new operator, whose watch and caches show only what is there now, finishes the same run.
     finish(api, store, "report")
-    fresh = Store(clock=lambda: NOW)
-    fresh.put_workflow(copy.deepcopy(api.workflow))
-    for job in api.jobs.values():
-        fresh.put_job(KEY, copy.deepcopy(job))
-    restarted = Reconciler(api, fresh, EventRecorder(lambda event: None), SlotQueue(None),
-                           wake=lambda key: None, clock=lambda: NOW)
+    restarted = restarted_operator(api)
     restarted.types.put(scanner("scanner:2", "42"), "StepType")
     restarted.reconcile(KEY)
     assert container(job_of(api, "publish"))["image"] == "scanner:1"
