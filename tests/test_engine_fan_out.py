@@ -249,3 +249,12 @@ def test_a_list_whose_copies_values_would_be_too_large_for_status_is_invalid():
                     step("build", matrix={"svc": from_output(), "pad": ["p" * 20_000, "q" * 20_000]})])
     result = simulate(plan, outputs=listing(["a", "b"]))
     assert result.states["build"].reason == MATRIX_INVALID and "65,536" in result.states["build"].message
+
+
+def test_a_whole_whose_run_was_stopped_midway_is_not_a_success():
+    plan = plan_of([step("m", matrix={"r": ["a", "b"]})])
+    states = {"m-0": StepState(phase=SUCCEEDED, started_at=1, finished_at=2),
+              "m-1": StepState(phase=SKIPPED, reason="Interrupted", message="interrupted by the user")}
+    whole = whole_state(plan, "m", states)
+    assert (whole.phase, whole.reason) == (SKIPPED, "Interrupted") and "1 of 2 copies" in whole.message
+    assert whole.outputs == {}

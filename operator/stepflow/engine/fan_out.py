@@ -40,7 +40,7 @@ def state_of(plan: Plan, name: str, states: Mapping[str, StepState]) -> StepStat
 
 def whole_state(plan: Plan, name: str, states: Mapping[str, StepState]) -> StepState:
     """M3: the whole of a matrix step. Running while a copy is unfinished; then Failed if a
-    copy failed, Cancelled if one was cancelled, Skipped if all were, else Succeeded. Its outputs
+    copy failed, Cancelled if one was cancelled, Skipped if one was, else Succeeded. Its outputs
     (M5) are JSON arrays of the copies' values, in copy order, once it succeeded."""
     step, names = plan.matrices[name]
     seen = [states.get(n) or StepState() for n in names]
@@ -61,8 +61,11 @@ def whole_state(plan: Plan, name: str, states: Mapping[str, StepState]) -> StepS
     elif count.get(CANCELLED):
         phase, reason, message = CANCELLED, seen[phases.index(CANCELLED)].reason, f"{count[CANCELLED]} of " \
                                                                                   f"{total} copies cancelled"
-    elif count.get(SKIPPED) == total:
-        phase, reason, message = SKIPPED, seen[0].reason, seen[0].message
+    elif count.get(SKIPPED):  # all of them by a condition; or some, the run being stopped
+        first = seen[phases.index(SKIPPED)]
+        phase, reason = SKIPPED, first.reason
+        message = first.message if count[SKIPPED] == total else f"{count[SKIPPED]} of {total} copies " \
+                                                                 f"skipped: {first.message}"
     else:
         phase, reason, message = SUCCEEDED, "", f"all {total} copies succeeded"
     outputs = {o: json.dumps([s.outputs.get(o, "") for s in seen]) for o in step.outputs} \
