@@ -258,3 +258,11 @@ def test_a_whole_whose_run_was_stopped_midway_is_not_a_success():
     whole = whole_state(plan, "m", states)
     assert (whole.phase, whole.reason) == (SKIPPED, "Interrupted") and "1 of 2 copies" in whole.message
     assert whole.outputs == {}
+
+
+def test_a_fan_out_over_the_outputs_of_another_fan_out():
+    plan = plan_of([step("find", matrix={"repo": ["a", "b"]}, outputs=["svc"]),
+                    step("build", matrix={"svc": from_output("find", "svc")})])
+    result = simulate(plan, outputs={"find-0": {"svc": "api"}, "find-1": {"svc": "web"}})
+    assert [dict(s.matrix_values) for s in result.plan.steps[2:]] == [{"svc": "api"}, {"svc": "web"}]
+    assert result.decision.phase == SUCCEEDED and result.decision.progress == "4/4"
