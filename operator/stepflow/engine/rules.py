@@ -281,9 +281,10 @@ class _Pass:
                 verdict = self._data_verdict(name)
                 if verdict is None and self.plan.step_by_name[name].matrix:
                     verdict = self._expand(name)
+                    if verdict is None:
+                        continue  # its copies start once the executor has them (M4)
                 if verdict is None:
-                    if name not in self.expand:
-                        ready.add(name)
+                    ready.add(name)
                     continue
             if verdict.reason in (CONDITION_ERROR, MATRIX_INVALID):
                 self.fail[name] = verdict
@@ -297,7 +298,8 @@ class _Pass:
         self.ready = sorted(ready, key=plan.index_of)
 
     def _expand(self, name: str) -> Verdict | None:
-        """M4: a ready matrix step reads its list now; it starts no Job itself."""
+        """M4: a ready matrix step reads its list now, and starts nothing itself; or the verdict
+        that ends it (MatrixInvalid, MatrixEmpty)."""
         found = expansion(self.plan, self.plan.step_by_name[name], self.observations)
         if isinstance(found, Verdict):
             return found
