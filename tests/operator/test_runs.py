@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from builders import plan_of
 from stepflow.engine import StepState
-from stepflow.operator.runs import current_run, not_before_prerequisites
+from stepflow.operator.runs import carried_over, current_run, not_before_prerequisites
+from stepflow.spec import RERUN_FAILED_ANNOTATION
 
 
 def _body(generation, spec, status=None):
@@ -74,3 +75,13 @@ def test_an_adopted_job_never_starts_before_its_prerequisites_ended():
     assert fixed["a"] == states["a"] and fixed["b"] == states["b"]
     # A start the operator recorded itself is never moved.
     assert not_before_prerequisites(plan, dict(states), adopted=())["c"] == states["c"]
+
+
+def test_rerun_failed_keeps_succeeded_copies_but_not_a_matrix_steps_summary():
+    body = _body(2, {"runToken": "r2", "steps": []}, {"steps": {
+        "build": {"phase": "Succeeded", "copies": 2},
+        "build-0": {"phase": "Succeeded", "matrixOf": "build"},
+        "build-1": {"phase": "Failed", "matrixOf": "build"}}})
+    body["metadata"]["annotations"] = {RERUN_FAILED_ANNOTATION: "r2"}
+    kept = carried_over(body, current_run(body, 1_000.0))
+    assert set(kept) == {"build-0"}

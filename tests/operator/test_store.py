@@ -102,3 +102,17 @@ def test_r3_admission_by_kueue_is_news_and_a_suspended_job_is_not_swept():
                 "spec": {"suspend": False}}
     assert store.put_job(KEY, admitted)  # the un-suspend alone changes the step
     assert "spec" not in store.jobs(KEY)["wf-1-a"]
+
+
+def test_a_new_leader_counts_running_copies_and_their_pool_but_not_a_matrix_steps_summary():
+    store = Store()
+    body = workflow("1")
+    body["spec"] = {"steps": [{"name": "deploy", "pool": "prod", "matrix": {"r": ["a", "b", "c"]}}]}
+    body["status"]["steps"] = {
+        "deploy": {"phase": "Running", "copies": 3},
+        "deploy-0": {"phase": "Running", "matrixOf": "deploy", "matrix": {"r": "a"}},
+        "deploy-1": {"phase": "Running", "matrixOf": "deploy", "matrix": {"r": "b"}},
+        "deploy-2": {"phase": "Pending", "matrixOf": "deploy", "matrix": {"r": "c"}}}
+    store.put_workflow(body)
+    assert store.running_steps() == {KEY: 2}
+    assert store.running_in_pools() == {KEY: {"prod": ["deploy-0", "deploy-1"]}}

@@ -40,9 +40,11 @@ def carried_over(body: Mapping[str, Any], run: Run) -> dict[str, StepState]:
     token = (body.get("spec") or {}).get("runToken")
     if not run.is_new or not token or annotations.get(RERUN_FAILED_ANNOTATION) != token:
         return {}
+    entries = (body.get("status") or {}).get("steps") or {}
     previous = states_from_status(body.get("status"))
+    # A matrix step's own entry sums up its copies (M2); each copy is kept, or not, on its own.
     return {name: replace(state, message="kept from the previous run")
-            for name, state in previous.items() if state.phase == SUCCEEDED}
+            for name, state in previous.items() if state.phase == SUCCEEDED and "copies" not in entries[name]}
 
 
 def current_run(body: Mapping[str, Any], now: float) -> Run:

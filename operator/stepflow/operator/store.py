@@ -98,10 +98,11 @@ class Store:
             return list(self._workflows)
 
     def running_steps(self) -> dict[Key, int]:
-        """Per workflow, the steps its cached status says are running."""
+        """Per workflow, the steps its cached status says are running (a matrix step's own entry
+        is its copies' summary, not a step that runs: M2)."""
         with self._lock:
             return {key: sum(1 for s in ((body.get("status") or {}).get("steps") or {}).values()
-                             if isinstance(s, Mapping) and s.get("phase") == "Running")
+                             if isinstance(s, Mapping) and s.get("phase") == "Running" and "copies" not in s)
                     for key, body in self._workflows.items()}
 
     def running_in_pools(self) -> dict[Key, dict[str, list[str]]]:
@@ -114,8 +115,11 @@ class Store:
                            for s in spec.get(part) or () if isinstance(s, Mapping) and s.get("pool")}
                 steps = (body.get("status") or {}).get("steps") or {}
                 for name, entry in steps.items():
-                    if name in pool_of and isinstance(entry, Mapping) and entry.get("phase") == "Running":
-                        found.setdefault(key, {}).setdefault(pool_of[name], []).append(name)
+                    if not isinstance(entry, Mapping) or entry.get("phase") != "Running" or "copies" in entry:
+                        continue
+                    pool = pool_of.get(name) or pool_of.get(entry.get("matrixOf"))  # a copy: its step's
+                    if pool:
+                        found.setdefault(key, {}).setdefault(pool, []).append(name)
         return found
 
     def workflow_phases(self) -> list[str]:
