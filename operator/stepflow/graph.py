@@ -74,7 +74,7 @@ class _Drawing:
     labels, and the edges, those of copies left out going through their box's "more" node."""
 
     groups: list[list[str | tuple[str, list[str]]]]  # a node, or (matrix step, its box's nodes)
-    labels: dict[str, str]
+    labels: dict[str, str]  # of every node drawn, and of no other
     edges: list[tuple[str, str]]
     joins: list[str]
 
@@ -86,16 +86,19 @@ def _drawing(plan: Plan, phases: Mapping[str, str] | None) -> _Drawing:
     for whole, (_, copies) in plan.matrices.items():
         shown = (list(copies) if len(copies) <= DRAWN_COPIES
                  else worth_showing(copies, phases or {}, DRAWN_COPIES - 1))
-        boxes[whole] = shown + ([f"+{whole}"] if len(shown) < len(copies) else [])
-        drawn_as.update((c, f"+{whole}") for c in copies if c not in set(shown))
-        labels[f"+{whole}"] = f"… {len(copies) - len(shown)} more copies"
+        boxes[whole] = shown
+        if len(shown) < len(copies):
+            drawn_as.update((c, f"+{whole}") for c in set(copies).difference(shown))
+            labels[f"+{whole}"] = f"… {len(copies) - len(shown)} more copies"
+            boxes[whole] = [*shown, f"+{whole}"]
     groups: list[list[str | tuple[str, list[str]]]] = []
     for members in plan.groups:
         items: list[str | tuple[str, list[str]]] = []
         for name in members:
             step = plan.step_by_name[name]
             if step.matrix_of in boxes:
-                labels[name] = f"{name}\n{printable(values_text(step.matrix_values, LABEL_VALUES))}"
+                if name not in drawn_as:
+                    labels[name] = f"{name}\n{printable(values_text(step.matrix_values, LABEL_VALUES))}"
                 if name == plan.matrices[step.matrix_of][1][0]:
                     items.append((step.matrix_of, boxes[step.matrix_of]))
             else:
@@ -139,9 +142,8 @@ def to_mermaid(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
     if phases:
         lines.extend(f"  classDef {phase} fill:{fill},stroke:{STROKE},color:{TEXT}"
                      for phase, fill in PHASE_FILLS.items())
-        drawn = set(drawing.labels)
         lines.extend(f"  class {_mermaid_id(name)} {phase}"
-                     for name, phase in phases.items() if phase in PHASE_FILLS and name in drawn)
+                     for name, phase in phases.items() if phase in PHASE_FILLS and name in drawing.labels)
     return "\n".join(lines) + "\n"
 
 
