@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stepflow.matrix_spec import Axis
+from stepflow.printable import printable
 
 TIMES = "\u00d7"  # the multiplication sign: "deploy \u00d74", "build \u00d7(list.services)"
 COPY_ROWS = 10  # a matrix step shows at most this many rows of copies, the last one counting the rest
@@ -56,12 +57,14 @@ def is_whole(entry: Entry) -> bool:
 
 
 def values_text(values: Mapping[str, str], limit: int = VALUE_CHARACTERS) -> str:
-    """``REGION=eu TIER=a``, each value on one line and cut at ``limit`` characters."""
+    """``REGION=eu TIER=a``, each value on one line, cut at ``limit`` characters, and with its
+    control characters escaped (:func:`~stepflow.printable.printable`): a value is anyone's text,
+    and a terminal would obey an escape sequence among them, in a table or a printed graph."""
     pairs = []
     for name, value in values.items():
         value = str(value).replace("\n", "⏎")
         pairs.append(f"{name}={value if len(value) <= limit else value[:limit - 1] + '…'}")
-    return " ".join(pairs)
+    return printable(" ".join(pairs))
 
 
 def copies_text(count: int) -> str:

@@ -23,7 +23,6 @@ from typing import Any
 from stepflow.fan_rows import TIMES, source_text, values_text, worth_showing
 from stepflow.palette import PHASE_FILLS, STROKE, TEXT
 from stepflow.plan import Plan
-from stepflow.printable import printable
 
 MAIN_DONE = "#main"  # the graph node "every main step is over", which finally steps wait for (X1)
 DRAWN_COPIES = 6  # a matrix step's box draws all its copies up to this many, else five and "… N more"
@@ -98,7 +97,7 @@ def _drawing(plan: Plan, phases: Mapping[str, str] | None) -> _Drawing:
             step = plan.step_by_name[name]
             if step.matrix_of in boxes:
                 if name not in drawn_as:
-                    labels[name] = f"{name}\n{printable(values_text(step.matrix_values, LABEL_VALUES))}"
+                    labels[name] = f"{name}\n{values_text(step.matrix_values, LABEL_VALUES)}"
                 if name == plan.matrices[step.matrix_of][1][0]:
                     items.append((step.matrix_of, boxes[step.matrix_of]))
             else:
