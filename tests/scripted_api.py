@@ -119,3 +119,30 @@ def step_pod(job: dict[str, Any], status: dict[str, Any], deleting: bool = False
     if deleting:
         meta["deletionTimestamp"] = rfc3339(NOW)
     return {"metadata": meta, "status": status}
+
+
+def job_of(api: ScriptedApi, step: str) -> dict[str, Any]:
+    """The Job the reconcile created for ``step``."""
+    return next(j for j in api.jobs.values() if j["metadata"]["labels"].get("stepflow.dev/step") == step)
+
+
+def finish(api: ScriptedApi, store: Store, step: str) -> None:
+    """The Job of ``step`` succeeded, as its watch event reports it."""
+    job = job_of(api, step)
+    job["metadata"]["resourceVersion"] = "9"
+    job["status"] = {"startTime": rfc3339(NOW - 5)[:19] + "Z", "succeeded": 1,
+                     "completionTime": rfc3339(NOW - 1)[:19] + "Z",
+                     "conditions": [{"type": "Complete", "status": "True"}]}
+    store.put_job(KEY, copy.deepcopy(job))
+    store.put_workflow(copy.deepcopy(api.workflow))
+
+
+def restarted_operator(api: ScriptedApi) -> Reconciler:
+    """A new operator, whose watch and caches show only what is there now."""
+    fresh = Store(clock=lambda: NOW)
+    fresh.put_workflow(copy.deepcopy(api.workflow))
+    for job in api.jobs.values():
+        fresh.put_job(KEY, copy.deepcopy(job))
+    return Reconciler(api, fresh, EventRecorder(lambda event: None), SlotQueue(None),
+                      wake=lambda key: None, clock=lambda: NOW)
+

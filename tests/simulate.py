@@ -25,6 +25,7 @@ from stepflow.engine import (
     cancelled,
     decide,
 )
+from stepflow.matrix import expand
 from stepflow.plan import Plan
 
 MAX_ROUNDS = 100_000
@@ -48,6 +49,8 @@ class Result:
     stuck: bool = False
     # (time, name, states just before the start): for "prerequisites done" checks
     starts: list[tuple[float, str, Mapping[str, StepState]]] = field(default_factory=list)
+    plan: Plan | None = None  # as the run ended: with the copies of what it expanded (M4)
+    expansions: list[tuple[float, dict[str, tuple[Mapping[str, str], ...]]]] = field(default_factory=list)
 
     def phase(self, name: str) -> str:
         return self.states[name].phase
@@ -72,6 +75,7 @@ class Sim:
     stop: Verdict | None = None
     # decide twice per round, the second time from a reversed copy of the states: must be equal
     check_determinism: bool = False
+    expansions: list[tuple[float, dict[str, tuple[Mapping[str, str], ...]]]] = field(default_factory=list)
 
     def run(self) -> Result:
         now = self.t0
@@ -106,11 +110,13 @@ class Sim:
             decisions.append((now, decision))
             steps = _SimSteps(self, now, states, end_at, intervals, order, starts)
             apply_decision(states, decision, now, steps)
+            if decision.expand:  # M4: the plan now has the copies; the index follows it
+                indexed = Observations(self.plan, states)
             max_running = max(max_running, sum(1 for s in states.values() if s.phase == RUNNING))
             if decision.finished:
                 return Result(states, decision, decisions, intervals, order, max_running, now,
-                              starts=starts)
-            if decision.start or decision.skip or decision.cancel or decision.fail:
+                              starts=starts, plan=self.plan, expansions=self.expansions)
+            if decision.start or decision.skip or decision.cancel or decision.fail or decision.expand:
                 continue  # state changed: decide again at the same instant
             candidates = list(end_at.values())
             if decision.wake_at is not None:
@@ -119,7 +125,7 @@ class Sim:
                 candidates.append(events[0][0])
             if not candidates:
                 return Result(states, decision, decisions, intervals, order, max_running, now,
-                              stuck=True, starts=starts)
+                              stuck=True, starts=starts, plan=self.plan, expansions=self.expansions)
             now = max(now, min(candidates))
             for name in sorted(n for n, t in end_at.items() if t <= now):
                 phase = FAILED if name in self.fails else SUCCEEDED
@@ -159,6 +165,10 @@ class _SimSteps:
 
     def recorded(self, name: str, state: StepState) -> None:
         pass
+
+    def expand(self, expansions: Mapping[str, tuple[Mapping[str, str], ...]], now: float) -> None:
+        self.sim.plan = expand(self.sim.plan, expansions)
+        self.sim.expansions.append((now, dict(expansions)))
 
 
 def simulate(plan: Plan, durations: Mapping[str, float] | None = None, fails=(), **kwargs) -> Result:

@@ -510,3 +510,22 @@ def test_a_nul_in_an_output_fails_the_producer_and_the_consumer_never_starts(tmp
     assert (build["phase"], build["reason"]) == ("Failed", "InvalidOutput")
     assert 'output "tag"' in build["message"] and "NUL" in build["message"]
     assert (use["phase"], use.get("exitCode")) == ("Skipped", None)  # not a made-up 127 of its own
+
+
+# --- fan-out (M2, M4, M5) ------------------------------------------------------------------------
+
+def test_a_local_fan_out_gives_each_copy_its_values_literally_and_a_consumer_the_array(tmp_path):
+    write_list = """printf 'items=["api","$(HOME) `id`"]\\n' >> "$STEPFLOW_OUTPUTS" """
+    build = 'printf "image=%s/%s/%s\\n" "$svc" "$arch" "$STEPFLOW_MATRIX_INDEX" >> "$STEPFLOW_OUTPUTS"'
+    images = {"name": "IMAGES", "valueFrom": {"stepOutput": {"step": "build", "output": "image"}}}
+    _, report = run_local(tmp_path, [
+        step("list", script=write_list, outputs=["items"]),
+        step("build", matrix={"svc": {"fromOutput": {"step": "list", "output": "items"}}, "arch": ["x86"]},
+             script=build, outputs=["image"]),
+        step("report", env=[images], script='printf "%s" "$IMAGES" > ' + str(tmp_path / "images.json")),
+    ])
+    assert report["phase"] == "Succeeded" and report["progress"] == "4/4"
+    assert report["steps"]["build-1"]["outputs"] == {"image": "$(HOME) `id`/x86/1"}
+    assert report["steps"]["build"]["copies"] == 2 and report["steps"]["build"]["phase"] == "Succeeded"
+    assert report["groups"][1] == ["build-0", "build-1"]
+    assert json.loads((tmp_path / "images.json").read_text()) == ["api/x86/0", "$(HOME) `id`/x86/1"]

@@ -17,7 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from stepflow.matrix_spec import MAX_COPIES, MAX_EXPANDED_STEPS, Axis, literal_count
+from stepflow.matrix_spec import (
+    MAX_COPIES,
+    MAX_EXPANDED_STEPS,
+    MAX_STEP_VALUES,
+    MAX_WORKFLOW_VALUES,
+    Axis,
+    literal_count,
+)
 from stepflow.spec import FieldError, Step, WorkflowSpec
 
 if TYPE_CHECKING:
@@ -93,6 +100,11 @@ def expand_written(plan: Plan) -> Plan:
 _NONE = Step(name="", index=-1)
 
 
+def values_size(combos: Sequence[Values]) -> int:
+    """What the copies' values take in status (M2), in characters."""
+    return sum(len(k) + len(v) for values in combos for k, v in values.items())
+
+
 def list_from_output(text: str) -> list[str] | str:
     """M4: the strings of a JSON array, or why the text is not one."""
     try:
@@ -117,11 +129,22 @@ def matrix_errors(spec: WorkflowSpec) -> list[FieldError]:
         return []
     errors = []
     written = len(spec.all_steps) - len(fanned)
-    expanded = written
+    expanded, size = written, 0
     for step in fanned:
         count = literal_count(step.matrix)
         expanded += count or 1
         errors += _step_errors(step, count)
+        if count is not None and count <= MAX_COPIES:
+            step_size = values_size(combinations(step.matrix))
+            size += step_size
+            if step_size > MAX_STEP_VALUES:
+                errors.append(FieldError(f"{step.path}.matrix", (
+                    f'step "{step.name}": its copies\' values take {step_size:,} characters, at most '
+                    f"{MAX_STEP_VALUES:,}: status keeps each copy's values")))
+    if size > MAX_WORKFLOW_VALUES:
+        errors.append(FieldError("spec.steps", (
+            f"the copies of its matrices take {size:,} characters of values, at most "
+            f"{MAX_WORKFLOW_VALUES:,}: status keeps each copy's values")))
     if expanded > MAX_EXPANDED_STEPS:
         errors.append(FieldError("spec.steps", (
             f"makes {expanded:,} steps once its matrices are expanded; at most {MAX_EXPANDED_STEPS:,} "

@@ -8,6 +8,7 @@ source being a prerequisite) is :mod:`stepflow.matrix`'s and :mod:`stepflow.data
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,10 @@ from stepflow.field_checks import OUTPUT_NAME, Collector, described, excerpt
 
 MAX_COPIES = 256  # per step (M1)
 MAX_EXPANDED_STEPS = 1000  # in a workflow with a matrix, once expanded (M1): the CRD's bound
+# Every copy's values are kept in status (M2), whose budget is 512 KiB: bounded per step and per
+# workflow, counted as the characters of all copies' values.
+MAX_STEP_VALUES = 64 * 1024
+MAX_WORKFLOW_VALUES = 128 * 1024
 INDEX_VARIABLE = "STEPFLOW_MATRIX_INDEX"  # each copy's number, from 0 (M2)
 RESERVED_PREFIX = "STEPFLOW_"  # the variables stepflow sets
 
@@ -55,7 +60,8 @@ def read_matrix(obj: Mapping[str, Any], path: str, c: Collector) -> tuple[Axis, 
         return ()
     axes = []
     for name, value in given.items():
-        at = f"{where}.{excerpt(name)}"
+        plain = isinstance(name, str) and re.fullmatch(r"\w{1,63}", name, re.ASCII)
+        at = f"{where}.{name}" if plain else f"{where}[{excerpt(name)}]"
         if not isinstance(name, str) or len(name) > 63 or not OUTPUT_NAME.fullmatch(name):
             c.error(at, "is not a matrix name: it names each copy's environment variable (letters, digits "
                         "and '_', not starting with a digit, at most 63)")

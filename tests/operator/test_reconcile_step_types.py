@@ -6,12 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from scripted_api import KEY, NOW, ScriptedApi, setup
-from stepflow.engine import SlotQueue
+from scripted_api import KEY, ScriptedApi, finish, job_of, restarted_operator, setup
 from stepflow.operator.reconcile import Reconciler
-from stepflow.operator.runtime.events import EventRecorder
-from stepflow.operator.store import Store
-from stepflow.status import rfc3339
 
 STEPS = [{"name": "scan", "type": "scanner", "with": {"TARGET": "$(SECRET)"}},
          {"name": "report", "type": "scanner"}, {"name": "publish", "type": "scanner"}]
@@ -49,24 +45,8 @@ def typed_setup() -> tuple[Reconciler, TypedApi, Any, list[tuple[str, str, str]]
     return reconciler, api, store, events
 
 
-def job_of(api: ScriptedApi, step: str) -> dict[str, Any]:
-    return next(j for j in api.jobs.values()
-                if j["metadata"]["labels"].get("stepflow.dev/step") == step)
-
-
 def container(job: dict[str, Any]) -> dict[str, Any]:
     return job["spec"]["template"]["spec"]["containers"][0]
-
-
-def finish(api: ScriptedApi, store: Any, step: str) -> None:
-    """The Job of ``step`` succeeded, as its watch event reports it."""
-    job = job_of(api, step)
-    job["metadata"]["resourceVersion"] = "9"
-    job["status"] = {"startTime": rfc3339(NOW - 5)[:19] + "Z", "succeeded": 1,
-                     "completionTime": rfc3339(NOW - 1)[:19] + "Z",
-                     "conditions": [{"type": "Complete", "status": "True"}]}
-    store.put_job(KEY, copy.deepcopy(job))
-    store.put_workflow(copy.deepcopy(api.workflow))
 
 
 def test_a_workflow_waits_for_its_missing_type_and_its_watch_event_starts_it():
@@ -113,12 +93,7 @@ def test_a_run_keeps_its_types_when_they_change_and_in_a_new_operator():
 
     # A new operator, whose watch and caches show only what is there now, finishes the same run.
     finish(api, store, "report")
-    fresh = Store(clock=lambda: NOW)
-    fresh.put_workflow(copy.deepcopy(api.workflow))
-    for job in api.jobs.values():
-        fresh.put_job(KEY, copy.deepcopy(job))
-    restarted = Reconciler(api, fresh, EventRecorder(lambda event: None), SlotQueue(None),
-                           wake=lambda key: None, clock=lambda: NOW)
+    restarted = restarted_operator(api)
     restarted.types.put(scanner("scanner:2", "42"), "StepType")
     restarted.reconcile(KEY)
     assert container(job_of(api, "publish"))["image"] == "scanner:1"

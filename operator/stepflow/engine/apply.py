@@ -37,7 +37,8 @@ class Executor(Protocol):
 
 def skipped(state: StepState, verdict: Verdict, now: float) -> StepState:
     """A skip as both executors record it."""
-    return replace(state, phase=SKIPPED, reason=verdict.reason, message=verdict.message, finished_at=now)
+    return replace(state, phase=SKIPPED, reason=verdict.reason, message=verdict.message, finished_at=now,
+                   outputs=dict(verdict.outputs))
 
 
 def failed_unstarted(state: StepState, verdict: Verdict, now: float) -> StepState:

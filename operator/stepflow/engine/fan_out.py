@@ -23,9 +23,10 @@ from stepflow.engine.states import (
     TERMINAL,
     StepState,
     Verdict,
+    has_outputs,
 )
-from stepflow.matrix import Values, combinations, list_from_output
-from stepflow.matrix_spec import MAX_COPIES, MAX_EXPANDED_STEPS
+from stepflow.matrix import Values, combinations, list_from_output, values_size
+from stepflow.matrix_spec import MAX_COPIES, MAX_EXPANDED_STEPS, MAX_STEP_VALUES
 from stepflow.plan import Plan
 from stepflow.spec import Step
 
@@ -39,7 +40,7 @@ def state_of(plan: Plan, name: str, states: Mapping[str, StepState]) -> StepStat
 
 def whole_state(plan: Plan, name: str, states: Mapping[str, StepState]) -> StepState:
     """M3: the whole of a matrix step. Running while a copy is unfinished; then Failed if a
-    copy failed, Cancelled if one was cancelled, Skipped if all were, else Succeeded. Its outputs
+    copy failed, Cancelled if one was cancelled, Skipped if one was, else Succeeded. Its outputs
     (M5) are JSON arrays of the copies' values, in copy order, once it succeeded."""
     step, names = plan.matrices[name]
     seen = [states.get(n) or StepState() for n in names]
@@ -60,8 +61,11 @@ def whole_state(plan: Plan, name: str, states: Mapping[str, StepState]) -> StepS
     elif count.get(CANCELLED):
         phase, reason, message = CANCELLED, seen[phases.index(CANCELLED)].reason, f"{count[CANCELLED]} of " \
                                                                                   f"{total} copies cancelled"
-    elif count.get(SKIPPED) == total:
-        phase, reason, message = SKIPPED, seen[0].reason, seen[0].message
+    elif count.get(SKIPPED):  # all of them by a condition; or some, the run being stopped
+        first = seen[phases.index(SKIPPED)]
+        phase, reason = SKIPPED, first.reason
+        message = first.message if count[SKIPPED] == total else f"{count[SKIPPED]} of {total} copies " \
+                                                                 f"skipped: {first.message}"
     else:
         phase, reason, message = SUCCEEDED, "", f"all {total} copies succeeded"
     outputs = {o: json.dumps([s.outputs.get(o, "") for s in seen]) for o in step.outputs} \
@@ -80,7 +84,7 @@ def expansion(plan: Plan, step: Step, states: Mapping[str, StepState]) -> tuple[
             continue
         producer, output = axis.source
         state = state_of(plan, producer, states)
-        if state.phase != SUCCEEDED:
+        if not has_outputs(state):
             return Verdict(OUTPUT_UNAVAILABLE, f'step "{producer}" was {state.phase.lower()}, so its output '
                                                f'"{output}" is unavailable to fan out over')
         values = list_from_output(state.outputs.get(output, ""))
@@ -93,14 +97,19 @@ def expansion(plan: Plan, step: Step, states: Mapping[str, StepState]) -> tuple[
     if count == 0:
         empty = next(f'output "{a.source[1]}" of step "{a.source[0]}"' for a in step.matrix
                      if a.source is not None and not resolved[a.name])
-        return Verdict(MATRIX_EMPTY, f"{empty} is an empty list: no copy to run")
+        return Verdict(MATRIX_EMPTY, f"{empty} is an empty list: no copy to run",
+                       outputs=tuple((o, "[]") for o in step.outputs))
     if count > MAX_COPIES:
         return Verdict(MATRIX_INVALID, f"{_sources(step)} would make {count:,} copies; at most {MAX_COPIES}")
     steps = len(plan.steps) - 1 + count
     if steps > MAX_EXPANDED_STEPS:
         return Verdict(MATRIX_INVALID, (f"{_sources(step)} would bring the workflow to {steps:,} steps; at "
                                         f"most {MAX_EXPANDED_STEPS:,}"))
-    return tuple(combinations(step.matrix, resolved))
+    combos = tuple(combinations(step.matrix, resolved))
+    if values_size(combos) > MAX_STEP_VALUES:
+        return Verdict(MATRIX_INVALID, (f"{_sources(step)} would give its copies {values_size(combos):,} "
+                                        f"characters of values; at most {MAX_STEP_VALUES:,}"))
+    return combos
 
 
 def _sources(step: Step) -> str:

@@ -57,6 +57,7 @@ from stepflow.engine.states import (
     Decision,
     StepState,
     Verdict,
+    has_outputs,
     is_bad,
 )
 from stepflow.engine.wording import named_steps, quoted, why
@@ -280,9 +281,10 @@ class _Pass:
                 verdict = self._data_verdict(name)
                 if verdict is None and self.plan.step_by_name[name].matrix:
                     verdict = self._expand(name)
+                    if verdict is None:
+                        continue  # its copies start once the executor has them (M4)
                 if verdict is None:
-                    if name not in self.expand:
-                        ready.add(name)
+                    ready.add(name)
                     continue
             if verdict.reason in (CONDITION_ERROR, MATRIX_INVALID):
                 self.fail[name] = verdict
@@ -296,7 +298,8 @@ class _Pass:
         self.ready = sorted(ready, key=plan.index_of)
 
     def _expand(self, name: str) -> Verdict | None:
-        """M4: a ready matrix step reads its list now; it starts no Job itself."""
+        """M4: a ready matrix step reads its list now, and starts nothing itself; or the verdict
+        that ends it (MatrixInvalid, MatrixEmpty)."""
         found = expansion(self.plan, self.plan.step_by_name[name], self.observations)
         if isinstance(found, Verdict):
             return found
@@ -316,7 +319,7 @@ class _Pass:
         step = self.plan.step_by_name[name]
         defaults = step.output_defaults
         for var, producer, output in step.output_sources:
-            if var not in defaults and self._seen(producer).phase != SUCCEEDED:
+            if var not in defaults and not has_outputs(self._seen(producer)):
                 return self._unavailable(producer, output)
         condition = self.plan.conditions.get(name)
         if condition is None:
@@ -329,7 +332,7 @@ class _Pass:
                 return None
         except ConditionEvaluationError as exc:
             missing = next(((r.step, r.output or "") for r in condition.references if r.reads_outputs
-                            and self._seen(r.step).phase != SUCCEEDED), None)
+                            and not has_outputs(self._seen(r.step))), None)
             if missing is not None:
                 return self._unavailable(*missing)
             return Verdict(CONDITION_ERROR, f"when {condition.source!r} could not be evaluated: {exc}")

@@ -68,6 +68,8 @@ class Verdict:
 
     reason: str
     message: str
+    # M5: the outputs a step skipped MatrixEmpty still has: each an empty JSON array
+    outputs: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,12 @@ def succeeded_for_scheduling(plan: Plan, name: str, state: StepState) -> bool:
     if state.phase == SKIPPED:
         return state.reason in SUCCESS_SKIPS
     return state.phase == FAILED and plan.step_by_name[name].continue_on_error
+
+
+def has_outputs(state: StepState) -> bool:
+    """O3, M5: a step whose outputs can be read: it succeeded, or its list was empty (M4), which
+    leaves each output an empty JSON array."""
+    return state.phase == SUCCEEDED or (state.phase == SKIPPED and state.reason == MATRIX_EMPTY)
 
 
 def is_bad(plan: Plan, name: str, state: StepState) -> bool:

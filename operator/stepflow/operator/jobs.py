@@ -23,6 +23,7 @@ WORKFLOW_LABEL = "stepflow.dev/workflow"
 STEP_LABEL = "stepflow.dev/step"
 RUN_LABEL = "stepflow.dev/run"
 POOL_LABEL = "stepflow.dev/pool"  # R2: a new leader counts the pools' holders from the Jobs
+MATRIX_LABEL = f"{API_GROUP}/matrix-of"  # a copy's step (M2)
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"  # R3: the LocalQueue Kueue admits the Job from
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "stepflow"
@@ -105,6 +106,8 @@ def build_job(plan: Plan, step: Step, *, namespace: str, owner_uid: str, generat
     }
     if step.pool:
         labels[POOL_LABEL] = step.pool
+    if step.matrix_of is not None:  # M2: kubectl get jobs -l stepflow.dev/matrix-of=deploy
+        labels[MATRIX_LABEL] = step.matrix_of
     pod_metadata = spec.defaults.pod_metadata.merged(step.pod_metadata)
     template_metadata: dict[str, Any] = {"labels": {**pod_metadata.labels, **labels}}
     if pod_metadata.annotations:
