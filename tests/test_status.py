@@ -296,3 +296,12 @@ def test_a_1000_step_status_with_a_small_output_on_every_step_stays_under_256_ki
     status = thousand_step_status("step-{:04d}", "release", outputs=True)
     assert status["steps"]["step-0999"]["outputs"] == {"tag": "v1.4.2-0999"}
     assert size_kib(status) < 256
+
+
+def test_a_matrix_steps_own_entry_leaves_out_an_empty_type_and_keeps_one_given():
+    plan = plan_of([step("plain", matrix={"R": ["eu", "us"]}),
+                    step("typed", matrix={"R": ["eu"]}, type="deploy")])
+    status, _ = finished_status(plan)
+    plain, typed = status["steps"]["plain"], status["steps"]["typed"]
+    assert plain["copies"] == 2 and "type" not in plain
+    assert typed["copies"] == 1 and typed["type"] == "deploy" == status["steps"]["typed-0"]["type"]

@@ -85,3 +85,56 @@ def test_an_invalid_spec_workflow_has_no_span_rather_than_one_from_the_epoch():
     assert rows == [] and span == 0.0
     assert "total 0ms" in rendered(render_timeline(status))
     assert human_duration(-0.3) == "0ms" and human_duration(float("nan")) == ""
+
+
+# --- fan-out (M6) ------------------------------------------------------------------------------
+
+def fan_status(values, fails=()):
+    from builders import step
+
+    plan = plan_of([step("prep"), step("deploy", matrix={"REGION": list(values)}),
+                    step("after", depends_on=["deploy"])], maxConcurrency=2)
+    result = simulate(plan, {}, fails, t0=T0)
+    return build_status(plan, result.states, result.decision, now=result.end_time, started_at=T0,
+                        finished_at=result.end_time)
+
+
+def test_a_matrix_step_is_a_summary_row_over_its_copies_bars_not_a_bar_of_its_own():
+    status = fan_status(["eu", "us", "ap"])  # two at a time: 0 and 1 at 1-2 s, then 2 at 2-3 s
+    rows, span = timeline_rows(status)
+    assert [(r.name, r.kind) for r in rows] == [("prep", "step"), ("deploy", "whole"), ("deploy-0", "copy"),
+                                                ("deploy-1", "copy"), ("deploy-2", "copy"), ("after", "step")]
+    whole = rows[1]
+    assert (whole.start, whole.end, whole.shown_name) == (1, 3, "deploy \u00d73")
+    assert span == 4  # the whole adds nothing to the span
+    text = rendered(render_timeline(status, width=40))
+    line = next(t for t in text.splitlines() if t.startswith("deploy \u00d73"))
+    assert "├" in line and "┤" in line and "█" not in line  # a bracket, not a step that ran
+    assert any(t.startswith("  deploy-2 (REGION=ap)") and "█" in t for t in text.splitlines())
+    assert text.count("█" * 10) == 5  # prep, three copies, after: a solid bar each
+
+
+def test_the_svg_outlines_the_matrix_step_and_fills_its_copies():
+    svg = timeline_svg(fan_status(["eu", "us"]))
+    assert svg.count("<rect") == 5 and svg.count('fill="none"') == 1
+    assert "deploy: Succeeded, 2 copies" in svg
+    assert ">deploy-1 (REGION=us)</text>" in svg and "deploy \u00d72" in svg
+
+
+def test_a_256_copy_step_keeps_the_chart_short_unless_every_copy_is_asked_for():
+    status = fan_status([f"r{i}" for i in range(256)], fails={"deploy-200"})
+    text = rendered(render_timeline(status, width=40))
+    assert len(text.splitlines()) < 25
+    assert "deploy-200 (REGION=r200)" in text  # the failed copy, whatever its number
+    assert "… 247 more copies" in text and "(247 Succeeded)" in text
+    assert "--all-copies draws every copy" in text
+    assert timeline_svg(status).count("<rect") < 15
+    every = rendered(render_timeline(status, width=40, every_copy=True))
+    assert all(f"deploy-{i} " in every for i in range(256))
+    assert len(timeline_rows(status)[0]) == 259  # the UI's Gantt reads every entry
+
+
+def test_copy_values_are_printed_as_written_never_as_markup_or_escapes():
+    status = fan_status(["[red]x", "\x1b[2J"])
+    text = rendered(render_timeline(status, width=40))
+    assert "(REGION=[red]x)" in text and "\\x1b[2J" in text and "\x1b" not in text

@@ -4,17 +4,29 @@ All three draw the same nodes and edges (:func:`_edges`): a barrier goes through
 per group boundary and the finally steps through "every main step is over", so a wide group
 followed by another draws in linear size. Steps are coloured by phase from
 :mod:`stepflow.palette`, the palette the SVG timeline and the UI use too.
+
+Fan-out (M6) in Mermaid and DOT: an expanded matrix step is a box (a subgraph, a cluster) in
+its group, titled with its name and number of copies, holding its copies, each labelled with
+its values. Beyond :data:`DRAWN_COPIES` copies the box holds the first five (with phases, the
+failed and running ones first) and one node "… N more copies", which every edge of the copies
+left out goes through, once: a 256-copy step draws seven nodes, and the picture stays readable
+and its text a few kilobytes. A step whose list comes from an output is one node until the run
+reads the list, labelled with its source: ``build`` and ``(list.services)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from stepflow.fan_rows import TIMES, source_text, values_text, worth_showing
 from stepflow.palette import PHASE_FILLS, STROKE, TEXT
 from stepflow.plan import Plan
 
 MAIN_DONE = "#main"  # the graph node "every main step is over", which finally steps wait for (X1)
+DRAWN_COPIES = 6  # a matrix step's box draws all its copies up to this many, else five and "… N more"
+LABEL_VALUES = 24  # characters of a copy's value in its node's label
 
 
 def _edges(plan: Plan) -> list[tuple[str, str]]:
@@ -47,44 +59,122 @@ def _group_title(plan: Plan, g: int) -> str:
 
 
 def _mermaid_id(node: str) -> str:
-    """Mermaid ids allow no '-'; DNS labels have no '_', so the mapping stays one-to-one."""
-    return f"j_{node[1:]}" if node.startswith("#") else "s_" + node.replace("-", "_")
+    """Mermaid ids allow no '-'; DNS labels have no '_', so the mapping stays one-to-one. A
+    ``+deploy`` node (the copies of deploy not drawn) is ``m_deploy``, its box ``x_deploy``."""
+    if node.startswith("#"):
+        return f"j_{node[1:]}"
+    prefix, name = ("m_", node[1:]) if node.startswith("+") else ("s_", node)
+    return prefix + name.replace("-", "_")
+
+
+@dataclass(frozen=True)
+class _Drawing:
+    """What Mermaid and DOT draw: the nodes of each group (a matrix step's as a box), their
+    labels, and the edges, those of copies left out going through their box's "more" node."""
+
+    groups: list[list[str | tuple[str, list[str]]]]  # a node, or (matrix step, its box's nodes)
+    labels: dict[str, str]  # of every node drawn, and of no other
+    edges: list[tuple[str, str]]
+    joins: list[str]
+
+
+def _drawing(plan: Plan, phases: Mapping[str, str] | None) -> _Drawing:
+    drawn_as: dict[str, str] = {}  # a copy left out -> its box's "more" node
+    labels: dict[str, str] = {}
+    boxes: dict[str, list[str]] = {}
+    for whole, (_, copies) in plan.matrices.items():
+        shown = (list(copies) if len(copies) <= DRAWN_COPIES
+                 else worth_showing(copies, phases or {}, DRAWN_COPIES - 1))
+        boxes[whole] = shown
+        if len(shown) < len(copies):
+            drawn_as.update((c, f"+{whole}") for c in set(copies).difference(shown))
+            labels[f"+{whole}"] = f"… {len(copies) - len(shown)} more copies"
+            boxes[whole] = [*shown, f"+{whole}"]
+    groups: list[list[str | tuple[str, list[str]]]] = []
+    for members in plan.groups:
+        items: list[str | tuple[str, list[str]]] = []
+        for name in members:
+            step = plan.step_by_name[name]
+            if step.matrix_of in boxes:
+                if name not in drawn_as:
+                    labels[name] = f"{name}\n{values_text(step.matrix_values, LABEL_VALUES)}"
+                if name == plan.matrices[step.matrix_of][1][0]:
+                    items.append((step.matrix_of, boxes[step.matrix_of]))
+            else:
+                labels[name] = f"{name} {TIMES}({source_text(step.matrix)})" if step.matrix else name
+                items.append(name)
+        groups.append(items)
+    edges = list(dict.fromkeys((drawn_as.get(a, a), drawn_as.get(b, b)) for a, b in _edges(plan)))
+    return _Drawing(groups, labels, edges, _join_nodes(edges))
+
+
+def _box_title(plan: Plan, whole: str) -> str:
+    step, copies = plan.matrices[whole]
+    return f"{whole} {TIMES}{len(copies)} ({f' {TIMES} '.join(a.name for a in step.matrix)})"
+
+
+def _mermaid_label(text: str) -> str:
+    """A label inside Mermaid's ``["..."]``: a value's quote may not end it early nor its ``<``
+    open a tag (as entity codes), lines break as <br/>."""
+    for char, code in (("#", "#35;"), ('"', "#34;"), ("<", "#60;"), (">", "#62;")):
+        text = text.replace(char, code)
+    return text.replace("\n", "<br/>")
 
 
 def to_mermaid(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
     """A Mermaid flowchart, groups as subgraphs; ``phases`` (step -> phase) colours the steps."""
-    edges = _edges(plan)
+    drawing = _drawing(plan, phases)
     lines = ["flowchart TD"]
-    for g, members in enumerate(plan.groups):
+    for g, items in enumerate(drawing.groups):
         lines.append(f'  subgraph group{g + 1}["{_group_title(plan, g)}"]')
-        lines.extend(f'    {_mermaid_id(n)}["{n}"]' for n in members)
+        for item in items:
+            if isinstance(item, str):
+                lines.append(f'    {_mermaid_id(item)}["{_mermaid_label(drawing.labels[item])}"]')
+                continue
+            whole, nodes = item
+            lines.append(f'    subgraph x_{whole.replace("-", "_")}["{_box_title(plan, whole)}"]')
+            lines.extend(f'      {_mermaid_id(n)}["{_mermaid_label(drawing.labels[n])}"]' for n in nodes)
+            lines.append("    end")
         lines.append("  end")
-    joins = _join_nodes(edges)
-    lines.extend(f"  {_mermaid_id(j)}(( ))" for j in joins)
-    lines.extend(f"  {_mermaid_id(a)} --> {_mermaid_id(b)}" for a, b in edges)
+    lines.extend(f"  {_mermaid_id(j)}(( ))" for j in drawing.joins)
+    lines.extend(f"  {_mermaid_id(a)} --> {_mermaid_id(b)}" for a, b in drawing.edges)
     if phases:
         lines.extend(f"  classDef {phase} fill:{fill},stroke:{STROKE},color:{TEXT}"
                      for phase, fill in PHASE_FILLS.items())
         lines.extend(f"  class {_mermaid_id(name)} {phase}"
-                     for name, phase in phases.items() if phase in PHASE_FILLS)
+                     for name, phase in phases.items() if phase in PHASE_FILLS and name in drawing.labels)
     return "\n".join(lines) + "\n"
+
+
+def _dot_label(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def to_dot(plan: Plan, phases: Mapping[str, str] | None = None) -> str:
     """A Graphviz digraph, groups as dashed clusters; ``phases`` (step -> phase) fills the steps."""
-    edges = _edges(plan)
+    drawing = _drawing(plan, phases)
+
+    def node(name: str, indent: str) -> str:
+        fill = PHASE_FILLS.get((phases or {}).get(name, ""), "")
+        style = (f', style="rounded,filled", fillcolor="{fill}", fontcolor="{TEXT}", color="{STROKE}"'
+                 if fill else ', style="rounded,dashed"' if name.startswith("+") else "")
+        return f'{indent}"{name}" [label="{_dot_label(drawing.labels[name])}"{style}];'
+
     lines = [f'digraph "{plan.spec.name}" {{', "  rankdir=TB;", "  node [shape=box, style=rounded];"]
-    for g, members in enumerate(plan.groups):
+    for g, items in enumerate(drawing.groups):
         lines.append(f'  subgraph cluster_{g + 1} {{ label="{_group_title(plan, g)}"; style=dashed;')
-        for name in members:
-            fill = PHASE_FILLS.get((phases or {}).get(name, ""), "")
-            style = (f', style="rounded,filled", fillcolor="{fill}", fontcolor="{TEXT}", color="{STROKE}"'
-                     if fill else "")
-            lines.append(f'    "{name}" [label="{name}"{style}];')
+        for item in items:
+            if isinstance(item, str):
+                lines.append(node(item, "    "))
+                continue
+            whole, nodes = item
+            title = _box_title(plan, whole)
+            lines.append(f'    subgraph "cluster_x_{whole}" {{ label="{title}"; style=rounded;')
+            lines.extend(node(n, "      ") for n in nodes)
+            lines.append("    }")
         lines.append("  }")
-    joins = _join_nodes(edges)
-    lines.extend(f'  "{j}" [shape=point, label=""];' for j in joins)
-    lines.extend(f'  "{a}" -> "{b}";' for a, b in edges)
+    lines.extend(f'  "{j}" [shape=point, label=""];' for j in drawing.joins)
+    lines.extend(f'  "{a}" -> "{b}";' for a, b in drawing.edges)
     lines.append("}")
     return "\n".join(lines) + "\n"
 

@@ -119,11 +119,11 @@ def step_entry(plan: Plan, name: str, state: StepState, waiting: Mapping[str, An
 def whole_entry(plan: Plan, name: str, states: Mapping[str, StepState]) -> dict[str, Any]:
     """M2: a matrix step's own entry, beside its copies': the phase of the whole (M3) and how
     many copies it has."""
-    step, copies = plan.matrices[name]
+    copies = plan.matrices[name][1]
     first = plan.step_by_name[copies[0]]
     state = whole_state(plan, name, states)
-    entry = step_entry(plan, copies[0], state, {})
-    entry.update(index=first.index, type=step.type, copies=len(copies))
+    entry = step_entry(plan, copies[0], state, {})  # its type is its copies': left out when empty
+    entry.update(index=first.index, copies=len(copies))
     # Its outputs are its copies', already in status: kept once (a consumer reads them as M5 says).
     for key in ("jobName", "attempts", "matrixOf", "matrix", "exitCode", "terminationMessage",
                 "continuedOnError", "outputs"):

@@ -543,3 +543,96 @@ def test_status_shows_each_steps_type():
     assert header.split()[:4] == ["GROUP", "STEP", "TYPE", "PHASE"]
     assert rows[0].split()[1:4] == ["scan", "security", "Running"]
     assert rows[1].split()[1:3] == ["plain", "Pending"]
+
+
+# --- fan-out (M6), from a status document: no cluster needed --------------------------------------
+
+def fanned_workflow(copies: int, failed: tuple[int, ...] = (),
+                    running: tuple[int, ...] = ()) -> dict[str, Any]:
+    """A workflow whose matrix step ``deploy`` has ``copies`` copies, as the operator publishes it."""
+    steps: dict[str, Any] = {
+        "deploy": {"group": 0, "index": 0, "type": "shell", "copies": copies,
+                   "phase": "Running" if running else "Failed" if failed else "Succeeded",
+                   "message": f"{copies - len(running)} of {copies} copies over, {len(running)} running"}}
+    for i in range(copies):
+        phase = "Failed" if i in failed else "Running" if i in running else "Succeeded"
+        steps[f"deploy-{i}"] = {"group": 0, "index": i, "type": "shell", "phase": phase, "matrixOf": "deploy",
+                                "matrix": {"REGION": f"r{i}", "TIER": "a"}, "jobName": f"fan-1-deploy-{i}",
+                                **({"reason": "Error", "exitCode": 3} if i in failed else {})}
+    steps["after"] = {"group": 1, "index": copies, "phase": "Pending"}
+    return {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow",
+            "metadata": {"namespace": "default", "name": "fan"},
+            "status": {"phase": "Running", "progress": f"0/{copies + 1}", "steps": steps}}
+
+
+def status_rows(workflow_doc: dict[str, Any], **options: Any) -> list[list[str]]:
+    console = Console(width=250, record=True, color_system=None)
+    console.print(status_view(workflow_doc, now=0, **options))
+    return [line.split("  ") for line in console.export_text().splitlines()[2:]]
+
+
+def test_status_shows_a_matrix_step_with_its_copies_under_it_each_with_its_values():
+    text = "\n".join("  ".join(row) for row in status_rows(fanned_workflow(3, failed=(1,))))
+    lines = text.splitlines()
+    assert lines[0].split()[:5] == ["1", "deploy", "shell", "Failed", "3"] and "3 copies" in lines[0]
+    assert "deploy-0 (REGION=r0 TIER=a)" in lines[1] and "fan-1-deploy-0" in lines[1]
+    assert "deploy-1 (REGION=r1 TIER=a)" in lines[2] and "exit code 3" in lines[2]
+    assert "deploy-2 (REGION=r2 TIER=a)" in lines[3] and lines[4].split()[:2] == ["2", "after"]
+    assert len(lines) == 5  # each copy once, the step once
+
+
+def test_status_of_256_copies_lists_the_failed_and_running_ones_and_counts_the_rest():
+    doc = fanned_workflow(256, failed=(200,), running=(254, 255))
+    text = "\n".join("  ".join(row) for row in status_rows(doc))
+    lines = text.splitlines()
+    assert len(lines) == 1 + 9 + 1 + 1
+    for name in ("deploy-200 ", "deploy-254 ", "deploy-255 ", "deploy-0 "):
+        assert name in text
+    more = next(line for line in lines if "more copies" in line)
+    assert "… 247 more copies" in more and "247 Succeeded" in more and "--all-copies" in more
+    every = status_rows(doc, every_copy=True)
+    assert len(every) == 1 + 256 + 1
+
+
+def test_status_all_copies_is_an_option_of_status_and_timeline():
+    from stepflow.cli import build_parser
+
+    assert build_parser().parse_args(["status", "fan", "--all-copies"]).every_copy is True
+    assert build_parser().parse_args(["timeline", "fan"]).every_copy is False
+
+
+def test_logs_of_a_matrix_step_names_its_copies(monkeypatch, capsys):
+    from stepflow.cli import cluster
+
+    monkeypatch.setattr(cluster, "connect", lambda args: (None, "default"))
+    monkeypatch.setattr(cluster, "get_workflow", lambda api, namespace, name: fanned_workflow(4))
+    with pytest.raises(SystemExit) as exited:
+        main(["logs", "fan", "deploy"])
+    assert str(exited.value) == ('error: step "deploy" is a matrix step of 4 copies, each with logs of its '
+                                 "own: name one, deploy-0 to deploy-3")
+
+
+def test_graph_draws_the_copies_a_run_made_of_a_list_from_an_output(monkeypatch, capsys):
+    from stepflow.cli import cluster
+
+    doc = {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": "fan",
+                                                                                  "namespace": "default"},
+           "spec": {"steps": [{"name": "list", "script": "true", "outputs": ["services"]},
+                              {"name": "build", "script": "true", "dependsOn": ["list"],
+                               "matrix": {"SVC": {"fromOutput": {"step": "list", "output": "services"}}}}]},
+           "status": {"steps": {
+               "list": {"group": 0, "index": 0, "phase": "Succeeded"},
+               "build": {"group": 1, "index": 1, "phase": "Running", "copies": 2},
+               "build-0": {"group": 1, "index": 1, "phase": "Failed", "matrixOf": "build",
+                           "matrix": {"SVC": "api"}},
+               "build-1": {"group": 1, "index": 2, "phase": "Running", "matrixOf": "build",
+                           "matrix": {"SVC": "web"}}}}}
+    monkeypatch.setattr(cluster, "connect", lambda args: (None, "default"))
+    monkeypatch.setattr(cluster, "get_workflow", lambda api, namespace, name: doc)
+    assert main(["graph", "fan"]) == 0
+    out = capsys.readouterr().out
+    assert 's_build_0["build-0<br/>SVC=api"]' in out and "class s_build_0 Failed" in out
+    assert "class s_build_1 Running" in out and "s_list --> s_build_1" in out
+    doc["status"]["steps"] = {"list": {"group": 0, "index": 0, "phase": "Running"}}  # not read yet
+    assert main(["graph", "fan"]) == 0
+    assert 's_build["build \u00d7(list.services)"]' in capsys.readouterr().out

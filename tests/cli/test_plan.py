@@ -138,3 +138,77 @@ def test_a_file_of_several_workflows_is_read_alike_and_plan_takes_one_by_name(tm
     assert code == 0 and json.loads(out)["groups"] == [["c"]]
     code, _, err = plan(capsys, file, "--name", "third")
     assert code == 1 and 'holds no Workflow "third"' in err
+
+
+# --- fan-out (M6) ------------------------------------------------------------------------------
+
+FROM_LIST = {"fromOutput": {"step": "list", "output": "services"}}
+
+
+def fan_file(tmp_path, deploy_values=("eu", "us"), tiers=("a", "b")) -> Path:
+    return write_workflow(tmp_path / "fan.yaml", workflow(
+        step("list", outputs=["services"]),
+        step("deploy", matrix={"region": list(deploy_values), "tier": list(tiers)}),
+        step("build", depends_on=["list"], matrix={"svc": FROM_LIST}),
+        step("report", depends_on=["build", "deploy"]), name="fan"))
+
+
+def wide_plan(capsys, *args) -> tuple[int, str, str]:
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {"COLUMNS": "200"}):
+        return plan(capsys, *args)
+
+
+def test_text_shows_each_copy_with_its_values_and_a_list_from_an_output_as_one_row(tmp_path, capsys):
+    code, out, _ = wide_plan(capsys, fan_file(tmp_path))
+    assert code == 0
+    assert "plan of fan: 7 steps in 4 groups (4 of them copies of 1 matrix step(s))" in out
+    rows = {line.split("│")[2].strip(): line for line in out.splitlines() if line.count("│") >= 6}
+    assert "copy of deploy: region=eu tier=a" in rows["deploy-0"]
+    assert "copy of deploy: region=us tier=b" in rows["deploy-3"]
+    assert "fan-out over output services of list" in rows["build"]
+    assert "dependsOn: build, deploy (4 copies)" in rows["report"]  # not the four copies' names
+    assert "deploy" not in rows and "deploy-0" in rows  # the copies are the rows, not the step they replace
+
+
+def test_json_lists_each_copy_with_its_step_and_values_and_the_unexpanded_matrix_as_written(tmp_path, capsys):
+    code, out, _ = plan(capsys, fan_file(tmp_path), "-o", "json")
+    assert code == 0
+    document = json.loads(out)
+    steps = {s["name"]: s for s in document["steps"]}
+    assert document["groups"][1] == ["deploy-0", "deploy-1", "deploy-2", "deploy-3"]
+    assert steps["deploy-2"]["matrixOf"] == "deploy" and steps["deploy-2"]["matrix"] == {"region": "us",
+                                                                                        "tier": "a"}
+    assert "deploy" not in steps
+    assert steps["build"]["matrix"] == {"svc": FROM_LIST} and "matrixOf" not in steps["build"]
+    assert steps["report"]["dependsOn"] == ["build", "deploy-0", "deploy-1", "deploy-2", "deploy-3"]
+
+
+def test_a_duration_given_to_a_matrix_step_is_each_copys_and_the_critical_path_runs_through_one(
+        tmp_path, capsys):
+    code, out, err = plan(capsys, fan_file(tmp_path), "-o", "json", "--durations",
+                          "list=1,deploy=10,deploy-3=30,build=2,report=1")
+    assert (code, err) == (0, "")
+    estimate = json.loads(out)["estimate"]
+    assert estimate["sequentialSeconds"] == 1 + 10 * 3 + 30 + 2 + 1
+    assert estimate["criticalPath"] == ["list", "deploy-3", "report"]
+    assert estimate["criticalPathSeconds"] == 32
+    assert estimate["fanOutAtRunTime"] == ["build"] and estimate["missing"] == []
+    _, text, _ = wide_plan(capsys, fan_file(tmp_path), "--durations", "list=1")
+    assert "no estimate for: deploy (4 copies), build, report" in text
+    assert "build: fans out when it runs, counted here as one step" in text
+
+
+def test_a_256_copy_matrix_keeps_the_text_table_short(tmp_path, capsys):
+    file = write_workflow(tmp_path / "big.yaml", workflow(
+        step("deploy", matrix={"a": [str(i) for i in range(16)], "b": [str(i) for i in range(16)]}),
+        step("after", depends_on=["deploy"])))
+    code, out, _ = wide_plan(capsys, file)
+    assert code == 0 and "258 steps" not in out and "257 steps" in out
+    assert len(out.splitlines()) < 30
+    assert "deploy-8 " in out and "deploy-9 " not in out and "… 247 more copies of deploy" in out
+    assert "dependsOn: deploy (256 copies)" in out
+    for output in ("mermaid", "dot"):
+        assert len(plan(capsys, file, "-o", output)[1]) < 2_000

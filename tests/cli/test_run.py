@@ -226,7 +226,7 @@ def test_the_live_view_keeps_running_and_failed_steps_visible_when_rows_run_out(
     from rich.console import Console
 
     from builders import plan_of
-    from stepflow.cli.local import live_table
+    from stepflow.cli.run_view import live_table
     from stepflow.local import LocalRun
 
     plan = plan_of([step(f"s{i:03d}") for i in range(200)])

@@ -18,11 +18,21 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from stepflow.fan_rows import copies_text, is_whole, phase_counts, status_lines
 from stepflow.graph import to_dot, to_mermaid
+from stepflow.matrix import expand
 from stepflow.plan import compile_workflow
 from stepflow.printable import printable
 from stepflow.spec import API_GROUP, API_VERSION, RERUN_FAILED_ANNOTATION, SpecError
-from stepflow.status import group_label, human_duration, outputs_text, parse_time, phase_label, rfc3339
+from stepflow.status import (
+    expansions_from_status,
+    group_label,
+    human_duration,
+    outputs_text,
+    parse_time,
+    phase_label,
+    rfc3339,
+)
 from stepflow.step_types import Catalog
 from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline, timeline_svg
 
@@ -50,8 +60,12 @@ def register(commands: argparse._SubParsersAction) -> None:
                          help="every namespace the identity may list (default: -n, else the context's)")
     status = command("status", cmd_status, "show each step: group, phase, times, Job and message")
     status.add_argument("-w", "--watch", action="store_true", help="update until the workflow ends")
+    status.add_argument("--all-copies", action="store_true", dest="every_copy",
+                        help="list every copy of a matrix step (default: at most ten rows of them)")
     timeline = command("timeline", cmd_timeline, "Gantt chart of the run, one bar per step")
     timeline.add_argument("--svg", metavar="FILE", help="also write the chart as SVG")
+    timeline.add_argument("--all-copies", action="store_true", dest="every_copy",
+                          help="a bar for every copy of a matrix step (default: at most ten rows of them)")
     logs = command("logs", cmd_logs, "print a step's pod logs")
     logs.add_argument("step", metavar="STEP")
     logs.add_argument("-f", "--follow", action="store_true")
@@ -188,8 +202,14 @@ def _duration(status: dict[str, Any], now: float) -> str:
     return human_duration((parse_time(status.get("finishedAt")) or now) - start)
 
 
-def status_view(workflow: dict[str, Any], now: float) -> Group:
-    """Steps by group: type, phase, start, duration, Job and message; failures with their exit code."""
+def status_view(workflow: dict[str, Any], now: float, every_copy: bool = False) -> Group:
+    """Steps by group: type, phase, start, duration, Job and message; failures with their exit code.
+
+    A matrix step (M6) is a row of its own, its phase that of the whole and "N copies" in the
+    JOB column, with its copies under it, each with its values. Beyond ten copies only the failed
+    and running ones and the first others are listed, and a row counts the rest by phase
+    (:func:`~stepflow.fan_rows.status_lines`); ``every_copy`` (``--all-copies``) lists them all.
+    """
     status = workflow.get("status") or {}
     meta = workflow["metadata"]
     title = (f"{meta['namespace']}/{meta['name']}: {status.get('phase', 'Pending')} "
@@ -198,39 +218,52 @@ def status_view(workflow: dict[str, Any], now: float) -> Group:
     table = Table(box=None, pad_edge=False)
     for column in ("GROUP", "STEP", "TYPE", "PHASE", "STARTED", "DURATION", "JOB", "MESSAGE"):
         table.add_column(column, overflow="fold")  # folded on a narrow terminal, never cut
-    steps = status.get("steps") or {}
-    for name, entry in sorted(steps.items(), key=lambda kv: kv[1].get("index", 0)):
+    for line in status_lines(status.get("steps") or {}, every_copy):
+        if line.kind == "more":
+            table.add_row("", Text(line.label, style="dim"), "", Text(phase_counts(line.hidden), style="dim"),
+                          "", "", "", Text("--all-copies lists them", style="dim"))
+            continue
+        entry = line.entry
         phase = entry.get("phase", "Pending")
         start, end = parse_time(entry.get("startedAt")), parse_time(entry.get("finishedAt"))
         took = human_duration((end or now) - start) if start is not None else ""
-        message = entry.get("message", "")
-        if entry.get("reason") and phase not in ("Succeeded", "Running"):
-            message = f"{entry['reason']}: {message}" if message else entry["reason"]
-        if entry.get("exitCode") not in (None, 0) and f"code {entry['exitCode']}" not in message:
-            message = f"exit code {entry['exitCode']}; {message}"
-        if entry.get("terminationMessage"):
-            message += f" | {entry['terminationMessage'].splitlines()[-1]}"
-        if entry.get("outputs"):
-            message = f"outputs: {outputs_text(entry)}" + (f"; {message}" if message else "")
         started = (rfc3339(start) or "")[11:19]
-        table.add_row(group_label(entry), name, Text(printable(entry.get("type") or "")),
+        job = copies_text(entry["copies"]) if line.kind == "whole" else entry.get("jobName", "")
+        table.add_row(group_label(entry), Text(printable(line.label)),
+                      Text(printable(entry.get("type") or "")),
                       Text(phase_label(entry), style=PHASE_STYLES.get(phase, "")),
-                      started, took, entry.get("jobName", ""), Text(printable(message)))
+                      started, took, job, Text(printable(_message(entry))))
     return Group(Text(printable(title)), table)  # Text: never markup; printable: no escape sequence
+
+
+def _message(entry: dict[str, Any]) -> str:
+    """A step's message with its reason, exit code, last line of termination message, outputs."""
+    phase = entry.get("phase", "Pending")
+    message = entry.get("message", "")
+    if entry.get("reason") and phase not in ("Succeeded", "Running"):
+        message = f"{entry['reason']}: {message}" if message else entry["reason"]
+    if entry.get("exitCode") not in (None, 0) and f"code {entry['exitCode']}" not in message:
+        message = f"exit code {entry['exitCode']}; {message}"
+    if entry.get("terminationMessage"):
+        message += f" | {entry['terminationMessage'].splitlines()[-1]}"
+    if entry.get("outputs"):
+        message = f"outputs: {outputs_text(entry)}" + (f"; {message}" if message else "")
+    return message
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     api, namespace = connect(args)
     console = output_console()
     workflow = get_workflow(api, namespace, args.name)
+    view = functools.partial(status_view, every_copy=args.every_copy)
     if not args.watch:
-        console.print(status_view(workflow, time.time()))
+        console.print(view(workflow, time.time()))
         return 0
-    with Live(status_view(workflow, time.time()), console=console, refresh_per_second=4) as live:
+    with Live(view(workflow, time.time()), console=console, refresh_per_second=4) as live:
         while (workflow.get("status") or {}).get("phase", "Pending") in IN_PROGRESS:
             time.sleep(1.0)
             workflow = get_workflow(api, namespace, args.name)
-            live.update(status_view(workflow, time.time()))
+            live.update(view(workflow, time.time()))
     return 0
 
 
@@ -241,10 +274,11 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     status = get_workflow(api, namespace, args.name).get("status") or {}
     now = time.time()
     console = Console()
-    console.print(render_timeline(status, chart_width(status, console.width), now=now))
+    width = chart_width(status, console.width, args.every_copy)
+    console.print(render_timeline(status, width, now=now, every_copy=args.every_copy))
     if args.svg:
         with open(args.svg, "w", encoding="utf-8") as handle:
-            handle.write(timeline_svg(status, now=now))
+            handle.write(timeline_svg(status, now=now, every_copy=args.every_copy))
         console.print(f"wrote {args.svg}")
     return 0
 
@@ -259,8 +293,9 @@ def cmd_graph(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(f"{args.name}: {error}", file=sys.stderr)
         return 1
-    steps = (workflow.get("status") or {}).get("steps") or {}
-    phases = {name: entry.get("phase", "Pending") for name, entry in steps.items()}
+    status = workflow.get("status") or {}
+    plan = expand(plan, expansions_from_status(status))  # M4: the copies a run made of a list from an output
+    phases = {name: entry.get("phase", "Pending") for name, entry in (status.get("steps") or {}).items()}
     print((to_dot if args.output == "dot" else to_mermaid)(plan, phases), end="")
     return 0
 
@@ -297,6 +332,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
     entry = ((get_workflow(api, namespace, args.name).get("status") or {}).get("steps") or {}).get(args.step)
     if entry is None:
         raise SystemExit(f'error: workflow "{args.name}" has no step "{args.step}"')
+    if is_whole(entry):  # M2: the copies ran, each with its own Job
+        names = f"{args.step}-0" + (f" to {args.step}-{entry['copies'] - 1}" if entry["copies"] > 1 else "")
+        raise SystemExit(f'error: step "{args.step}" is a matrix step of {copies_text(entry["copies"])}, '
+                         f"each with logs of its own: name one, {names}")
     if not entry.get("jobName"):
         raise SystemExit(f'error: step "{args.step}" has not started ({entry.get("phase", "Pending")})')
     newest = newest_pod(api, namespace, entry["jobName"])

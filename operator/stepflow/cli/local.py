@@ -7,29 +7,27 @@ import asyncio
 import contextlib
 import ctypes
 import json
-import math
 import os
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
-from rich.table import Table
-from rich.text import Text
 
+from stepflow.cli import plan_view
 from stepflow.cli.options import OncePerName, pool_limit, whole_number
+from stepflow.cli.run_view import live_table, speedup_line, summary_table
 from stepflow.cli.step_types import add_types_option
 from stepflow.cluster_refusals import cluster_errors
 from stepflow.engine import SUCCEEDED
 from stepflow.graph import to_dot, to_mermaid
 from stepflow.local import LocalRun, unsupported_fields
-from stepflow.plan import Plan, critical_path
+from stepflow.plan import Plan
 from stepflow.printable import printable
 from stepflow.spec import FieldError, SpecError
-from stepflow.status import group_label, human_duration, outputs_text, parse_time, phase_label
-from stepflow.timeline import PHASE_STYLES, chart_width, render_timeline
+from stepflow.timeline import chart_width, render_timeline
 from stepflow.workflow_files import file_plans, load_plan
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -62,6 +60,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--report", metavar="PATH", help="write the final status document as JSON")
     run.add_argument("--logs", metavar="DIR", help="per-step logs (default stepflow-logs/NAME)")
     run.add_argument("--timeline", action="store_true", help="print a Gantt chart at the end")
+    run.add_argument("--all-copies", action="store_true", dest="every_copy",
+                     help="list every copy of a matrix step at the end (default: at most ten rows of them)")
     run.set_defaults(handler=cmd_run)
 
 
@@ -102,106 +102,22 @@ def _count(n: int, noun: str) -> str:
 def cmd_plan(args: argparse.Namespace) -> int:
     try:
         plan = load_plan(args.file, args.name, args.types)
-        durations = _durations(plan, args.durations)
+        durations = plan_view.durations(plan, args.durations)
     except SpecError as exc:
         _print_errors(args.file, exc)
         return EXIT_FAILED
     if args.output == "json":
         document = plan.as_json()
         if durations:
-            document["estimate"] = _estimate(plan, durations)
+            document["estimate"] = plan_view.estimate(plan, durations)
         print(json.dumps(document, indent=2))
     elif args.output == "mermaid":
         print(to_mermaid(plan), end="")
     elif args.output == "dot":
         print(to_dot(plan), end="")
     else:
-        _print_plan_text(plan, durations)
+        plan_view.print_plan_text(plan, durations)
     return EXIT_OK
-
-
-def _durations(plan: Plan, option: str | None) -> dict[str, float]:
-    """Each step's estimatedSeconds, overridden step by step by --durations."""
-    estimated = {s.name: s.estimated_seconds for s in plan.steps if s.estimated_seconds is not None}
-    if option is None:
-        return estimated
-    if option.endswith(".json"):
-        try:
-            data = json.loads(Path(option).read_text())
-        except (OSError, ValueError) as exc:
-            raise SpecError([FieldError("--durations", str(exc))]) from None
-    else:
-        malformed = [item for item in option.split(",") if "=" not in item]
-        if malformed:
-            raise SpecError([FieldError("--durations", f"expected STEP=SECONDS, got {malformed[0]!r}")])
-        data = dict(item.split("=", 1) for item in option.split(","))
-    if not isinstance(data, dict):
-        raise SpecError([FieldError("--durations", "the JSON file must hold an object of step: seconds")])
-    durations = {}
-    for key, value in data.items():
-        try:
-            durations[str(key)] = float(value)
-        except (TypeError, ValueError):
-            raise SpecError([FieldError("--durations", f"{key}: expected a number of seconds, "
-                                                       f"got {value!r}")]) from None
-    bad = sorted(name for name, seconds in durations.items() if not 0 <= seconds < math.inf)
-    if bad:
-        raise SpecError([FieldError("--durations", f"must be finite and >= 0: {', '.join(bad)}")])
-    unknown = sorted(set(durations) - set(plan.step_by_name))
-    if unknown:
-        raise SpecError([FieldError("--durations", f"unknown step(s): {', '.join(unknown)}")])
-    return {**estimated, **durations}  # a step --durations does not mention keeps its estimate
-
-
-def _estimate(plan: Plan, durations: dict[str, float]) -> dict[str, Any]:
-    sequential = sum(durations.get(s.name, 0.0) for s in plan.steps)
-    ideal, chain = critical_path(plan, durations)
-    return {
-        "sequentialSeconds": sequential,
-        "criticalPathSeconds": ideal,
-        "criticalPath": chain,
-        "idealSpeedup": round(sequential / ideal, 2) if ideal > 0 else None,
-        "missing": [s.name for s in plan.steps if s.name not in durations],
-    }
-
-
-def _print_plan_text(plan: Plan, durations: dict[str, float]) -> None:
-    console = Console()
-    table = Table(title=f"plan of {plan.spec.name}: {len(plan.steps)} steps in {len(plan.groups)} groups")
-    for column in ("group", "step", "type", "waits for"):
-        table.add_column(column)
-    if durations:
-        table.add_column("estimate", justify="right")
-    for g, members in enumerate(plan.groups):
-        for i, name in enumerate(members):
-            step = plan.step_by_name[name]
-            if plan.waits_for_main(name):
-                waits = "every main step (finally)"
-            elif step.depends_on is not None:
-                waits = "dependsOn: " + (", ".join(step.depends_on) or "(nothing)")
-            else:
-                waits = f"group {g}" if g > 0 else "-"
-            if step.when is not None:
-                waits += f"; when {step.when}"
-            if step.output_sources:
-                waits += "; reads " + ", ".join(f"{p}.{o}" for _, p, o in step.output_sources)
-            label = f"{g + 1} finally" if step.final else str(g + 1)
-            row = [label if i == 0 else "", name, Text(printable(step.type)), Text(printable(waits))]
-            if durations:
-                row.append(human_duration(durations[name]) if name in durations else "?")
-            table.add_row(*row, end_section=i == len(members) - 1)
-    console.print(table)
-    spec = plan.spec
-    console.print(f"maxConcurrency {spec.max_concurrency}, failurePolicy {spec.failure_policy}"
-                  + (f", timeout {spec.timeout_seconds}s" if spec.timeout_seconds else ""))
-    if durations:
-        estimate = _estimate(plan, durations)
-        console.print(
-            f"sequential {human_duration(estimate['sequentialSeconds'])}, critical path "
-            f"{human_duration(estimate['criticalPathSeconds'])} ({' -> '.join(estimate['criticalPath'])}), "
-            f"ideal speedup {estimate['idealSpeedup']}x (unlimited slots)")
-        if estimate["missing"]:
-            console.print(f"[dim]no estimate for: {', '.join(estimate['missing'])} (counted as 0)[/dim]")
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -251,10 +167,11 @@ def _pool_notes(plan: Plan, limits: dict[str, int]) -> list[str]:
 
 
 def _print_outcome(console: Console, status: dict[str, Any], args: argparse.Namespace, log_dir: Path) -> None:
-    console.print(summary_table(status))
+    console.print(summary_table(status, args.every_copy))
     console.print(speedup_line(status), highlight=False)
     if args.timeline:
-        console.print(render_timeline(status, chart_width(status, console.width)))
+        width = chart_width(status, console.width, args.every_copy)
+        console.print(render_timeline(status, width, every_copy=args.every_copy))
     console.print(f"logs: {log_dir}/", highlight=False)
 
 
@@ -340,87 +257,3 @@ def _event_printer(console: Console):
         with contextlib.suppress(OSError):  # a closed pipe must not stop the run
             console.print(f"{elapsed:7.2f}s  {event:<9} {name}{extra}", highlight=False, markup=False)
     return on_event
-
-
-def live_table(run: LocalRun, max_rows: int | None = None) -> Group:
-    """Steps by group with phase, elapsed time, and an overall progress bar.
-
-    With more steps than ``max_rows``, the rows that matter stay: every running and failed step
-    first, then the next pending ones, then the latest finished; a line counts the rest.
-    """
-    now = run.clock()
-    order = [(g, name) for g, members in enumerate(run.plan.groups) for name in members]
-    shown = {name for _, name in order}
-    if max_rows is not None and len(order) > max_rows:
-        shown = _rows_worth_showing(run, [name for _, name in order], max(max_rows - 1, 1))
-    table = Table(title=f"{run.plan.spec.name}", show_edge=False)
-    for column in ("group", "step", "phase", "elapsed"):
-        table.add_column(column)
-    previous_group = None
-    for g, name in order:
-        if name not in shown:
-            continue
-        state = run.states[name]
-        end = state.finished_at or now
-        elapsed = human_duration(end - state.started_at) if state.started_at else ""
-        phase = state.phase
-        if run.decision is not None and name in run.decision.waiting and phase == "Pending":
-            phase = f"Pending ({run.decision.waiting[name].reason})"
-        table.add_row(str(g + 1) if g != previous_group else "", name,
-                      Text(phase, style=PHASE_STYLES.get(state.phase, "")), elapsed)
-        previous_group = g
-    done = sum(1 for s in run.states.values() if s.phase not in ("Pending", "Running"))
-    total = len(run.states)
-    width = 30
-    filled = int(width * done / total) if total else width
-    bar = Text("█" * filled, style="green") + Text("░" * (width - filled), style="grey50")
-    hidden = total - len(shown)
-    note = [Text(f"... {hidden} more step(s) not shown", style="grey50")] if hidden else []
-    return Group(table, *note, Text.assemble(bar, f" {done}/{total} steps, "
-                                             f"{human_duration(now - (run.started_at or now))}"))
-
-
-def _rows_worth_showing(run: LocalRun, names: list[str], rows: int) -> set[str]:
-    def rank(item: tuple[int, str]) -> tuple[int, int]:
-        index, name = item
-        state = run.states[name]
-        if state.phase in ("Running", "Failed"):
-            return 0, index
-        if state.phase == "Pending":
-            return 1, index
-        return 2, -(state.finished_at or 0)  # the latest finished first
-
-    return {name for _, name in sorted(enumerate(names), key=rank)[:rows]}
-
-
-def summary_table(status: dict[str, Any]) -> Table:
-    """The run's outcome, one row per step. What a step wrote (its message, outputs, termination
-    message) and what the file says are shown with their control characters escaped: a terminal
-    would obey an escape sequence among them."""
-    table = Table(title=Text(printable(f"{status['phase']}: {status.get('message', '')}")), show_edge=False)
-    for column in ("group", "step", "phase", "took", "detail"):
-        table.add_column(column)
-    for name, entry in sorted(status["steps"].items(), key=lambda kv: kv[1]["index"]):
-        start, end = parse_time(entry.get("startedAt")), parse_time(entry.get("finishedAt"))
-        took = human_duration(end - start) if start is not None and end is not None else ""
-        detail = entry.get("message", "")
-        if entry.get("exitCode") not in (None, 0) and f"code {entry['exitCode']}" not in detail:
-            detail = f"exit code {entry['exitCode']}" + (f"; {detail}" if detail else "")
-        if entry.get("outputs"):
-            detail = f"outputs: {outputs_text(entry)}" + (f"; {detail}" if detail else "")
-        phase = Text(phase_label(entry), style=PHASE_STYLES.get(entry["phase"], ""))
-        table.add_row(group_label(entry), name, phase, took, Text(printable(detail)))
-    return table
-
-
-def speedup_line(status: dict[str, Any]) -> str:
-    """Wall time against the sum of step times: the parallelism actually achieved."""
-    wall = (parse_time(status.get("finishedAt")) or 0) - (parse_time(status.get("startedAt")) or 0)
-    total = 0.0
-    for entry in status["steps"].values():
-        start, end = parse_time(entry.get("startedAt")), parse_time(entry.get("finishedAt"))
-        if start is not None and end is not None:
-            total += end - start
-    speedup = f"{total / wall:.2f}x" if wall > 0 else "n/a"
-    return (f"wall time {human_duration(wall)}, sum of step times {human_duration(total)}, "
-            f"measured speedup {speedup}")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from stepflow.cli.plan_view import collapsed
 from stepflow.printable import printable
 from stepflow.spec import SpecError
 from stepflow.step_types import StepType
@@ -59,7 +60,8 @@ def cmd_types(args: argparse.Namespace) -> int:
                 steps = [s for s in plan.steps if s.type == name]
                 params = sorted({f"{k}={v}" for s in steps for k, v in s.params.items()})
                 table.add_row(_cell(name), used.kind, _cell(used.source or "?"),
-                              _cell(", ".join(s.name for s in steps)), _cell(", ".join(params)))
+                              _cell(", ".join(collapsed(plan, [s.name for s in steps], counted=True))),
+                              _cell(", ".join(params)))
             labels = sorted({s.type for s in plan.steps if s.type and s.type not in plan.step_types})
             for name in labels:
                 table.add_row(_cell(name), "(label)", "no step type: the steps say how they run", "", "")
