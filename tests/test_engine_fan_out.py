@@ -266,3 +266,8 @@ def test_a_fan_out_over_the_outputs_of_another_fan_out():
     result = simulate(plan, outputs={"find-0": {"svc": "api"}, "find-1": {"svc": "web"}})
     assert [dict(s.matrix_values) for s in result.plan.steps[2:]] == [{"svc": "api"}, {"svc": "web"}]
     assert result.decision.phase == SUCCEEDED and result.decision.progress == "4/4"
+
+
+def test_a_run_whose_only_skip_is_an_empty_list_says_so():
+    result = simulate(plan_of(fanned()), outputs=listing([]))
+    assert "1 skipped by empty lists" in result.decision.message

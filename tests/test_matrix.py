@@ -138,7 +138,7 @@ def test_a_list_from_an_output_must_come_from_a_prerequisite_that_declares_it():
 
 def test_a_matrix_value_pasted_into_shell_code_is_refused():
     found = errors_of(step("d", matrix={"REGION": ["eu"]}, script="deploy $(REGION)"))
-    assert any("$(REGION)" in e and "shell code" in e for e in found), found
+    assert any("$(REGION)" in e and "a matrix value into shell code" in e for e in found), found
     assert compile_workflow(workflow(step("d", matrix={"REGION": ["eu"]}, script='deploy "$REGION"')))
 
 
@@ -173,3 +173,10 @@ def test_the_copies_values_are_bounded_since_status_keeps_them():
     assert any(e.startswith("spec.steps[0].matrix:") and "at most 65,536" in e for e in found), found
     found = errors_of(*(step(f"m{i}", matrix={"a": [big]}, parallel=True) for i in range(5)))
     assert any(e.startswith("spec.steps:") and "at most 131,072" in e for e in found), found
+
+
+def test_a_missing_image_is_said_once_for_a_matrix_step_not_once_per_copy():
+    from stepflow.cluster_refusals import cluster_errors
+    plan = compile_workflow(workflow(step("deploy", matrix={"r": ["a", "b", "c"]})))
+    assert [str(e) for e in cluster_errors(plan)] == [
+        'spec.steps[0].image: step "deploy" has no image; set it or spec.defaults.image']

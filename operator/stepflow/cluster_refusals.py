@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stepflow.capacity import QuantityError, format_quantity, parse_quantity
+from stepflow.matrix import as_written
 from stepflow.plan import Plan
 from stepflow.schema_check import did_you_mean
 from stepflow.spec import FieldError
@@ -32,7 +33,7 @@ def image_errors(plan: Plan) -> list[FieldError]:
         return []
     return [FieldError(f"{s.path}.image",
                        f'step "{s.name}" has no image; set it or spec.defaults.image')
-            for s in plan.steps if not s.image]
+            for s in as_written(plan) if not s.image]
 
 
 def cluster_errors(plan: Plan) -> list[FieldError]:
@@ -46,7 +47,7 @@ def cluster_errors(plan: Plan) -> list[FieldError]:
         errors.append(FieldError("spec.finally", f"has {len(plan.spec.finally_steps)} steps; a cluster takes "
                                                  f"at most {MAX_CLUSTER_FINALLY_STEPS}"))
     places = [("spec.defaults.resources", plan.spec.defaults.resources, "")]
-    places += [(f"{s.path}.resources", s.resources, f'step "{s.name}": ') for s in plan.steps]
+    places += [(f"{s.path}.resources", s.resources, f'step "{s.name}": ') for s in as_written(plan)]
     for path, resources, label in places:
         errors += _quantity_errors(path, resources or {})
         errors += [FieldError(e.path, label + e.message) for e in _requirement_errors(path, resources or {})]

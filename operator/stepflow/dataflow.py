@@ -111,13 +111,15 @@ def _substitution_errors(plan: Plan, step: Step) -> list[FieldError]:
         for name in dict.fromkeys(references(text)):
             chain, what = from_outputs.get(name), "the output read by"
             if chain is None and where in shell_code:
-                chain, what = from_params.get(name), "the param"
+                chain = from_params.get(name)
+                what = "the param" if chain is None or chain[0] in step.params else "the matrix value"
             if chain is None:
                 continue
             through = "" if len(chain) == 1 else (
                 f", whose value holds {what} $({chain[0]}) ({' -> '.join(chain)})")
-            pasted = "a step's output into the command" if what != "the param" else (
-                "a param's value into shell code, where it would run")
+            pasted = {"the output read by": "a step's output into the command",
+                      "the param": "a param's value into shell code, where it would run",
+                      "the matrix value": "a matrix value into shell code, where it would run"}[what]
             label = f'step "{step.name}"' + (f' (type "{step.type}")' if step.type else "")
             errors.append(FieldError(f"{step.path}.{where}", (
                 f'{label} uses $({name}){through}, which would paste {pasted}; read it as '

@@ -91,6 +91,18 @@ def expand(plan: Plan, expansions: Mapping[str, Sequence[Values]]) -> Plan:
                    conditions=conditions, requests=requests, matrices={**plan.matrices, **wholes})
 
 
+def as_written(plan: Plan) -> list[Step]:
+    """The steps as the document has them: each matrix step once, in its first copy's place, so
+    that a check of what a step says reports it once, not once per copy."""
+    written = []
+    for step in plan.steps:
+        if step.matrix_of is None:
+            written.append(step)
+        elif step.copy_index == 0:
+            written.append(plan.matrices[step.matrix_of][0])
+    return written
+
+
 def expand_written(plan: Plan) -> Plan:
     """Every matrix written down expanded (M1); those from outputs wait for the engine (M4)."""
     return expand(plan, {s.name: combinations(s.matrix) for s in plan.steps

@@ -125,8 +125,8 @@ def whole_entry(plan: Plan, name: str, states: Mapping[str, StepState]) -> dict[
     entry = step_entry(plan, copies[0], state, {})  # its type is its copies': left out when empty
     entry.update(index=first.index, copies=len(copies))
     # Its outputs are its copies', already in status: kept once (a consumer reads them as M5 says).
-    for key in ("jobName", "attempts", "matrixOf", "matrix", "exitCode", "terminationMessage",
-                "continuedOnError", "outputs"):
+    # continuedOnError stays: the whole failed, and each copy's failure was let through (M3).
+    for key in ("jobName", "attempts", "matrixOf", "matrix", "exitCode", "terminationMessage", "outputs"):
         entry.pop(key, None)
     return entry
 

@@ -38,6 +38,7 @@ from stepflow.engine.states import (
     DATA_SKIPS,
     FAIL_FAST,
     FAILED,
+    MATRIX_EMPTY,
     MATRIX_INVALID,
     OUTPUT_UNAVAILABLE,
     PENDING,
@@ -439,7 +440,13 @@ def _final_phase(plan: Plan, part: PartStates, outcome: _Pass, failed: list[str]
     total = len(part)
     if skips:
         return SUCCEEDED, "Succeeded", (f"{total - len(skips)} of {total} step(s) succeeded, "
-                                        f"{len(skips)} skipped by conditions{note}")
+                                        f"{len(skips)} skipped by {_skip_causes(skips)}{note}")
     return SUCCEEDED, "Succeeded", f"all {total} step(s) succeeded{note}"
 
+
+def _skip_causes(skips: list[tuple[str, str]]) -> str:
+    """What skipped steps of a successful run: conditions (W1), empty lists (M4), or both."""
+    causes = [what for reason, what in ((CONDITION_FALSE, "conditions"), (MATRIX_EMPTY, "empty lists"))
+              if any(r == reason or (reason == CONDITION_FALSE and r not in SUCCESS_SKIPS) for _, r in skips)]
+    return " and ".join(causes) or "conditions"
 
