@@ -270,4 +270,4 @@ def test_a_fan_out_over_the_outputs_of_another_fan_out():
 
 def test_a_run_whose_only_skip_is_an_empty_list_says_so():
     result = simulate(plan_of(fanned()), outputs=listing([]))
-    assert "1 skipped by empty lists" in result.decision.message
+    assert "1 skipped by an empty list" in result.decision.message

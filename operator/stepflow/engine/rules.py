@@ -446,7 +446,10 @@ def _final_phase(plan: Plan, part: PartStates, outcome: _Pass, failed: list[str]
 
 def _skip_causes(skips: list[tuple[str, str]]) -> str:
     """What skipped steps of a successful run: conditions (W1), empty lists (M4), or both."""
-    causes = [what for reason, what in ((CONDITION_FALSE, "conditions"), (MATRIX_EMPTY, "empty lists"))
+    one = len(skips) == 1
+    names = ((CONDITION_FALSE, "a condition" if one else "conditions"),
+             (MATRIX_EMPTY, "an empty list" if one else "empty lists"))
+    causes = [what for reason, what in names
               if any(r == reason or (reason == CONDITION_FALSE and r not in SUCCESS_SKIPS) for _, r in skips)]
-    return " and ".join(causes) or "conditions"
+    return " and ".join(causes) or names[0][1]
 
