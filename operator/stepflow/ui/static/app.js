@@ -2,7 +2,7 @@
 // Every text from the cluster goes into the page as textContent, never as markup.
 
 import { el, svg } from "./dom.js";
-import { copyOf, drawBox, isBox, matrixFacts, matrixSection, ownLog, stepCount } from "./fanout.js";
+import { copyOf, drawBox, isBox, matrixFacts, matrixSection, noLog, stepCount } from "./fanout.js";
 import { layOut, startLayoutWorker } from "./layout.js";
 
 const PHASES = ["Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled", "Suspended"];
@@ -191,11 +191,14 @@ function workflowPage(namespace, name) {
   zoomOut.onclick = () => zoom(0.8);
   fit.onclick = () => zoom("fit");
 
+  // What the graph marks for a step: its node, or its row in an open box, or its closed box.
+  const marked = (step) => page.nodes.get(step) ?? page.nodes.get(page.specs.get(step)?.copyOf);
+
   const select = (step) => {
-    page.nodes.get(page.selected)?.g.classList.remove("selected");
+    marked(page.selected)?.g.classList.remove("selected");
     page.rows.get(page.selected)?.row.classList.remove("selected");
     page.selected = step;
-    page.nodes.get(step)?.g.classList.add("selected");
+    marked(step)?.g.classList.add("selected");
     page.rows.get(step)?.row.classList.add("selected");
     page.logsFor = null;
     showPanel(step);
@@ -224,8 +227,9 @@ function workflowPage(namespace, name) {
       for (const [k, v] of Object.entries(view.outputs)) outputs.append(el("tr", {}, el("td", { text: k }), el("td", { text: v })));
       children.push(el("h2", { text: "Outputs" }), outputs);
     }
-    if (!ownLog(view, spec)) {
-      children.push(el("p", { class: "muted", text: "A matrix step runs as its copies, each with its own log: select one in its box or in the timeline." }));
+    const note = noLog(view, spec);
+    if (note) {
+      children.push(el("p", { class: "muted", text: note }));
       panel.replaceChildren(...children);
       return;
     }
@@ -387,7 +391,7 @@ function workflowPage(namespace, name) {
     if (refit) page.scale = width > dag.clientWidth * 1.5 ? Math.min(1, (dag.clientWidth - 4) / width) : 1;
     zoom(1);
     for (const [step, node] of page.nodes) node.update(page.steps[step] || { phase: "Pending" });
-    page.nodes.get(page.selected)?.g.classList.add("selected");
+    marked(page.selected)?.g.classList.add("selected");
   };
 
   // Opening or closing a box lays the graph out again, with the box's new size: the copies'

@@ -17,7 +17,9 @@ export const stepCount = (graph) =>
 
 const values = (matrix) => Object.values(matrix || {}).join(" · ");
 const pairs = (matrix) => Object.entries(matrix || {}).map(([k, v]) => `${k}=${v}`).join(", ");
-const countText = (node, view) => (node.copies ? view?.copiesLabel || `${node.copies.length} copies` : node.fanOut);
+// A list from an output that never made copies (MatrixEmpty, MatrixInvalid) says why first.
+const countText = (node, view) => node.copies ? view?.copiesLabel || `${node.copies.length} copies`
+  : view?.reason?.startsWith("Matrix") ? `${view.reason}: ${node.fanOut}` : node.fanOut;
 
 export function boxSize(node, open) {
   const text = Math.max(7.2 * node.id.length + 40, 6.4 * (node.fanOut || "256 copies: 256 ✓ 256 pending").length + 24);
@@ -50,7 +52,7 @@ export function drawBox(node, box, { open, toggle, select }) {
     g,
     update(view) {
       g.dataset.phase = view.phase;
-      count.textContent = countText(node, view);
+      fit(count, countText(node, view), box.width - 20);
       tooltip.textContent = [node.id, view.phaseLabel || view.phase, countText(node, view), view.reason, view.message]
         .filter(Boolean).join(" — ");
     },
@@ -82,6 +84,14 @@ export function drawBox(node, box, { open, toggle, select }) {
     g.append(frame);
   }
   return { whole, copies };
+}
+
+// Sets a line of the box, cut short with "…" when it is wider than the box (the tooltip has it all).
+function fit(text, value, width) {
+  text.textContent = value;
+  if (!text.isConnected || text.getComputedTextLength() <= width) return;
+  let keep = value.length;
+  while (keep > 1 && text.getComputedTextLength() > width) text.textContent = `${value.slice(0, --keep)}…`;
 }
 
 // What the step panel adds for a matrix step or a copy: facts for its list, then sections.
@@ -116,5 +126,9 @@ function table(rows) {
   return t;
 }
 
-// A matrix step runs as its copies: the logs are theirs.
-export const ownLog = (view, spec) => !(spec.copies || spec.fanOut || view.copies);
+// A matrix step runs as its copies and the logs are theirs: what its panel says instead of a log.
+export function noLog(view, spec) {
+  if (spec.copies || view.copies) return "A matrix step runs as its copies, each with its own log: select one in its box or in the timeline.";
+  if (!spec.fanOut) return null;
+  return view.finishedAt ? "No copy ran, so there is no log." : "Its copies, each with its own log, are made when the run reads its list.";
+}
