@@ -8,7 +8,10 @@ itself through the status subresource, so the figures are the UI's alone.
 
 - render: from the start of the page's navigation to the graph and timeline being drawn
   (``window.stepflowUI.renderedAt``), for 10, 100 and 1,000 steps in groups of 10 (3 loads
-  each); "layout" is elkjs's share, in its web worker.
+  each), and for a 256-copy matrix step between two steps, drawn as one box (M6); "layout" is
+  elkjs's share, in its web worker.
+- open: from the click on the 256-copy box to its 256 copies being listed, the graph laid out
+  again with the open box.
 - patch: how long the API server takes to answer a status PATCH of one step, per size: the
   floor under every update of a workflow that large, whoever watches it.
 - update: from the PATCH of one step's phase being sent to the page having recoloured that
@@ -42,8 +45,31 @@ from kube.browser import PageWatch, browser, grouped_workflow, pending_status, u
 from kube.build import ensure_assets  # noqa: E402
 from kube.controlplane import ControlPlane  # noqa: E402
 from kube.realcluster import Kube, wait_for, watch_events  # noqa: E402
+from stepflow.status import rfc3339  # noqa: E402
 
 NAMESPACE = "ui-bench"
+COPIES = 256
+
+
+def matrix_workflow(name: str) -> dict[str, Any]:
+    """A 16 x 16 matrix step between two steps: 258 steps, three nodes in the graph."""
+    sixteen = [str(i) for i in range(16)]
+    steps = [{"name": "before", "script": "true"},
+             {"name": "fan", "script": "true", "matrix": {"x": sixteen, "y": sixteen}},
+             {"name": "after", "script": "true"}]
+    return {"apiVersion": "stepflow.dev/v1alpha1", "kind": "Workflow", "metadata": {"name": name},
+            "spec": {"defaults": {"image": "alpine:3.20"}, "steps": steps}}
+
+
+def matrix_status() -> dict[str, Any]:
+    """Its status as a run writes it: the copies' entries and the matrix step's own."""
+    steps: dict[str, Any] = {"before": {"index": 0, "group": 0, "phase": "Pending"}}
+    for i in range(COPIES):
+        steps[f"fan-{i}"] = {"index": 1 + i, "group": 1, "phase": "Pending", "matrixOf": "fan",
+                             "matrix": {"x": str(i // 16), "y": str(i % 16)}}
+    steps["fan"] = {"index": 1, "group": 1, "phase": "Pending", "copies": COPIES}
+    steps["after"] = {"index": 1 + COPIES, "group": 2, "phase": "Pending"}
+    return {"phase": "Running", "startedAt": rfc3339(time.time()), "steps": steps}
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -63,6 +89,21 @@ def render_times(page: Any, url: str, loads: int) -> list[tuple[float, float]]:
         times.append(
             (page.evaluate("window.stepflowUI.renderedAt"), page.evaluate("window.stepflowUI.layoutMs"))
         )
+    return times
+
+
+def open_times(page: Any, url: str, loads: int) -> list[float]:
+    """ms from the click on the matrix step's box to its copies being listed, each on a fresh load."""
+    times = []
+    for _ in range(loads):
+        page.goto("about:blank")
+        page.goto(url)
+        wait_for(lambda: page.evaluate("document.body.dataset.loaded === 'workflow'"), timeout=120)
+        started = time.monotonic()
+        page.click('g.node[data-step="fan"]')
+        wait_for(lambda: page.evaluate(f"document.querySelectorAll('.copies .copy').length === {COPIES}"),
+                 timeout=60, interval=0.01)
+        times.append((time.monotonic() - started) * 1000)
     return times
 
 
@@ -125,7 +166,7 @@ def main() -> int:
     args = parser.parse_args()
     loads, changes = (1, 5) if args.quick else (3, 30)
     console = Console()
-    results: dict[str, Any] = {"render": {}, "update": {}, "patch": {}}
+    results: dict[str, Any] = {"render": {}, "update": {}, "patch": {}, "open": []}
     with contextlib.ExitStack() as stack:
         console.print("starting the real control plane (tests/kube/) …")
         plane = stack.enter_context(
@@ -139,6 +180,8 @@ def main() -> int:
             kube.create(grouped_workflow(f"w{size}", size))
             kube.patch("workflows", f"w{size}", {"status": pending_status(size)}, "status")
             results["patch"][size] = patch_times(kube, f"w{size}", 10)
+        kube.create(matrix_workflow("matrix"))
+        kube.patch("workflows", "matrix", {"status": matrix_status()}, "status")
         ui = stack.enter_context(ui_server(plane.kubeconfig, plane.workdir / "ui.log", "-n", NAMESPACE))
         chromium = stack.enter_context(browser())
         page = chromium.new_page(viewport={"width": 1440, "height": 900})
@@ -147,6 +190,11 @@ def main() -> int:
             console.print(f"rendering {size} steps …")
             times = render_times(page, f"{ui.url}#/w/{NAMESPACE}/w{size}", loads)
             results["render"][size] = {"render_ms": [t[0] for t in times], "layout_ms": [t[1] for t in times]}
+        console.print(f"rendering a {COPIES}-copy matrix step, and opening its box …")
+        times = render_times(page, f"{ui.url}#/w/{NAMESPACE}/matrix", loads)
+        results["render"][f"{COPIES} copies"] = {"render_ms": [t[0] for t in times],
+                                                 "layout_ms": [t[1] for t in times]}
+        results["open"] = open_times(page, f"{ui.url}#/w/{NAMESPACE}/matrix", loads)
         console.print(f"changing {changes} steps of the 1,000-step workflow, one at a time …")
         page.goto(f"{ui.url}#/w/{NAMESPACE}/w1000")
         wait_for(lambda: page.evaluate("document.body.dataset.loaded === 'workflow'"), timeout=120)
@@ -169,13 +217,23 @@ def report(console: figures.Report, results: dict[str, Any]) -> None:
     for size, measured in results["render"].items():
         for label, key in (("render", "render_ms"), ("  of it layout (elkjs)", "layout_ms")):
             values = measured[key]
+            what = f"{size} steps" if isinstance(size, int) else f"a matrix step of {size}, one box"
             table.add_row(
-                f"{label}, {size} steps" if label == "render" else label,
+                f"{label}, {what}" if label == "render" else label,
                 f"{statistics.median(values):.0f} ms",
                 f"{min(values):.0f} ms",
                 f"{max(values):.0f} ms",
                 str(len(values)),
             )
+    if results["open"]:
+        values = results["open"]
+        table.add_row(
+            f"open the box: {COPIES} copies listed, the graph laid out again",
+            f"{statistics.median(values):.0f} ms",
+            f"{min(values):.0f} ms",
+            f"{max(values):.0f} ms",
+            str(len(values)),
+        )
     for size, values in results["patch"].items():
         table.add_row(
             f"a status PATCH answered by the API server, {size} steps",

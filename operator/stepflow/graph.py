@@ -23,6 +23,7 @@ from typing import Any
 from stepflow.fan_rows import TIMES, source_text, values_text, worth_showing
 from stepflow.palette import PHASE_FILLS, STROKE, TEXT
 from stepflow.plan import Plan
+from stepflow.spec import Step
 
 MAIN_DONE = "#main"  # the graph node "every main step is over", which finally steps wait for (X1)
 DRAWN_COPIES = 6  # a matrix step's box draws all its copies up to this many, else five and "… N more"
@@ -186,18 +187,25 @@ def _what(plan: Plan, name: str) -> dict[str, Any]:
 
 
 def graph_model(plan: Plan) -> dict[str, Any]:
-    """The graph as data for the web UI: the same nodes and edges as ``to_dot``.
+    """The graph as data for the web UI: the same nodes and edges as ``to_dot``, but a matrix
+    step's copies drawn as one node, the box the page opens (M6).
 
     Columns are ordered slots for a layered layout: group ``g`` is column ``2g`` and the join
     nodes after it (its barrier ``#g``, or "every main step is over") sit in column ``2g + 1``,
     so that the groups read left to right as the plan runs them.
     """
-    edges = _edges(plan)
+    whole_of = {copy: whole for whole, (_, names) in plan.matrices.items() for copy in names}
+    edges = _collapsed(_edges(plan), whole_of)
     main = plan.main_group_count if plan.main_group_count is not None else len(plan.groups)
-    nodes: list[dict[str, Any]] = [
-        {"id": name, "column": 2 * g, **_what(plan, name)}
-        for g, members in enumerate(plan.groups) for name in members
-    ]
+    nodes: list[dict[str, Any]] = []
+    for g, members in enumerate(plan.groups):
+        for name in members:
+            whole = whole_of.get(name)
+            if whole is None:
+                nodes.append({"id": name, "column": 2 * g, **_what(plan, name),
+                              **_fan_out(plan.step_by_name[name])})
+            elif name == plan.matrices[whole][1][0]:  # the box stands where its first copy is
+                nodes.append({"id": whole, "column": 2 * g, **_what(plan, name), **_box(plan, whole)})
     joins = _join_nodes(edges)
     for join in joins:
         after = main - 1 if join == MAIN_DONE else int(join[1:])
@@ -205,3 +213,29 @@ def graph_model(plan: Plan) -> dict[str, Any]:
     groups = [{"column": 2 * g, "title": _group_title(plan, g), "finally": g >= main}
               for g in range(len(plan.groups))]
     return {"groups": groups, "nodes": nodes, "edges": edges}
+
+
+def _collapsed(edges: list[tuple[str, str]], whole_of: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Edges with each copy replaced by its matrix step, once: the copies share every edge."""
+    if not whole_of:
+        return edges
+    return list(dict.fromkeys((whole_of.get(a, a), whole_of.get(b, b)) for a, b in edges))
+
+
+def _box(plan: Plan, whole: str) -> dict[str, Any]:
+    """A matrix step's node: its matrix as written, and each copy's name and values, which the
+    page lists when the box is opened."""
+    step, names = plan.matrices[whole]
+    return {"matrix": {a.name: a.as_written() for a in step.matrix},
+            "copies": [{"id": n, "matrix": dict(plan.step_by_name[n].matrix_values)} for n in names]}
+
+
+def _fan_out(step: Step) -> dict[str, Any]:
+    """M6: a step whose list comes from an output is one node until the run reads that list,
+    marked with where the list will come from."""
+    if not step.matrix:
+        return {}
+    parts = [f"output {a.source[1]} of {a.source[0]}" if a.source else f"{a.name} ({len(a.values or ())})"
+             for a in step.matrix]
+    return {"matrix": {a.name: a.as_written() for a in step.matrix},
+            "fanOut": "fans out over " + " and ".join(parts)}

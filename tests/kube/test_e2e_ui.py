@@ -6,6 +6,7 @@ prove it read-only. The screenshots in docs/ are taken here, of these runs.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -247,3 +248,58 @@ def test_a_1000_step_workflow_page_renders_and_updates_in_place(kube, page, tmp_
         page.locator('g.node[data-step="s999"]').dispatch_event("click")
         page.wait_for_selector('#panel h2:text-is("s999")')
         assert time.monotonic() - started < 5
+
+
+NAMES = [f"svc-{i:03d}" for i in range(256)]
+
+
+def test_a_256_copy_matrix_is_one_box_that_opens_into_its_copies(kube, operator, page, tmp_path):
+    """M6: the list comes from an output, so the page first shows one node marked with its source;
+    when the run records the 256 copies the page draws one box that counts them, and opened it
+    lists them in a list that scrolls, never as 256 nodes. The copies finish live, in place."""
+    listed = {"fromOutput": {"step": "list", "output": "names"}}
+    kube.create(workflow("fan", [
+        step("list", hold=True, message="names=" + json.dumps(NAMES), outputs=["names"]),
+        step("deploy", duration="100ms", matrix={"service": listed}),
+        step("after"),
+    ], maxConcurrency=100))
+    with ui_server(kube.plane.kubeconfig, tmp_path / "ui.log", "-n", kube.namespace) as ui:
+        wait_for(lambda: kube.step_phase("fan", "list") == "Running")
+        page.goto(f"{ui.url}#/w/{kube.namespace}/fan")
+        page.wait_for_selector("body[data-loaded=workflow]")
+        box = page.locator('g.node[data-step="deploy"]')
+        assert box.locator("text.count").text_content() == "fans out over output names of list"
+        page.evaluate("window.__sameDocument = true")
+        kube.release("fan-1-list")
+        wait_js(page, "document.querySelector('g.node[data-step=\"deploy\"] text.count')"
+                      "?.textContent.startsWith('256 copies')", timeout=30)
+        assert page.locator("g.node").count() == 3  # list, the box and after: not 256 nodes
+        assert page.locator("g.node.matrix").count() == 1
+        assert page.locator(".copies .copy").count() == 0  # closed until opened
+        started = time.monotonic()
+        box.click()
+        wait_js(page, "document.querySelectorAll('.copies .copy').length === 256")
+        assert time.monotonic() - started < 5, "opening the box took over 5 s"
+        assert box.get_attribute("data-open") == "true"
+        assert page.locator(".copies .copy .values").all_text_contents() == NAMES
+        assert box.evaluate("g => g.getBBox().height") < 300  # the list scrolls inside the box
+        copies = page.locator(".copies")
+        copies.evaluate("list => { list.scrollTop = list.scrollHeight; }")
+        last = page.locator('.copy[data-step="deploy-255"]').bounding_box()
+        frame = copies.bounding_box()
+        assert frame["y"] <= last["y"] and last["y"] + last["height"] <= frame["y"] + frame["height"] + 1
+        page.locator('.copy[data-step="deploy-255"]').click()
+        panel = page.locator("#panel")
+        page.wait_for_selector('#panel h2:text-is("deploy-255")')
+        assert panel.locator(".copy-of").inner_text() == "copy 255 of deploy"
+        assert panel.locator("table.matrix tr").all_inner_texts() == ["service\tsvc-255"]
+        status = kube.wait_phase("fan", timeout=240)
+        assert status["phase"] == "Succeeded", status.get("message")
+        wait_js(page, "document.querySelector('g.node[data-step=\"deploy\"] text.count')"
+                      ".textContent === '256 copies: 256 ✓'", timeout=30)
+        assert box.get_attribute("data-phase") == "Succeeded"
+        finished = page.locator('.copies .copy[data-phase="Succeeded"]').count()
+        assert finished == 256  # each copy recoloured in place
+        assert page.locator("#gantt .row").count() == 1 + 256 + 1  # a bar per copy
+        assert page.evaluate("window.__sameDocument") is True  # no reload
+        page.screenshot(path=str(DOCS / "ui-matrix.png"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from stepflow.graph import MAIN_DONE
-from stepflow.ui.model import changed_steps, detail, graph, step_views, summary
+from stepflow.ui.model import changed_steps, copies_label, detail, expansion_key, graph, step_views, summary
 
 
 def workflow(
@@ -132,3 +132,89 @@ def test_a_typed_steps_node_carries_its_type_and_params_from_what_the_run_kept()
     assert nodes["b"]["type"] == "label-only" and "params" not in nodes["b"]
     waiting = graph(workflow(steps))  # before its run: the type is not known to the page
     assert waiting["nodes"] == [] and any('"scan"' in e for e in waiting["errors"])
+
+
+# --- a matrix step (M6): one box, its copies inside -------------------------------------------
+
+
+def test_a_matrix_steps_copies_are_one_node_that_lists_them_and_shares_their_edges():
+    model = graph(workflow([s("a"), s("deploy", matrix={"region": ["eu", "us", "ap"], "tier": ["a", "b"]}),
+                            s("after", dependsOn=["deploy"])]))
+    assert [n["id"] for n in model["nodes"] if not n.get("join")] == ["a", "deploy", "after"]
+    box = next(n for n in model["nodes"] if n["id"] == "deploy")
+    assert box["column"] == 2 and box["matrix"] == {"region": ["eu", "us", "ap"], "tier": ["a", "b"]}
+    assert [c["id"] for c in box["copies"]] == [f"deploy-{i}" for i in range(6)]
+    assert box["copies"][1]["matrix"] == {"region": "eu", "tier": "b"}  # the first name varies slowest
+    assert model["edges"] == [("a", "#0"), ("#0", "deploy"), ("deploy", "after")]  # once, not per copy
+
+
+def test_a_256_copy_step_is_still_one_node():
+    sixteen = [str(i) for i in range(16)]
+    model = graph(workflow([s("fan", matrix={"x": sixteen, "y": sixteen}), s("after")]))
+    assert [n["id"] for n in model["nodes"]] == ["fan", "after", "#0"]
+    assert len(model["nodes"][0]["copies"]) == 256 and model["edges"] == [("fan", "#0"), ("#0", "after")]
+
+
+LISTED = [s("list", outputs=["services"]),
+          s("build", matrix={"svc": {"fromOutput": {"step": "list", "output": "services"}}}),
+          s("report", dependsOn=["build"])]
+
+
+def fanned_out(services: list[str], phases: list[str]) -> dict[str, Any]:
+    """A run's status once ``build`` has fanned out over ``services``, its copies in ``phases``."""
+    steps: dict[str, Any] = {"list": {"index": 0, "group": 0, "phase": "Succeeded", "startedAt":
+                                      "2026-12-03T10:00:01Z", "finishedAt": "2026-12-03T10:00:02Z"}}
+    for i, (service, phase) in enumerate(zip(services, phases, strict=True)):
+        steps[f"build-{i}"] = {"index": 1 + i, "group": 1, "phase": phase, "matrixOf": "build",
+                               "matrix": {"svc": service}, "startedAt": "2026-12-03T10:00:03Z"}
+        if phase in ("Succeeded", "Failed"):
+            steps[f"build-{i}"]["finishedAt"] = "2026-12-03T10:00:04Z"
+    steps["build"] = {"index": 1, "group": 1, "phase": "Running", "copies": len(services),
+                      "startedAt": "2026-12-03T10:00:03Z"}
+    steps["report"] = {"index": 1 + len(services), "group": 2, "phase": "Pending"}
+    return {"phase": "Running", "startedAt": "2026-12-03T10:00:00Z", "steps": steps}
+
+
+def test_a_list_from_an_output_is_one_node_marked_with_its_source_until_the_run_reads_it():
+    before = {n["id"]: n for n in graph(workflow(LISTED))["nodes"]}
+    assert before["build"]["fanOut"] == "fans out over output services of list"
+    assert "copies" not in before["build"]
+    status = fanned_out(["api", "web"], ["Running"] * 2)
+    after = {n["id"]: n for n in graph(workflow(LISTED, status))["nodes"]}
+    assert "fanOut" not in after["build"] and "build-0" not in after
+    assert after["build"]["copies"] == [{"id": "build-0", "matrix": {"svc": "api"}},
+                                        {"id": "build-1", "matrix": {"svc": "web"}}]
+
+
+def test_the_box_counts_its_copies_by_phase_and_a_copy_knows_whose_copy_it_is():
+    phases = ["Succeeded", "Failed", "Succeeded", "Running", "Succeeded", "Succeeded"]
+    views = step_views(fanned_out(["a", "b", "c", "d", "e", "f"], phases))
+    assert views["build"]["copiesLabel"] == "6 copies: 4 ✓ 1 ✗ 1 running"
+    assert views["build"]["phase"] == "Running" and views["build"]["copies"] == 6
+    assert views["build-4"]["copyIndex"] == 4 and views["build-4"]["matrixOf"] == "build"
+    assert views["build-4"]["matrix"] == {"svc": "e"} and "copiesLabel" not in views["build-4"]
+    assert copies_label(1, []) == "1 copy"
+    assert copies_label(2, ["Pending", "Cancelled"]) == "2 copies: 1 pending 1 cancelled"
+
+
+def test_a_copys_change_sends_the_box_its_new_count_too():
+    before = step_views(fanned_out(["a", "b"], ["Running", "Running"]))
+    changed = changed_steps(before, step_views(fanned_out(["a", "b"], ["Running", "Failed"])))
+    assert set(changed) == {"build-1", "build"}
+    assert changed["build"]["copiesLabel"] == "2 copies: 1 ✗ 1 running"
+
+
+def test_the_list_counts_copies_as_steps_and_not_their_matrix_steps_entry():
+    row = summary(workflow(LISTED, fanned_out(["a", "b", "c"], ["Succeeded"] * 3)))
+    assert (row["done"], row["total"]) == (1 + 3, 1 + 3 + 1)
+
+
+def test_the_graph_is_drawn_again_when_a_step_fans_out_and_only_then():
+    doc = workflow(LISTED, {"phase": "Running", "steps": {}})
+    model = graph(doc)
+    waiting = expansion_key(doc["status"], model)
+    running = fanned_out(["a", "b"], ["Running", "Running"])
+    assert expansion_key(running, model) != waiting
+    finished = fanned_out(["a", "b"], ["Succeeded", "Succeeded"])
+    assert expansion_key(finished, model) == expansion_key(running, model)
+    assert expansion_key(STATUS, graph(workflow([s("a"), s("b"), s("c")], STATUS))) == ()

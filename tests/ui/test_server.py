@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from stepflow.ui.model import summary
 from stepflow.ui.server import HUB, make_app
 from stepflow.ui.watch import Hub
-from ui.test_model import STATUS, s, workflow
+from ui.test_model import LISTED, STATUS, fanned_out, s, workflow
 
 Client = Callable[[TestClient], Awaitable[None]]
 
@@ -109,7 +109,9 @@ def test_pages_may_load_nothing_from_elsewhere_and_static_files_stay_in_their_fo
         assert index.status == 200 and "app.js" in await index.text()
         policy = index.headers["Content-Security-Policy"]
         assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
-        assert (await client.get("/static/app.js")).status == 200
+        for script in ("app.js", "dom.js", "fanout.js", "layout.js"):  # modules: served as JavaScript
+            answer = await client.get(f"/static/{script}")
+            assert answer.status == 200 and "javascript" in answer.headers["Content-Type"], script
         assert (await client.get("/static/vendor/elk-worker.min.js")).status == 200
         for sneaky in ("/static/../server.py", "/static/%2e%2e/server.py", "/static/..%2fserver.py"):
             assert (await client.get(sneaky)).status in (403, 404), sneaky
@@ -145,6 +147,32 @@ def test_the_workflow_stream_sends_the_page_then_only_the_steps_that_changed():
         response.close()
 
     run(test)
+
+
+def test_a_step_that_fans_out_mid_run_redraws_the_page_with_its_box_then_its_copies_update_it():
+    """M4, M6: the copies of a list read from an output exist only once the run has read it; the
+    page gets the graph again then, with the box, and afterwards only the steps that changed."""
+    listing = {"list": {"index": 0, "group": 0, "phase": "Running"}}
+    waiting = workflow(LISTED, {"phase": "Running", "steps": listing})
+
+    async def test(client: TestClient) -> None:
+        response = await client.get("/api/events?workflow=team/w")
+        stream = events(response)
+        kind, page = await anext(stream)
+        build = next(n for n in page["graph"]["nodes"] if n["id"] == "build")
+        assert kind == "page" and build["fanOut"] == "fans out over output services of list"
+        hub = client.app[HUB]
+        hub.apply("MODIFIED", workflow(LISTED, fanned_out(["api", "web"], ["Pending", "Pending"])))
+        kind, page = await anext(stream)
+        build = next(n for n in page["graph"]["nodes"] if n["id"] == "build")
+        assert kind == "page" and [c["id"] for c in build["copies"]] == ["build-0", "build-1"]
+        hub.apply("MODIFIED", workflow(LISTED, fanned_out(["api", "web"], ["Running", "Pending"])))
+        kind, update = await anext(stream)
+        assert kind == "steps" and set(update["steps"]) == {"build-0", "build"}
+        assert update["steps"]["build"]["copiesLabel"] == "2 copies: 1 running 1 pending"
+        response.close()
+
+    run(test, [waiting])
 
 
 def test_the_list_stream_starts_with_a_snapshot_and_follows_deletions():

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from stepflow import __version__
 from stepflow.palette import stylesheet
-from stepflow.ui.model import Key, changed_steps, detail, header, step_views, summary
+from stepflow.ui.model import Key, changed_steps, detail, expansion_key, header, step_views, summary
 from stepflow.ui.watch import CLOSE, CONNECTION, Hub
 
 log = logging.getLogger("stepflow.ui")
@@ -194,12 +194,15 @@ class _ListEvents:
 
 
 class _WorkflowEvents:
-    """A workflow page: the whole page once (and again when the spec changes), then only the
-    steps that changed since the last event."""
+    """A workflow page: the whole page once (and again when the spec changes, or when a step
+    fans out over a list read from an output), then only the steps that changed since the last
+    event."""
 
     def __init__(self, hub: Hub, key: Key):
         self.hub, self.key = hub, key
         self.sent_generation: Any = object()
+        self.sent_graph: dict[str, Any] = {"nodes": []}
+        self.sent_expansions: tuple[int, ...] = ()
         self.sent_steps: dict[str, Any] = {}
 
     def first(self) -> list[tuple[str, Any]]:
@@ -212,11 +215,14 @@ class _WorkflowEvents:
         if obj is None:
             self.sent_generation, self.sent_steps = object(), {}
             return [("deleted", {"namespace": key[0], "name": key[1]})]
-        if obj["metadata"].get("generation") != self.sent_generation:
+        status = obj.get("status") or {}
+        if (obj["metadata"].get("generation") != self.sent_generation
+                or expansion_key(status, self.sent_graph) != self.sent_expansions):
             page = detail(obj)
             self.sent_generation, self.sent_steps = page["generation"], page["steps"]
+            self.sent_graph, self.sent_expansions = page["graph"], expansion_key(status, page["graph"])
             return [("page", {**page, "now": time.time()})]
-        steps = step_views(obj.get("status") or {})
+        steps = step_views(status)
         changed = changed_steps(self.sent_steps, steps)
         self.sent_steps = steps
         return [("steps", {**header(obj), "steps": changed, "now": time.time()})]

@@ -1,9 +1,11 @@
 // stepflow ui: the workflow list and the workflow page, fed by the server's event stream.
 // Every text from the cluster goes into the page as textContent, never as markup.
 
-const SVG = "http://www.w3.org/2000/svg";
+import { el, svg } from "./dom.js";
+import { copyOf, drawBox, isBox, matrixFacts, matrixSection, noLog, stepCount } from "./fanout.js";
+import { layOut, startLayoutWorker } from "./layout.js";
+
 const PHASES = ["Pending", "Running", "Succeeded", "Failed", "Skipped", "Cancelled", "Suspended"];
-const NODE_HEIGHT = 28;
 const BAND_TITLE = 22;
 
 // What tests and benchmarks read: when the graph was drawn, and when each update was shown.
@@ -11,23 +13,6 @@ const probe = (window.stepflowUI = { renderedAt: null, applied: {}, layoutMs: nu
 
 let stream = null; // the open EventSource; one page has one
 let timer = null;
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k === "text") node.textContent = v;
-    else if (k.startsWith("data-")) node.dataset[k.slice(5).replace(/-(.)/g, (_, c) => c.toUpperCase())] = v;
-    else node.setAttribute(k, v);
-  }
-  node.append(...children);
-  return node;
-}
-
-function svg(tag, attrs = {}) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  return node;
-}
 
 function duration(seconds) {
   if (seconds == null || seconds < 0) return "";
@@ -172,7 +157,8 @@ function workflowPage(namespace, name) {
         el("div", { class: "card" }, el("h2", { text: "Timeline" }), axis, gantt)),
       panel));
 
-  const page = { steps: {}, specs: new Map(), nodes: new Map(), rows: new Map(), selected: null, origin: null, summary: null, scale: 1, size: null };
+  const page = { steps: {}, specs: new Map(), nodes: new Map(), rows: new Map(), selected: null, origin: null, summary: null, scale: 1, size: null,
+    graph: null, open: new Set() }; // open: the matrix steps whose box lists its copies
 
   const header = (data) => {
     clockOffset = Date.now() / 1000 - data.now;
@@ -205,11 +191,14 @@ function workflowPage(namespace, name) {
   zoomOut.onclick = () => zoom(0.8);
   fit.onclick = () => zoom("fit");
 
+  // What the graph marks for a step: its node, or its row in an open box, or its closed box.
+  const marked = (step) => page.nodes.get(step) ?? page.nodes.get(page.specs.get(step)?.copyOf);
+
   const select = (step) => {
-    page.nodes.get(page.selected)?.g.classList.remove("selected");
+    marked(page.selected)?.g.classList.remove("selected");
     page.rows.get(page.selected)?.row.classList.remove("selected");
     page.selected = step;
-    page.nodes.get(step)?.g.classList.add("selected");
+    marked(step)?.g.classList.add("selected");
     page.rows.get(step)?.row.classList.add("selected");
     page.logsFor = null;
     showPanel(step);
@@ -219,7 +208,7 @@ function workflowPage(namespace, name) {
     const view = page.steps[step] || { phase: "Pending", phaseLabel: "Pending" };
     const spec = page.specs.get(step) || {};
     const facts = [
-      ["type", spec.type], ["phase", view.phaseLabel || view.phase], ["group", view.groupLabel], ["reason", view.reason],
+      ["type", spec.type], ["phase", view.phaseLabel || view.phase], ...matrixFacts(view, spec), ["group", view.groupLabel], ["reason", view.reason],
       ["message", view.message], ["exit code", view.exitCode], ["attempts", view.attempts], ["job", view.jobName],
       ["started", view.startedAt], ["finished", view.finishedAt],
       ["duration", view.start != null ? duration((view.end ?? (serverNow() - page.origin)) - view.start) : null],
@@ -227,7 +216,7 @@ function workflowPage(namespace, name) {
     ].filter(([, v]) => v !== undefined && v !== null && v !== "");
     const list = el("dl");
     for (const [k, v] of facts) list.append(el("dt", { text: k }), el("dd", { "data-field": k.replace(/ /g, "-"), text: String(v) }));
-    const children = [el("h2", { text: step }), list];
+    const children = [el("h2", { text: step }), ...copyOf(view, spec, select), list, ...matrixSection(view, spec)];
     if (spec.params && Object.keys(spec.params).length) {
       const params = el("table", { class: "params" });
       for (const [k, v] of Object.entries(spec.params)) params.append(el("tr", {}, el("td", { text: k }), el("td", { text: v })));
@@ -237,6 +226,12 @@ function workflowPage(namespace, name) {
       const outputs = el("table", { class: "outputs" });
       for (const [k, v] of Object.entries(view.outputs)) outputs.append(el("tr", {}, el("td", { text: k }), el("td", { text: v })));
       children.push(el("h2", { text: "Outputs" }), outputs);
+    }
+    const note = noLog(view, spec);
+    if (note) {
+      children.push(el("p", { class: "muted", text: note }));
+      panel.replaceChildren(...children);
+      return;
     }
     const logs = el("pre", { class: "logs", text: page.logText ?? "…" });
     const refresh = el("button", { type: "button", text: "reload" });
@@ -280,6 +275,7 @@ function workflowPage(namespace, name) {
         row, bar,
         update(view) {
           bar.dataset.phase = view.phase;
+          if (view.matrix) row.firstChild.textContent = `${step} (${Object.values(view.matrix).join(", ")})`;
           row.children[1].textContent = view.groupLabel || "";
           bar.hidden = view.start == null || view.kept;
           bar.style.setProperty("--start", view.start ?? 0);
@@ -321,12 +317,12 @@ function workflowPage(namespace, name) {
     }
   };
 
-  const drawGraph = async (graph) => {
+  const drawGraph = async (graph, refit = true) => {
     errors.textContent = graph.errors ? `This workflow is invalid:\n${graph.errors.join("\n")}` : "";
     const started = performance.now();
-    const layout = await layOut(graph);
+    const layout = await layOut(graph, page.open);
     probe.layoutMs = performance.now() - started;
-    layoutNote.textContent = `${graph.nodes.filter((n) => !n.join).length} steps, laid out in ${Math.round(probe.layoutMs)} ms`;
+    layoutNote.textContent = `${stepCount(graph)} steps, laid out in ${Math.round(probe.layoutMs)} ms`;
     page.nodes.clear();
     const width = layout.width + 20, height = layout.height + BAND_TITLE + 20;
     page.size = { width, height };
@@ -366,6 +362,13 @@ function workflowPage(namespace, name) {
         content.append(svg("circle", { class: "join", cx: box.x + box.width / 2, cy: box.y + box.height / 2, r: 3, "data-join": node.id }));
         continue;
       }
+      if (isBox(node)) {
+        const { whole, copies } = drawBox(node, box, { open: page.open.has(node.id), toggle, select });
+        page.nodes.set(node.id, whole);
+        for (const [copy, entry] of copies) page.nodes.set(copy, entry);
+        content.append(whole.g);
+        continue;
+      }
       const g = svg("g", { class: "node", transform: `translate(${box.x}, ${box.y})`, "data-step": node.id, "data-column": node.column, "data-phase": "Pending", tabindex: 0 });
       const rect = svg("rect", { width: box.width, height: box.height });
       const text = svg("text", { x: 10, y: box.height / 2 });
@@ -385,22 +388,39 @@ function workflowPage(namespace, name) {
     }
     root.append(content);
     dag.replaceChildren(root);
-    if (width > dag.clientWidth * 1.5) zoom("fit");
+    if (refit) page.scale = width > dag.clientWidth * 1.5 ? Math.min(1, (dag.clientWidth - 4) / width) : 1;
+    zoom(1);
+    for (const [step, node] of page.nodes) node.update(page.steps[step] || { phase: "Pending" });
+    marked(page.selected)?.g.classList.add("selected");
+  };
+
+  // Opening or closing a box lays the graph out again, with the box's new size: the copies'
+  // list takes room of its own instead of covering the steps around it.
+  const toggle = (step) => {
+    if (!page.open.delete(step)) page.open.add(step);
+    ready = ready.then(async () => {
+      await drawGraph(page.graph, false);
+      page.nodes.get(step)?.g.scrollIntoView?.({ block: "nearest", inline: "nearest" });
+    }).catch(showError);
   };
 
   const full = async (data) => {
     header(data);
+    // The timeline has a bar per copy; a matrix step's own entry is its box in the graph.
     const order = Object.keys(data.steps).length
-      ? Object.entries(data.steps).sort((a, b) => a[1].index - b[1].index).map(([s]) => s)
-      : data.graph.nodes.filter((n) => !n.join).map((n) => n.id);
+      ? Object.entries(data.steps).filter(([, v]) => v.copies == null).sort((a, b) => a[1].index - b[1].index).map(([s]) => s)
+      : data.graph.nodes.filter((n) => !n.join).flatMap((n) => (n.copies ? n.copies.map((c) => c.id) : [n.id]));
     page.steps = {};
+    page.graph = data.graph;
     page.specs = new Map(data.graph.nodes.filter((n) => !n.join).map((n) => [n.id, n]));
+    for (const node of data.graph.nodes.filter((n) => n.copies)) {
+      node.copies.forEach((c, i) => page.specs.set(c.id, { type: node.type, params: node.params, copyOf: node.id, copyIndex: i, values: c.matrix }));
+    }
     page.nodes.clear();
     drawGantt(order);
     for (const [step, view] of Object.entries(data.steps)) applyStep(step, view);
     tickGantt(); // the timeline is up while the graph is laid out
     await drawGraph(data.graph);
-    for (const step of order) page.nodes.get(step)?.update(page.steps[step] || { phase: "Pending" });
     if (page.selected) select(page.selected);
     probe.renderedAt = performance.now();
     document.body.dataset.loaded = "workflow";
@@ -433,45 +453,6 @@ function niceStep(raw) {
   const power = 10 ** Math.floor(Math.log10(Math.max(raw, 0.001)));
   for (const m of [1, 2, 5, 10]) if (raw <= m * power) return m * power;
   return 10 * power;
-}
-
-// --- layout: elkjs in a web worker, so a 1,000-step graph never blocks the page -----------------
-
-let elk = null;
-
-function startLayoutWorker() {
-  // Started with the page, so the worker parses its 1.6 MB script while the stream connects.
-  elk ??= new window.ELK({ workerUrl: "/static/vendor/elk-worker.min.js" });
-}
-
-async function layOut(graph) {
-  startLayoutWorker();
-  const large = graph.nodes.length > 300;
-  const children = graph.nodes.map((n) => ({
-    id: n.id,
-    width: n.join ? 8 : Math.min(460, 24 + 7.2 * n.id.length),
-    height: n.join ? 8 : NODE_HEIGHT,
-    layoutOptions: { "elk.partitioning.partition": String(n.column) },
-  }));
-  const edges = graph.edges.map(([source, target], i) => ({ id: `e${i}`, sources: [source], targets: [target] }));
-  return elk.layout({
-    id: "root",
-    layoutOptions: {
-      "elk.algorithm": "layered",
-      "elk.direction": "RIGHT",
-      "elk.partitioning.activate": "true", // groups as columns, in the plan's order
-      "elk.separateConnectedComponents": "false", // or each component would get its own columns
-      "elk.edgeRouting": "POLYLINE",
-      // Past a few hundred nodes, speed over polish: one sweep of crossing reduction and the
-      // simple node placement (half the time of Brandes-Koepf for 1,000 steps).
-      "elk.layered.thoroughness": large ? "1" : "7",
-      "elk.layered.nodePlacement.strategy": large ? "SIMPLE" : "BRANDES_KOEPF",
-      "elk.layered.spacing.nodeNodeBetweenLayers": "36",
-      "elk.spacing.nodeNode": "10",
-    },
-    children,
-    edges,
-  });
 }
 
 // --- routing ------------------------------------------------------------------------------------
