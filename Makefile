@@ -66,6 +66,7 @@ bench: $(STAMP) kube-assets browser
 		--markdown $(FIGURES)/operator_latency.md
 	$(BIN)/python benchmarks/operator_latency.py --variants tuned --scenarios types \
 		--markdown $(FIGURES)/operator_latency_types.md
+	$(BIN)/python benchmarks/fan_out.py --markdown $(FIGURES)/fan_out.md
 	$(BIN)/python benchmarks/ui_render.py --markdown $(FIGURES)/ui_render.md
 
 # The web UI's one third-party asset (elkjs, pinned in ui/package.json), copied from npm into
