@@ -6,8 +6,10 @@
 buildah builds it, with the ``vfs`` storage driver and ``chroot`` isolation, because the machines
 this project is built on have no container daemon, no overlay mounts and no user namespaces.
 Its storage is this script's own, in the user's cache folder, one per base (below), so nothing
-here touches the machine's default container storage, and the build's layers are reused by the
-next build (``--layers``): an unchanged tree rebuilds in seconds.
+here touches the machine's default container storage. An image built from the same inputs (the
+files the build context holds, the Dockerfile, the base) is kept and not built again: vfs copies
+a whole file system for each container, so even a build whose every layer is cached takes
+minutes. Nothing else is kept (no layer cache; an image a rebuild replaces is removed).
 
 The base. ``--base registry`` pulls the Dockerfile's real base (``FROM python:…``) wherever a
 registry is reachable. ``--base standin`` (the default of ``make image``) is for machines that
@@ -51,6 +53,9 @@ STANDIN_PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
 # Bumped when the recipe below changes, so that a kept stand-in is bootstrapped again.
 STANDIN_RECIPE = 1
 STANDIN_LABEL = "dev.stepflow.standin"
+INPUTS_LABEL = "dev.stepflow.inputs"
+# The build context (.dockerignore lets in only these), and what else decides the image.
+CONTEXT = ("pyproject.toml", "README.md", "operator")
 
 
 class ImageError(RuntimeError):
@@ -169,6 +174,21 @@ def ensure_standin(argv: list[str], name: str) -> None:
     print(f"stand-in base ready in {time.monotonic() - started:.0f} s", flush=True)
 
 
+def inputs_digest(base: str) -> str:
+    """A digest of everything the image is built from, so that an unchanged tree builds nothing."""
+    digest = hashlib.sha256(f"{base} {standin_key() if base == 'standin' else ''}".encode())
+    files = [DOCKERFILE, ROOT / ".dockerignore"]
+    for name in CONTEXT:
+        path = ROOT / name
+        files += sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for path in files:
+        relative = path.relative_to(ROOT)
+        if "__pycache__" in relative.parts or path.suffix == ".pyc" or ".egg-info" in str(relative):
+            continue
+        digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def ca_bundle() -> Path | None:
     """The host's CA bundle, the one its own pip trusts: PIP_CERT, else OpenSSL's default file."""
     for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"),
@@ -181,16 +201,22 @@ def ca_bundle() -> Path | None:
 def build(base: str, tag: str) -> str:
     """Build the image from the Dockerfile; returns its tag."""
     argv = buildah(base)
+    digest = inputs_digest(base)
+    if (image_labels(argv, tag) or {}).get(INPUTS_LABEL) == digest:
+        print(f"{tag} is up to date (built from these inputs on the {base} base); storage: {storage(base)}")
+        return tag
     if base == "standin":
         for name in base_images():
             ensure_standin(argv, name)
-    command = [*argv, "bud", "--isolation", "chroot", "--layers", "--file", str(DOCKERFILE),
-               "--tag", tag, "--pull=never" if base == "standin" else "--pull=true"]
+    command = [*argv, "bud", "--isolation", "chroot", "--file", str(DOCKERFILE), "--tag", tag,
+               "--label", f"{INPUTS_LABEL}={digest}", "--pull=never" if base == "standin" else "--pull=true"]
     bundle = ca_bundle()
     if bundle is not None:
         command += ["--volume", f"{bundle}:{bundle}:ro", "--build-arg", f"PIP_CERT={bundle}"]
     started = time.monotonic()
     run([*command, str(ROOT)])
+    # The image this one replaced, now untagged; the stand-in base stays (it is tagged).
+    run([*argv, "rmi", "--prune"], stdout=subprocess.DEVNULL)
     size = run([*argv, "images", "--format", "{{.Size}}", tag], capture_output=True).stdout.strip()
     print(f"built {tag} on the {base} base in {time.monotonic() - started:.0f} s ({size}); "
           f"storage: {storage(base)}", flush=True)

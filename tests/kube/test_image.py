@@ -83,6 +83,8 @@ def test_the_image_runs_as_a_numeric_non_root_user_with_the_operator_as_entrypoi
     assert env["PATH"].startswith("/opt/stepflow/bin:")
     # What this machine's build needed (its CA bundle, for pip) stays out of the image.
     assert "PIP_CERT" not in env and not any("PIP_CERT" in value for value in env.values())
+    # An image built on the stand-in base says so (its label is inherited), one on the real base not.
+    assert (image.STANDIN_LABEL in (config.get("Labels") or {})) == (BASE == "standin")
 
 
 def test_the_image_holds_the_installed_package_and_not_the_source_or_the_build_tools(rootfs):
@@ -91,7 +93,8 @@ def test_the_image_holds_the_installed_package_and_not_the_source_or_the_build_t
     (site,) = (rootfs / "opt" / "stepflow" / "lib").glob("python3.*/site-packages")
     installed = {path.name.split("-")[0].lower() for path in site.glob("*.dist-info")}
     assert {"stepflow_operator", "kopf", "kubernetes"} <= installed
-    assert not installed & {"pytest", "hypothesis", "ruff", "playwright", "mkdocs", "setuptools", "wheel"}
+    build_or_test = {"pip", "setuptools", "wheel", "pytest", "hypothesis", "ruff", "playwright", "mkdocs"}
+    assert not installed & build_or_test, sorted(installed & build_or_test)
     for tool in ("gcc", "cc", "c++", "make", "git"):
         assert not (rootfs / "usr" / "bin" / tool).exists(), tool
     assert not list((rootfs / "opt" / "stepflow").rglob("*.egg-info"))
