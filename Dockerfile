@@ -8,13 +8,19 @@ FROM python:3.11.11-slim-bookworm AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# A CA bundle for pip, where HTTPS goes through a proxy only the build host trusts: given by the
+# build command (`make image` passes the host's, mounted read-only), unset otherwise. Only this
+# stage sees it; the image carries none of it.
+ARG PIP_CERT
 RUN python -m venv /opt/stepflow
 COPY pyproject.toml README.md ./
 COPY operator/ operator/
 # A wheel first, then an install of that wheel: what ends up in the venv is exactly what a user
-# would get from `pip install stepflow-operator`, without the source tree or the build tools.
+# would get from `pip install stepflow-operator`, without the source tree or the build tools;
+# then pip and setuptools leave the virtualenv too: the operator runs without an installer.
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
     && /opt/stepflow/bin/pip install --no-cache-dir /wheels/*.whl \
+    && /opt/stepflow/bin/pip uninstall --yes --quiet pip setuptools \
     && /opt/stepflow/bin/stepflow --help > /dev/null
 
 FROM python:3.11.11-slim-bookworm

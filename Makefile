@@ -8,7 +8,8 @@ FIGURES := docs/figures
 # mkdocs-material prints a banner about its successor on every build; the build itself is unaffected.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: demo test chaos lint docs docs-serve browser bench clean kube-assets cluster ui-assets crds
+.PHONY: demo test chaos lint docs docs-serve browser bench clean kube-assets cluster ui-assets crds \
+	image image-test image-clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,23 @@ test: browser $(STAMP) kube-assets
 # About 10 minutes; CI runs it after `make test`. Writes the reliability page's table.
 chaos: $(STAMP) kube-assets
 	STEPFLOW_CHAOS_MARKDOWN=$(FIGURES)/reliability.md $(BIN)/pytest -q -m chaos tests/kube/test_chaos.py
+
+# The operator image, built from the Dockerfile by buildah without a daemon (scripts/image.py).
+# IMAGE_BASE=standin: a Debian stand-in for the FROM image, for machines that reach no container
+# registry (bootstrapped once per machine); IMAGE_BASE=registry: the real base, pulled.
+IMAGE_BASE ?= standin
+IMAGE ?= localhost/stepflow-operator:$(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+image:
+	@scripts/ensure-buildah
+	$(PYTHON) scripts/image.py build --base $(IMAGE_BASE) --tag $(IMAGE)
+
+# The built image is the operator: it runs a workflow on the real control plane (tests/kube/test_image.py).
+image-test: $(STAMP) kube-assets image
+	STEPFLOW_IMAGE=$(IMAGE) STEPFLOW_IMAGE_BASE=$(IMAGE_BASE) $(BIN)/pytest -q -m image tests/kube/test_image.py
+
+# Drops the image storage of scripts/image.py (the stand-in base included).
+image-clean:
+	$(PYTHON) scripts/image.py buildah --base $(IMAGE_BASE) rmi --all --force
 
 # A real API server on loopback with deploy/ installed, for trying stepflow by hand.
 cluster: $(STAMP) kube-assets

@@ -45,3 +45,33 @@ def test_one_namespace_leaves_cluster_step_types_alone(scope):
     assert "--all-namespaces" not in args
     assert not watched["imported_before_options"]
     assert "clustersteptypes" not in watched["kinds"] and "steptypes" in watched["kinds"]
+
+
+_IDENTITY = """
+import getpass, json, os, sys
+import kopf.cli
+from kopf._core.engines import peering
+kopf.cli.main = lambda args, **_: None
+from stepflow.operator.main import run_operator
+run_operator([])
+def no_passwd_entry():
+    raise KeyError("getpwuid(): uid not found: 1000770000")
+getpass.getuser = no_passwd_entry
+print(json.dumps([os.environ.get("POD_ID"), peering.detect_own_id(manual=False)]))
+"""
+
+
+@pytest.mark.parametrize("pod_id", [None, "stepflow-operator-7d9f-abcde"])
+def test_the_operator_needs_no_passwd_entry_for_its_uid(pod_id):
+    """A container's UID has no /etc/passwd entry (the image's 65532, OpenShift's arbitrary UIDs),
+    and kopf names itself after the user unless POD_ID names it: the operator sets POD_ID, and
+    keeps one that the deployment gives."""
+    env = {k: v for k, v in os.environ.items() if k != "POD_ID"}
+    if pod_id:
+        env["POD_ID"] = pod_id
+    out = subprocess.run([sys.executable, "-c", _IDENTITY], env=env, check=True, capture_output=True,
+                         text=True).stdout
+    set_to, kopf_identity = json.loads(out)
+    assert set_to and kopf_identity == set_to
+    if pod_id:
+        assert set_to == pod_id

@@ -48,6 +48,13 @@ def run_operator(argv: Sequence[str]) -> int:
     if scoped:  # a Role cannot grant the watch of a cluster-scoped kind (handlers.py)
         os.environ.setdefault("STEPFLOW_CLUSTER_STEP_TYPES", "0")
     args = ["run", "-m", "stepflow.operator.handlers", "--standalone", *scope, *rest]
+    # kopf names the operator after its user unless POD_ID names it, and looks that user up in
+    # /etc/passwd, where a container's UID has no entry (the image's 65532, OpenShift's arbitrary
+    # UIDs): the lookup's KeyError stopped the image's operator at start. Its pod name needs none.
+    if not os.environ.get("POD_ID"):
+        from stepflow.operator.runtime.leader import default_identity
+
+        os.environ["POD_ID"] = default_identity()
     from click.exceptions import ClickException
     from kopf.cli import main
 
