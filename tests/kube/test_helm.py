@@ -150,6 +150,7 @@ def test_helm_install_then_a_workflow_completes_with_the_charts_service_account(
     asked = kube.requests_by(f"system:serviceaccount:{kube.namespace}:{NAME}")
     assert asked["create jobs"] == 2 and asked["patch workflows/status"] >= 2, asked
 
+    operator.stop()  # as deleting the Deployment stops its pods: the account's token dies with it
     out = release.helm("uninstall", "stepflow", "--wait", "--timeout=60s")
     assert "uninstalled" in out
     assert not kube.plane.kubectl("get", "clusterrole", NAME, "--ignore-not-found", "-o", "name").strip()

@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
+import stepflow
 from manifests import render
 from manifests.checks import DEPLOY, kubernetes_errors
 from manifests.helm import CHART, helm, template, without_helm_labels
@@ -140,3 +142,8 @@ def test_values_schema_refuses_bad_values(values, words, tmp_path):
     assert refused.returncode != 0, f"{values} was accepted"
     assert "values don't meet the specifications of the schema" in refused.stderr
     assert words in refused.stderr
+
+
+def test_the_charts_app_version_is_the_operators():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["appVersion"] == stepflow.__version__
