@@ -26,7 +26,8 @@ EVERY_OPTION = {
     "workers": 16,
     "metrics": {"port": 9100, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "grafanaDashboard": {"enabled": True},
-    "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+    # Helm merges maps with the defaults: null drops the default CPU limit.
+    "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": None, "memory": "512Mi"}},
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "tolerations": [{"key": "infra", "operator": "Exists", "effect": "NoSchedule"}],
     "priorityClassName": "system-cluster-critical",
@@ -98,7 +99,8 @@ def test_every_option_reaches_the_operator_and_its_pod():
     pod = deployment["spec"]["template"]["spec"]
     assert deployment["spec"]["replicas"] == 3
     assert container(objects)["image"] == "registry.example/stepflow-operator:0.1.0"
-    assert container(objects)["resources"] == EVERY_OPTION["resources"]
+    assert container(objects)["resources"] == {"requests": {"cpu": "200m", "memory": "256Mi"},
+                                               "limits": {"memory": "512Mi"}}
     assert {"name": "STEPFLOW_METRICS_PORT", "value": "9100"} in container(objects)["env"]
     assert pod["nodeSelector"] == EVERY_OPTION["nodeSelector"]
     assert pod["tolerations"] == EVERY_OPTION["tolerations"]
