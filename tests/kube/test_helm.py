@@ -124,8 +124,11 @@ def release(control_plane: ControlPlane, kube: Kube, tmp_path: Path) -> Iterator
 def replica(release: Release, tmp_path: Path) -> Iterator[Callable[[], OperatorProcess]]:
     """Start one operator process as a pod of the release's current Deployment would run;
     a traceback or an RBAC refusal in its log fails the test."""
-    with operators(release.token_kubeconfig(), tmp_path, refused=("forbidden",)) as start:
+    kubeconfig = tmp_path / f"{NAME}.kubeconfig"  # written once the release made its ServiceAccount
+    with operators(kubeconfig, tmp_path, refused=("forbidden",)) as start:
         def one() -> OperatorProcess:
+            if not kubeconfig.exists():
+                release.token_kubeconfig()
             args, env, health = as_the_pod_runs(release.deployment(), release.kube.namespace)
             process = start(*args, env=env)
             process.health_port = health  # type: ignore[attr-defined]
