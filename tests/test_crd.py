@@ -9,13 +9,17 @@ from stepflow import crd, fields, schemas
 from stepflow.fields import Field
 from stepflow.openapi import string
 
-REGENERATE = "deploy/crds/ is generated: run `make crds` (python -m stepflow.crd) and commit the result"
+REGENERATE = ("deploy/crds/ and deploy/helm/stepflow/crds/ are generated: run `make crds` "
+              "(python -m stepflow.crd) and commit the result")
 
 
 def test_the_committed_crds_are_what_the_generator_writes():
-    for name, text in crd.rendered().items():
-        committed = (crd.DEPLOY_CRDS / name).read_text(encoding="utf-8")
-        assert committed == text, f"{name} differs from its declaration; {REGENERATE}"
+    """In both places that install them: kustomize's deploy/crds/ and the Helm chart's crds/."""
+    for folder in (crd.DEPLOY_CRDS, crd.CHART_CRDS):
+        assert sorted(p.name for p in folder.glob("*.yaml")) == sorted(crd.rendered()), folder
+        for name, text in crd.rendered().items():
+            committed = (folder / name).read_text(encoding="utf-8")
+            assert committed == text, f"{folder.name}/{name} differs from its declaration; {REGENERATE}"
 
 
 def test_the_generated_yaml_reads_back_as_the_declaration():

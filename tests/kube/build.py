@@ -39,6 +39,10 @@ BINARIES = (*KUBERNETES_BINARIES, "etcd", "kwok", "kstatus")
 # its version is here, not in versions.env, whose digest keys the control plane's cache.
 KUEUE_VERSION = "v0.17.0"
 KUEUE_CRDS = "config/components/crd/bases"
+# Helm (the chart's tests, deploy/helm/) likewise: its own wrapper module (gomod/helm, outside the
+# control plane's digest) and its own cache folder.
+HELM_VERSION = "v4.3.2"
+HELM_WRAPPER = "helm"
 KWOK_CRDS = "kustomize/crd/bases"
 
 
@@ -57,10 +61,11 @@ def versions() -> dict[str, str]:
 
 
 def _inputs_digest() -> str:
-    """A digest of everything the build reads, so that an edit to a wrapper rebuilds."""
+    """A digest of everything the control plane's build reads, so that an edit to a wrapper
+    rebuilds; Helm's wrapper is left out, so that a new Helm never rebuilds the control plane."""
     digest = hashlib.sha256(VERSIONS_FILE.read_bytes())
     for path in sorted(GOMOD.rglob("*")):
-        if path.is_file():
+        if path.is_file() and path.relative_to(GOMOD).parts[0] != HELM_WRAPPER:
             digest.update(str(path.relative_to(GOMOD)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
@@ -262,6 +267,46 @@ def ensure_kueue() -> Path:
     return target
 
 
+def _wrapper_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def helm_dir() -> Path:
+    return cache_root() / f"helm-{HELM_VERSION}-{_wrapper_digest(GOMOD / HELM_WRAPPER)}"
+
+
+def ensure_helm() -> Path:
+    """The path of a ``helm`` binary built from the Go module proxy once per machine, from the
+    wrapper module gomod/helm (a ``tool`` directive pins helm.sh/helm/v4 and go.sum its
+    dependencies). The version stamp is the one Helm's own Makefile sets, so that
+    ``helm version`` names the release."""
+    target = helm_dir()
+    if (target / "helm").is_file():
+        return target / "helm"
+    with _staged(target) as staging:
+        _timed(
+            f"Helm {HELM_VERSION} (one time per machine)",
+            lambda: _go(
+                [
+                    "build",
+                    "-trimpath",
+                    "-ldflags",
+                    f"-s -w -X helm.sh/helm/v4/internal/version.version={HELM_VERSION}",
+                    "-o",
+                    str(staging / "helm"),
+                    "helm.sh/helm/v4/cmd/helm",
+                ],
+                GOMOD / HELM_WRAPPER,
+            ),
+        )
+    return target / "helm"
+
+
 def kwok_logs_crd() -> Path:
     """kwok's ``Logs`` CRD, from the source of the module its binary is built from, copied into
     the cache once: with it, a test gives one pod's containers a log of their own."""
@@ -285,6 +330,7 @@ def main(argv: list[str]) -> int:
         else:
             print(ensure_assets())
             print(ensure_kueue())
+            print(ensure_helm())
     except BuildError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
