@@ -38,7 +38,6 @@ from stepflow.engine.states import (
     DATA_SKIPS,
     FAIL_FAST,
     FAILED,
-    MATRIX_EMPTY,
     MATRIX_INVALID,
     OUTPUT_UNAVAILABLE,
     PENDING,
@@ -61,7 +60,7 @@ from stepflow.engine.states import (
     has_outputs,
     is_bad,
 )
-from stepflow.engine.wording import named_steps, quoted, why
+from stepflow.engine.wording import named_steps, quoted, skip_causes, why
 from stepflow.matrix import Values
 from stepflow.plan import Plan
 
@@ -440,16 +439,5 @@ def _final_phase(plan: Plan, part: PartStates, outcome: _Pass, failed: list[str]
     total = len(part)
     if skips:
         return SUCCEEDED, "Succeeded", (f"{total - len(skips)} of {total} step(s) succeeded, "
-                                        f"{len(skips)} skipped by {_skip_causes(skips)}{note}")
+                                        f"{len(skips)} skipped by {skip_causes(skips)}{note}")
     return SUCCEEDED, "Succeeded", f"all {total} step(s) succeeded{note}"
-
-
-def _skip_causes(skips: list[tuple[str, str]]) -> str:
-    """What skipped steps of a successful run: conditions (W1), empty lists (M4), or both."""
-    one = len(skips) == 1
-    names = ((CONDITION_FALSE, "a condition" if one else "conditions"),
-             (MATRIX_EMPTY, "an empty list" if one else "empty lists"))
-    causes = [what for reason, what in names
-              if any(r == reason or (reason == CONDITION_FALSE and r not in SUCCESS_SKIPS) for _, r in skips)]
-    return " and ".join(causes) or names[0][1]
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from stepflow.engine.states import StepState
+from stepflow.engine.states import CONDITION_FALSE, MATRIX_EMPTY, SUCCESS_SKIPS, StepState
 
 MESSAGE_NAMES_BUDGET = 2000  # characters of step names in one message; the rest are counted
 
@@ -38,3 +38,13 @@ def named_steps(names: list[str], limit: int | None = None) -> str:
 def why(state: StepState) -> str:
     """A step's reason in parentheses, for messages about it."""
     return f" ({state.reason})" if state.reason else ""
+
+
+def skip_causes(skips: list[tuple[str, str]]) -> str:
+    """What skipped steps of a successful run: conditions (W1), empty lists (M4), or both."""
+    one = len(skips) == 1
+    names = ((CONDITION_FALSE, "a condition" if one else "conditions"),
+             (MATRIX_EMPTY, "an empty list" if one else "empty lists"))
+    causes = [what for reason, what in names
+              if any(r == reason or (reason == CONDITION_FALSE and r not in SUCCESS_SKIPS) for _, r in skips)]
+    return " and ".join(causes) or names[0][1]
