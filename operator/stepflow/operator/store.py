@@ -172,6 +172,7 @@ class Store:
         """Record what a step's pod says; True if a reconcile should look at it now.
 
         That is when the pod's problem changes (it became unschedulable, or got scheduled),
+        when it Succeeded (its step has ended),
         when a pod of a Job left pod-less for a while appears (it was failing to create one),
         and when a pod being deleted ends: its Job's ``Failed`` may already have been handled.
         A deleted pod's report is kept if it ended, as the record of its exit code. Reports of
@@ -192,13 +193,15 @@ class Store:
             pods[meta["name"]] = report
             ended_while_deleted = report.terminated and bool(meta.get("deletionTimestamp")) and (
                 old is None or not old.terminated)
+            # A pod that Succeeded ends its step before its Job says so (jobs.succeeded_by_pod).
+            succeeded = report.succeeded and (old is None or not old.succeeded)
             if old is None:
                 job_obj = self._jobs.get(key, {}).get(job)
                 created = parse_time(((job_obj or {}).get("metadata") or {}).get("creationTimestamp"))
                 late = created is not None and self.clock() - created > POD_LESS_GRACE
-                return bool(report.problem) or late or ended_while_deleted
+                return bool(report.problem) or late or ended_while_deleted or succeeded
             return (old.problem, old.problem_message) != (report.problem, report.problem_message) or (
-                ended_while_deleted)
+                ended_while_deleted or succeeded)
 
     def pod_reports(self, key: Key, job: str, job_uid: str = "") -> list[PodReport]:
         """Reports of the Job's pods; with ``job_uid``, of that very Job, not an earlier one of
