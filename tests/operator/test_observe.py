@@ -300,3 +300,15 @@ def test_the_outputs_of_a_step_ended_by_its_pod_come_from_that_pod():
     assert api.workflow["status"]["steps"]["build"]["outputs"] == {"tag": "v1.2.3"}
     env = api.jobs["wf-1-use"]["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "T", "value": "v1.2.3"} in env and api.pod_lists == 0
+
+
+def test_a_job_of_more_than_one_pod_is_not_ended_by_one_pod():
+    """stepflow builds no such Job; one adopted by name must not end on its first pod."""
+    reconciler, api, store, job = _chain()
+    wide = copy.deepcopy(job)
+    wide["spec"].update(completions=3, parallelism=3)
+    wide["metadata"]["resourceVersion"] = "3"
+    store.put_job(KEY, wide)
+    store.put_pod(KEY, step_pod(job, SUCCEEDED_POD))
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["phase"] == "Running"

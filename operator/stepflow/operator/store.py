@@ -34,7 +34,7 @@ def _job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
     return conditions, status.get("failed"), status.get("succeeded"), deleting, suspended
 
 
-# What a reconcile reads of a cached Job (and of its spec, only ``suspend``); the rest (the pod
+# What a reconcile reads of a cached Job (of its spec, only ``suspend`` and the pod counts); the rest (the pod
 # template with the step's script, managedFields) is most of its size, and 5,000 cached Jobs
 # must fit DESIGN.md's memory.
 JOB_METADATA_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences",
@@ -44,9 +44,14 @@ JOB_METADATA_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "o
 def trimmed_job(job: Mapping[str, Any]) -> dict[str, Any]:
     meta = job.get("metadata") or {}
     kept = {k: meta[k] for k in JOB_METADATA_KEPT if k in meta}
-    trimmed = {"metadata": kept, "status": job.get("status") or {}}
-    if (job.get("spec") or {}).get("suspend"):
-        trimmed["spec"] = {"suspend": True}
+    trimmed: dict[str, Any] = {"metadata": kept, "status": job.get("status") or {}}
+    spec = job.get("spec") or {}
+    kept_spec: dict[str, Any] = {"suspend": True} if spec.get("suspend") else {}
+    for count in ("completions", "parallelism"):  # a Job of more pods is not ended by one pod
+        if spec.get(count, 1) != 1:
+            kept_spec[count] = spec[count]
+    if kept_spec:
+        trimmed["spec"] = kept_spec
     return trimmed
 
 
