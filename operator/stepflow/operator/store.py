@@ -214,6 +214,13 @@ class Store:
         with self._lock:
             return of_job(self._pods.get(key, {}).get(job, {}).values(), job_uid)
 
+    def pod_succeeded(self, key: Key, job: Mapping[str, Any]) -> bool:
+        """A pod of that very Job Succeeded on its own: its step ended then, not with the Job."""
+        meta = job.get("metadata") or {}
+        uid = meta.get("uid")
+        return bool(uid) and any(r.succeeded and r.job_uid == uid
+                                 for r in self.pod_reports(key, meta.get("name", ""), uid))
+
     def prune_pods(self) -> int:
         """Forget reports of pods whose Job the cache does not hold, on the second sweep that
         finds them so (a Job listed after its pods is not lost); returns how many went."""
