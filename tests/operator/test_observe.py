@@ -312,3 +312,20 @@ def test_a_job_of_more_than_one_pod_is_not_ended_by_one_pod():
     store.put_pod(KEY, step_pod(job, SUCCEEDED_POD))
     reconciler.reconcile(KEY)
     assert api.workflow["status"]["steps"]["a"]["phase"] == "Running"
+
+
+def test_a_new_run_keeps_the_job_of_a_step_its_pod_ended_before_the_job_controller_did():
+    """A rerun right after the end: the old run's Job may not say Complete yet. It is over, not
+    stale: deleting it would lose the old run's record."""
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    reconciler.reconcile(KEY)
+    store.put_pod(KEY, step_pod(api.jobs["wf-1-a"], SUCCEEDED_POD))
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["phase"] == "Succeeded"
+    again = copy.deepcopy(api.workflow)
+    again["spec"]["runToken"] = "rerun-1"
+    again["metadata"].update(generation=2, resourceVersion=str(int(again["metadata"]["resourceVersion"]) + 1))
+    store.put_workflow(again)
+    api.workflow = again
+    reconciler.reconcile(KEY)
+    assert sorted(api.jobs) == ["wf-1-a", "wf-2-a"]
