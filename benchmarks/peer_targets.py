@@ -43,7 +43,8 @@ def _at_most(scenario: str, measure: str, share: float, unit: str, peers: tuple[
         if ours is None or theirs is None:
             return "not measured", "-"
         bound = share * theirs[0]
-        said = f"stepflow {ours:.2f}{unit} vs {share:g} x {theirs[1]} {theirs[0]:.2f}{unit} = {bound:.2f}{unit}"
+        said = (f"stepflow {ours:.2f}{unit} vs {share:g} x {theirs[1]} {theirs[0]:.2f}{unit} "
+                f"= {bound:.2f}{unit}")
         return ("met" if ours <= bound else "MISSED"), said
 
     return check
