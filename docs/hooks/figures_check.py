@@ -18,6 +18,10 @@ WRITTEN_BY = {  # the others: the benchmark of the same name
     "reliability.md": "make chaos",
     "operator_latency_types.md": ".venv/bin/python benchmarks/operator_latency.py --variants tuned "
                                  "--scenarios types --markdown docs/figures/operator_latency_types.md",
+    "operator_profile.md": ".venv/bin/python benchmarks/operator_latency.py --variants tuned --scenarios "
+                           "throughput --profile build/operator-profile.txt, then .venv/bin/python "
+                           "benchmarks/profile_summary.py build/operator-profile.txt --markdown "
+                           "docs/figures/operator_profile.md",
 }
 
 

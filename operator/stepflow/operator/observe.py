@@ -15,6 +15,7 @@ from typing import Any
 from stepflow.engine import FAILED, RUNNING, SUCCEEDED, TERMINAL, StepState
 from stepflow.operator.api import Api
 from stepflow.operator.jobs import (
+    PodReport,
     failure_details,
     job_name,
     observe_job,
@@ -90,7 +91,7 @@ class Observer:
             states[step.name] = state
         return (not_before_prerequisites(plan, states, adopted) if adopted else states), adopted
 
-    def _reports(self, key: Key, job: Mapping[str, Any]) -> list:
+    def _reports(self, key: Key, job: Mapping[str, Any]) -> list[PodReport]:
         meta = job["metadata"]
         return self.store.pod_reports(key, meta["name"], meta.get("uid", ""))
 
