@@ -49,7 +49,8 @@ def test_peer_stages_end_only_the_peers_pods_in_one_update_with_no_message():
 
 def test_the_peer_control_plane_adds_stages_and_the_pod_status_audit_rule(tmp_path):
     plane = PeerControlPlane(Path("/nonexistent"), tmp_path)
-    names = [(d.get("metadata") or {}).get("name") for d in yaml.safe_load_all(plane.kwok_config().read_text()) if d]
+    documents = [d for d in yaml.safe_load_all(plane.kwok_config().read_text()) if d]
+    names = [(d.get("metadata") or {}).get("name") for d in documents]
     assert "pod-succeeded" in names and "peer-pod-succeeded" in names
     rules = yaml.safe_load(plane.audit_policy().read_text())["rules"]
     assert rules[0] == {"level": "Metadata", "userGroups": ["system:serviceaccounts"]}
