@@ -10,7 +10,7 @@ and ends every pod at once. The same workflows are written for each (benchmarks/
 
 - 1 chain of 20 steps, and 10 chains at once: the reaction (a step's pod ended -> the next
   step's child created), from the API server's audit log, and steps per second end to end;
-- 200 workflows x 5 steps (a DAG, [a b] -> c -> [d e]): throughput, controller CPU per step
+- 200 workflows x 5 steps (a DAG: a and b, then c, then d and e): throughput, controller CPU per step
   (/proc), API writes per step by verb and resource, Events included (audit log);
 - a 1,000-step fan-out capped at 50 (Tekton: no cap): wall time, API server CPU, largest object;
 - memory (VmRSS) of the controller with 1,000 finished one-step workflows.
@@ -224,8 +224,8 @@ NOTES = [
     "maxConcurrency 50 (its matrix stops at 256 copies a step); Argo, withSequence with the workflow's "
     "parallelism 50. Wall time: the create sent -> the workflow seen finished (polled every second). "
     "The largest object: the JSON of the finished Workflow / PipelineRun as the API server returns it.",
-    "The 5-step workflows are a DAG, [a b] -> c -> [d e], in every controller. Memory runs first, on a "
-    "freshly started controller (after one one-step workflow that checks it works).",
+    "The 5-step workflows are one DAG in every controller: a and b, then c, then d and e. Memory runs "
+    "first, on a freshly started controller (after one one-step workflow that checks it works).",
 ]
 
 
