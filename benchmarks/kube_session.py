@@ -162,19 +162,20 @@ class KubeSession:
         return None
 
     def step_delays(self, chains: list[str], length: int) -> tuple[list[float], list[float]]:
-        """Per step of each chain, in ms: the previous Job's Complete seen -> this Job created
+        """Per step of each chain, in ms: the previous step's end seen (its pod ended or its Job
+        Complete, whichever a client saw first; the operator acts on either) -> this Job created
         (the operator's reaction), and the previous pod ended -> this pod running (end to end,
         with the Job controller, the scheduler and kwok)."""
         reaction, end_to_end = [], []
         for name in chains:
             for i in range(1, length):
                 before, after = f"{name}-1-s{i - 1:03d}", f"{name}-1-s{i:03d}"
+                ends = [t for t in (self.seen(before, "pod-ended"), self.seen(before, "complete")) if t]
                 pairs = (
-                    (reaction, (before, "complete"), (after, "created")),
-                    (end_to_end, (before, "pod-ended"), (after, "pod-running")),
+                    (reaction, min(ends, default=None), self.seen(after, "created")),
+                    (end_to_end, self.seen(before, "pod-ended"), self.seen(after, "pod-running")),
                 )
-                for samples, start, end in pairs:
-                    t0, t1 = self.seen(*start), self.seen(*end)
+                for samples, t0, t1 in pairs:
                     if t0 is not None and t1 is not None:
                         samples.append((t1 - t0) * 1000)
         return reaction, end_to_end

@@ -8,7 +8,8 @@ A watch in this process records when each Job and pod change reaches a client; t
 server's audit log counts the operator's requests; /proc gives each process's CPU.
 
 Two step-to-step figures are reported:
-- the operator's reaction: the previous Job's Complete condition seen -> the next Job created;
+- the operator's reaction: the previous step's end seen (its pod ended, or its Job Complete if
+  that came first) -> the next Job created;
 - end to end: the previous pod ended -> the next pod running, which adds the Job controller
   (pod creation), the scheduler and kwok.
 
@@ -436,7 +437,7 @@ def print_tables(console: figures.Report, results: dict[str, Any], chains: int, 
     ):
         for q in ("p50", "p99"):
             row(
-                f"Job Complete seen -> next Job created, {q} (ms), {load}",
+                f"step end seen -> next Job created, {q} (ms), {load}",
                 (key, f"latency_{q}_ms"),
                 f"{target}_{q}_ms",
             )

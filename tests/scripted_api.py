@@ -41,7 +41,7 @@ class ScriptedApi:
         if name in self.jobs:
             raise Conflict(name)
         job = {**copy.deepcopy(manifest), "status": {}}
-        job["metadata"].update(resourceVersion="1", creationTimestamp=rfc3339(NOW))
+        job["metadata"].update(resourceVersion="1", creationTimestamp=rfc3339(NOW), uid=f"uid-{name}")
         self.jobs[name] = job
         self.created.append(name)
         return job

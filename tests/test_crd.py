@@ -77,6 +77,14 @@ def test_the_transition_rule_fixes_every_spec_field_but_suspend_and_max_concurre
     assert "self.spec.steps.map(s, s.name) == oldSelf.spec.steps.map(s, s.name)" in rule
 
 
+def test_the_transition_rule_compares_the_spec_only_on_writes_that_may_change_it():
+    """A status write keeps the stored spec, a write of the object keeps the stored status: a
+    changed status proves the spec unchanged, so the costly comparison is skipped (status_write)."""
+    rule = fields.fixed_during_a_run(fields.SPEC)["rule"]
+    guard = "(has(self.status) && self.status != oldSelf.status) || "
+    assert guard in rule and rule.index(guard) < rule.index("self.spec.steps == oldSelf.spec.steps")
+
+
 def test_a_new_spec_field_is_fixed_during_a_run_without_another_edit():
     rule = fields.fixed_during_a_run((*fields.SPEC, Field("priority", string("How urgent."))))["rule"]
     assert ("has(self.spec.priority) == has(oldSelf.spec.priority) && (!has(self.spec.priority) || "

@@ -177,8 +177,9 @@ class KubectlError(subprocess.CalledProcessError):
 
 
 class ControlPlane:
-    def __init__(self, assets: Path, workdir: Path, nodes: int = 2):
+    def __init__(self, assets: Path, workdir: Path, nodes: int = 2, profiling: bool = False):
         self.assets = Path(assets)
+        self.profiling = profiling  # /debug/pprof on the API server, for benchmarks/status_write.py
         self.workdir = Path(workdir)
         self.pki = self.workdir / "pki"
         self.nodes = nodes
@@ -285,7 +286,7 @@ class ControlPlane:
                 f"--kubelet-client-certificate={pki / 'admin.crt'}",
                 f"--kubelet-client-key={pki / 'admin.key'}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
-                "--profiling=false",
+                f"--profiling={str(self.profiling).lower()}",
                 "--v=1",
                 f"--audit-policy-file={self.audit_policy()}",
                 f"--audit-log-path={self.audit_log}",

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 
 from kube.realcluster import step, wait_for, workflow
 from stepflow.status import parse_time
+
+
+def test_a_step_ends_with_its_pod_not_a_second_later_with_its_job(kube, operator):
+    """The Job controller marks a Job Complete about a second after its pod ended; a chain
+    whose every step waited for that would take at least 6 s here. The step ends when its pod
+    succeeds (docs/architecture.md), and each Job still becomes Complete: it stays the record."""
+    names = [f"s{i}" for i in range(6)]
+    kube.create(workflow("quick", [step(n, duration=None, dependsOn=[names[i - 1]] if i else [])
+                                   for i, n in enumerate(names)]))
+    status = kube.wait_phase("quick", timeout=60)
+    assert status["phase"] == "Succeeded"
+    took = parse_time(status["finishedAt"]) - parse_time(status["startedAt"])
+    assert took < 3.0, f"6 zero-duration steps took {took:.2f} s"
+    steps = [status["steps"][n] for n in names]
+    for before, after in itertools.pairwise(steps):
+        assert parse_time(before["finishedAt"]) <= parse_time(after["startedAt"])
+    wait_for(lambda: all(any(c["type"] == "Complete" for c in
+                             (kube.get("jobs", f"quick-1-{n}") or {}).get("status", {}).get("conditions", []))
+                         for n in names), timeout=30)
 
 
 def test_a_step_timeout_is_the_jobs_active_deadline(kube, operator):

@@ -190,3 +190,142 @@ def test_issue_28_item_7_replacement_characters_count_as_the_bytes_they_replaced
     status, jobs = succeeded_with_message("tag=" + "\ufffd" * 1536)  # 1.5 KB of 0xFF, as the API serves it
     assert status["steps"]["build"]["outputs"] == {"tag": "\ufffd" * 1536}, status["steps"]["build"]
     assert jobs == "wf-1-build,wf-1-use"
+
+
+# A step ends when its pod Succeeds (jobs.succeeded_by_pod): the Job controller marks the Job
+# Complete about a second later, which a chain would otherwise pay at every step.
+SUCCEEDED_POD = {"phase": "Succeeded", "containerStatuses": [
+    {"name": "step", "state": {"terminated": {"exitCode": 0, "message": ""}}}]}
+FAILED_POD = {"phase": "Failed", "containerStatuses": [
+    {"name": "step", "state": {"terminated": {"exitCode": 1, "message": "boom"}}}]}
+
+
+def _chain() -> tuple[Reconciler, ScriptedApi, Store, dict[str, Any]]:
+    reconciler, api, store = setup([{"name": "a", "script": "true"},
+                                    {"name": "b", "script": "true", "dependsOn": ["a"]}])
+    reconciler.reconcile(KEY)
+    job = copy.deepcopy(api.jobs["wf-1-a"])
+    job["status"] = {"startTime": "2027-01-15T08:00:00Z", "active": 1}
+    job["metadata"]["resourceVersion"] = "2"
+    store.put_job(KEY, job)
+    return reconciler, api, store, job
+
+
+def _update_job(store: Store, job: dict[str, Any], status: dict[str, Any], version: str) -> None:
+    job = copy.deepcopy(job)
+    job["status"] = status
+    job["metadata"]["resourceVersion"] = version
+    store.put_job(KEY, job)
+
+
+def test_a_step_ends_when_its_pod_succeeds_before_its_job_is_complete():
+    reconciler, api, store, job = _chain()
+    assert store.put_pod(KEY, step_pod(job, SUCCEEDED_POD))  # wakes the workflow at once
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert entry["phase"] == "Succeeded"
+    assert "wf-1-b" in api.created and api.pod_lists == 0
+    patches = api.workflow["metadata"]["resourceVersion"]
+    _update_job(store, job, {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}, "3")
+    reconciler.reconcile(KEY)  # the Job's Complete, a second later, changes nothing
+    assert api.workflow["metadata"]["resourceVersion"] == patches
+    assert api.created == ["wf-1-a", "wf-1-b"]
+
+
+def test_a_pod_that_exits_0_while_being_stopped_does_not_end_its_step():
+    """The Job controller deletes the pod of a Job past its deadline; a step that traps SIGTERM
+    exits 0. The step failed all the same: the Job's FailureTarget came first."""
+    reconciler, api, store, job = _chain()
+    store.put_pod(KEY, step_pod(job, SUCCEEDED_POD, deleting=True))
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["phase"] == "Running"
+    assert api.created == ["wf-1-a"]
+
+
+def test_a_job_past_its_deadline_is_trusted_over_a_pod_that_succeeded():
+    reconciler, api, store, job = _chain()
+    _update_job(store, job, {"active": 1, "conditions": [
+        {"type": "FailureTarget", "status": "True", "reason": "DeadlineExceeded"}]}, "3")
+    store.put_pod(KEY, step_pod(job, SUCCEEDED_POD))
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["reason"]) == ("Running", "DeadlineExceeded")
+    _update_job(store, job, TIMED_OUT, "4")
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["phase"] == "Failed"
+    assert api.created == ["wf-1-a"]
+
+
+def test_a_deadline_that_passes_after_the_pod_succeeded_leaves_the_step_succeeded():
+    """The race the Job controller's batching opens: the pod exits 0, unstopped, then the
+    deadline passes before the Job controller counts the success. The Job says
+    DeadlineExceeded; the step, whose command finished in time, stays Succeeded."""
+    reconciler, api, store, job = _chain()
+    store.put_pod(KEY, step_pod(job, SUCCEEDED_POD))
+    reconciler.reconcile(KEY)
+    _update_job(store, job, TIMED_OUT, "3")
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["phase"] == "Succeeded"
+    assert api.workflow["status"]["steps"]["b"]["phase"] == "Running"
+
+
+def test_a_retried_step_ends_with_its_last_pod_and_counts_both_attempts():
+    reconciler, api, store, job = _chain()
+    first = step_pod(job, FAILED_POD)
+    store.put_pod(KEY, first)
+    second = step_pod(job, SUCCEEDED_POD)
+    second["metadata"].update(name=first["metadata"]["name"] + "2", creationTimestamp="2027-01-15T08:00:05Z")
+    assert store.put_pod(KEY, second)
+    reconciler.reconcile(KEY)
+    entry = api.workflow["status"]["steps"]["a"]
+    assert (entry["phase"], entry["attempts"]) == ("Succeeded", 2)
+
+
+def test_a_succeeded_pod_of_an_earlier_job_of_the_same_name_ends_nothing():
+    reconciler, api, store, job = _chain()
+    store.put_pod(KEY, step_pod(job, SUCCEEDED_POD, uid="job-old"))
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["phase"] == "Running"
+
+
+def test_the_outputs_of_a_step_ended_by_its_pod_come_from_that_pod():
+    reads = {"name": "T", "valueFrom": {"stepOutput": {"step": "build", "output": "tag"}}}
+    reconciler, api, store = setup([{"name": "build", "script": "true", "outputs": ["tag"]},
+                                    {"name": "use", "script": "true", "env": [reads]}])
+    reconciler.reconcile(KEY)
+    pod = copy.deepcopy(SUCCEEDED_POD)
+    pod["containerStatuses"][0]["state"]["terminated"]["message"] = "tag=v1.2.3\n"
+    store.put_pod(KEY, step_pod(api.jobs["wf-1-build"], pod))
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["build"]["outputs"] == {"tag": "v1.2.3"}
+    env = api.jobs["wf-1-use"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "T", "value": "v1.2.3"} in env and api.pod_lists == 0
+
+
+def test_a_job_of_more_than_one_pod_is_not_ended_by_one_pod():
+    """stepflow builds no such Job; one adopted by name must not end on its first pod."""
+    reconciler, api, store, job = _chain()
+    wide = copy.deepcopy(job)
+    wide["spec"].update(completions=3, parallelism=3)
+    wide["metadata"]["resourceVersion"] = "3"
+    store.put_job(KEY, wide)
+    store.put_pod(KEY, step_pod(job, SUCCEEDED_POD))
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["a"]["phase"] == "Running"
+
+
+def test_a_new_run_keeps_the_job_of_a_step_its_pod_ended_before_the_job_controller_did():
+    """A rerun right after the end: the old run's Job may not say Complete yet. It is over, not
+    stale: deleting it would lose the old run's record."""
+    reconciler, api, store = setup([{"name": "a", "script": "true"}])
+    reconciler.reconcile(KEY)
+    store.put_pod(KEY, step_pod(api.jobs["wf-1-a"], SUCCEEDED_POD))
+    reconciler.reconcile(KEY)
+    assert api.workflow["status"]["phase"] == "Succeeded"
+    again = copy.deepcopy(api.workflow)
+    again["spec"]["runToken"] = "rerun-1"
+    again["metadata"].update(generation=2, resourceVersion=str(int(again["metadata"]["resourceVersion"]) + 1))
+    store.put_workflow(again)
+    api.workflow = again
+    reconciler.reconcile(KEY)
+    assert sorted(api.jobs) == ["wf-1-a", "wf-2-a"]

@@ -78,6 +78,26 @@ def test_only_job_changes_the_reconcile_reads_wake_the_workflow_and_foreign_jobs
     assert ops.controller.woken == [KEY] * 3 and ops.store.jobs(KEY) == {}
 
 
+def test_the_complete_of_a_job_whose_pod_succeeded_wakes_nobody():
+    """The pod's success ended the step and woke the workflow a second earlier: the Job's
+    SuccessCriteriaMet and Complete change nothing the engine reads."""
+    ops = operator()
+    on_job(ops, event("ADDED", job("1", active=1)))
+    pod = {"metadata": {"namespace": "default", "name": "wf-1-a-x", "creationTimestamp": "2027-01-15T08:00Z",
+                        "labels": {"stepflow.dev/workflow": "wf", "batch.kubernetes.io/job-name": "wf-1-a"},
+                        "ownerReferences": [{"kind": "Job", "name": "wf-1-a", "uid": "j1"}]},
+           "status": {"phase": "Succeeded", "containerStatuses": [
+               {"name": "step", "state": {"terminated": {"exitCode": 0}}}]}}
+    on_pod(ops, event("MODIFIED", pod))
+    assert ops.controller.woken == [KEY, KEY]
+    on_job(ops, event("MODIFIED", job("2", conditions=[{"type": "SuccessCriteriaMet", "status": "True"}])))
+    on_job(ops, event("MODIFIED", job("3", succeeded=1, conditions=[
+        {"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}])))
+    assert ops.controller.woken == [KEY, KEY]
+    on_job(ops, event("MODIFIED", job("4", failed=1, conditions=[{"type": "Failed", "status": "True"}])))
+    assert ops.controller.woken == [KEY] * 3  # anything but a success still wakes it
+
+
 def test_an_ended_pod_wakes_its_workflow():
     ops = operator()
     pod = {"metadata": {"namespace": "default", "name": "wf-1-a-x", "labels": {

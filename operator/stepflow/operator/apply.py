@@ -100,10 +100,13 @@ class JobStarter:
 
 def delete_stale_jobs(api: Api, store: Store, observer: Observer, key: Key, body: Mapping[str, Any],
                       states: Mapping[str, StepState], run: Run) -> None:
-    """Active Jobs of an older run, or of a step already over, are stopped (level-triggered)."""
+    """Active Jobs of an older run, or of a step already over, are stopped (level-triggered).
+    A Job whose pod succeeded is over, though the Job controller may not say so yet: it stays,
+    the record of its run (jobs.succeeded_by_pod)."""
     for name, job in observer.own_jobs(key, body["metadata"].get("uid", "")).items():
         labels = job["metadata"].get("labels") or {}
-        if job_outcome(job)[0] != RUNNING or job["metadata"].get("deletionTimestamp"):
+        if (job_outcome(job)[0] != RUNNING or job["metadata"].get("deletionTimestamp")
+                or store.pod_succeeded(key, job)):
             continue
         state = states.get(labels.get(STEP_LABEL, ""))
         stale_run = labels.get(RUN_LABEL) != str(run.generation)

@@ -285,6 +285,9 @@ class PodReport:
     message: str = ""
     problem: str = ""  # the reason the pod cannot run, e.g. Unschedulable
     problem_message: str = ""
+    # The pod Succeeded on its own: not while being deleted, as a pod stopped by its Job's
+    # deadline, by Kueue or by a cancel may exit 0 on SIGTERM.
+    succeeded: bool = False
 
 
 def pod_report(pod: Mapping[str, Any]) -> PodReport:
@@ -293,6 +296,7 @@ def pod_report(pod: Mapping[str, Any]) -> PodReport:
     created = meta.get("creationTimestamp") or ""
     job_uid = next((ref.get("uid", "") for ref in meta.get("ownerReferences") or ()
                     if ref.get("kind") == "Job"), "")
+    succeeded = status.get("phase") == "Succeeded" and not meta.get("deletionTimestamp")
     for container in status.get("containerStatuses") or ():
         state = container.get("state") or {}
         terminated = state.get("terminated") or (container.get("lastState") or {}).get("terminated")
@@ -300,13 +304,39 @@ def pod_report(pod: Mapping[str, Any]) -> PodReport:
             message = (terminated.get("message") or terminated.get("reason") or "").strip()
             # A success keeps its whole message: it carries the step's outputs (O1).
             kept = message[-1024:] if terminated.get("exitCode") else (terminated.get("message") or "")
-            return PodReport(created, job_uid, True, terminated.get("exitCode"), kept)
+            return PodReport(created, job_uid, True, terminated.get("exitCode"), kept, succeeded=succeeded)
     for condition in status.get("conditions") or ():
         if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
                 and condition.get("reason") == "Unschedulable"):
             return PodReport(created, job_uid, problem="Unschedulable",
                              problem_message=(condition.get("message") or "")[:1024])
     return PodReport(created, job_uid)
+
+
+def succeeded_by_pod(previous: StepState, job: Mapping[str, Any], reports: Iterable[PodReport],
+                     now: float) -> StepState:
+    """The step Succeeded if its Job's one pod did, while the Job still says nothing.
+
+    The Job controller batches pod updates for a second before it marks a Job Complete; the
+    pod's end is the step's end, so waiting for the Job would add that second to every step of
+    a chain. Only a Job of one completion and one pod at a time qualifies (stepflow builds no
+    other), not suspended, whose state shows no failure yet (``previous`` is its observed
+    state: a FailureTarget means the Job controller is stopping the pod, whatever it exits
+    with), and only a pod of that very Job that ended on its own. The Job stays the record:
+    if its deadline passes before the Job controller counts the success, the Job says
+    DeadlineExceeded while the step, whose command exited 0 unstopped, stays Succeeded.
+    """
+    spec = job.get("spec") or {}
+    uid = (job.get("metadata") or {}).get("uid")
+    if (previous.phase != RUNNING or previous.reason or not uid or spec.get("suspend")
+            or spec.get("completions", 1) != 1 or spec.get("parallelism", 1) != 1):
+        return previous
+    mine = [r for r in reports if r.job_uid == uid]
+    if not any(r.succeeded for r in mine):
+        return previous
+    ended = max(now, previous.started_at or now)
+    return replace(previous, phase=SUCCEEDED, finished_at=ended, exit_code=0,
+                   attempts=max(previous.attempts, len(mine)))
 
 
 def of_job(reports: Iterable[PodReport], job_uid: str) -> list[PodReport]:

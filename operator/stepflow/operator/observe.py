@@ -22,6 +22,7 @@ from stepflow.operator.jobs import (
     owned_by,
     pod_problem,
     pod_report,
+    succeeded_by_pod,
     success_message,
 )
 from stepflow.operator.runs import Run, not_before_prerequisites
@@ -77,6 +78,7 @@ class Observer:
                 states[step.name] = previous
                 continue
             state = observe_job(previous, job, now)
+            state = succeeded_by_pod(state, job, self._reports(key, job), now)
             if previous.started_at is None:
                 adopted.add(step.name)
             if state.phase == RUNNING:
@@ -87,6 +89,10 @@ class Observer:
                 state = self.with_step_outputs(key, job, plan, step.name, state)
             states[step.name] = state
         return (not_before_prerequisites(plan, states, adopted) if adopted else states), adopted
+
+    def _reports(self, key: Key, job: Mapping[str, Any]) -> list:
+        meta = job["metadata"]
+        return self.store.pod_reports(key, meta["name"], meta.get("uid", ""))
 
     def with_failure_details(self, key: Key, job: Mapping[str, Any], state: StepState) -> StepState:
         """The exit code from the pod watch's record, else (the pod's last event has not come

@@ -34,7 +34,7 @@ def _job_signature(job: Mapping[str, Any]) -> tuple[Any, ...]:
     return conditions, status.get("failed"), status.get("succeeded"), deleting, suspended
 
 
-# What a reconcile reads of a cached Job (and of its spec, only ``suspend``); the rest (the pod
+# What a reconcile reads of a cached Job (of its spec, only ``suspend`` and the pod counts); the rest (the pod
 # template with the step's script, managedFields) is most of its size, and 5,000 cached Jobs
 # must fit DESIGN.md's memory.
 JOB_METADATA_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences",
@@ -44,9 +44,14 @@ JOB_METADATA_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "o
 def trimmed_job(job: Mapping[str, Any]) -> dict[str, Any]:
     meta = job.get("metadata") or {}
     kept = {k: meta[k] for k in JOB_METADATA_KEPT if k in meta}
-    trimmed = {"metadata": kept, "status": job.get("status") or {}}
-    if (job.get("spec") or {}).get("suspend"):
-        trimmed["spec"] = {"suspend": True}
+    trimmed: dict[str, Any] = {"metadata": kept, "status": job.get("status") or {}}
+    spec = job.get("spec") or {}
+    kept_spec: dict[str, Any] = {"suspend": True} if spec.get("suspend") else {}
+    for count in ("completions", "parallelism"):  # a Job of more pods is not ended by one pod
+        if spec.get(count, 1) != 1:
+            kept_spec[count] = spec[count]
+    if kept_spec:
+        trimmed["spec"] = kept_spec
     return trimmed
 
 
@@ -172,6 +177,7 @@ class Store:
         """Record what a step's pod says; True if a reconcile should look at it now.
 
         That is when the pod's problem changes (it became unschedulable, or got scheduled),
+        when it Succeeded (its step has ended),
         when a pod of a Job left pod-less for a while appears (it was failing to create one),
         and when a pod being deleted ends: its Job's ``Failed`` may already have been handled.
         A deleted pod's report is kept if it ended, as the record of its exit code. Reports of
@@ -192,19 +198,28 @@ class Store:
             pods[meta["name"]] = report
             ended_while_deleted = report.terminated and bool(meta.get("deletionTimestamp")) and (
                 old is None or not old.terminated)
+            # A pod that Succeeded ends its step before its Job says so (jobs.succeeded_by_pod).
+            succeeded = report.succeeded and (old is None or not old.succeeded)
             if old is None:
                 job_obj = self._jobs.get(key, {}).get(job)
                 created = parse_time(((job_obj or {}).get("metadata") or {}).get("creationTimestamp"))
                 late = created is not None and self.clock() - created > POD_LESS_GRACE
-                return bool(report.problem) or late or ended_while_deleted
+                return bool(report.problem) or late or ended_while_deleted or succeeded
             return (old.problem, old.problem_message) != (report.problem, report.problem_message) or (
-                ended_while_deleted)
+                ended_while_deleted or succeeded)
 
     def pod_reports(self, key: Key, job: str, job_uid: str = "") -> list[PodReport]:
         """Reports of the Job's pods; with ``job_uid``, of that very Job, not an earlier one of
         its name (a Workflow deleted and applied again reuses Job names)."""
         with self._lock:
             return of_job(self._pods.get(key, {}).get(job, {}).values(), job_uid)
+
+    def pod_succeeded(self, key: Key, job: Mapping[str, Any]) -> bool:
+        """A pod of that very Job Succeeded on its own: its step ended then, not with the Job."""
+        meta = job.get("metadata") or {}
+        uid = meta.get("uid")
+        return bool(uid) and any(r.succeeded and r.job_uid == uid
+                                 for r in self.pod_reports(key, meta.get("name", ""), uid))
 
     def prune_pods(self) -> int:
         """Forget reports of pods whose Job the cache does not hold, on the second sweep that

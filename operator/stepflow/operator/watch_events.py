@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from stepflow.engine import SUCCEEDED
 from stepflow.operator import relist
-from stepflow.operator.jobs import WORKFLOW_LABEL
+from stepflow.operator.jobs import WORKFLOW_LABEL, job_outcome
 from stepflow.operator.store import Key
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ def on_job(operator: Operator, event: Event) -> None:
         operator.store.drop_job(key, obj["metadata"]["name"], obj["metadata"].get("uid", ""))
     elif not operator.store.put_job(key, obj):
         return  # only pod bookkeeping changed: nothing the engine looks at
+    elif job_outcome(obj)[0] == SUCCEEDED and operator.store.pod_succeeded(key, obj):
+        return  # its step ended with its pod, which woke the workflow (jobs.succeeded_by_pod)
     operator.controller.wake(key)
 
 
