@@ -180,8 +180,9 @@ ROWS = (
 
 def tables(report: figures.Report, results: dict[str, Any]) -> None:
     keys, size = results["variants"], results["sizes"]
-    table = Table(title=f"stepflow, Argo Workflows {results['argo']} and Tekton Pipelines "
-                  f"{results['tekton']} on one real control plane, one run ({results['cores']} cores)")
+    table = Table(title=f"stepflow, Argo Workflows {results['argo_version']} and Tekton Pipelines "
+                  f"{results['tekton_version']} on one real control plane, one run "
+                  f"({results['cores']} cores)")
     table.add_column("measure")
     for key in keys:
         table.add_column(VARIANTS[key], justify="right")
@@ -197,11 +198,10 @@ def tables(report: figures.Report, results: dict[str, Any]) -> None:
     writes.add_column("request")
     for key in keys:
         writes.add_column(VARIANTS[key], justify="right")
-    names = sorted({n for k in keys for n in (_get(results, k, ("throughput", "writes")) or {})})
-    for name in names:
-        writes.add_row(name, *(_cell((_get(results, k, ("throughput", "writes")) or {}).get(name), "{:.2f}")
-                               if isinstance(_get(results, k, ("throughput", "writes")), dict) else "-"
-                               for k in keys))
+    per_step = {k: _get(results, k, ("throughput", "writes")) for k in keys}
+    per_step = {k: v if isinstance(v, dict) else {} for k, v in per_step.items()}
+    for name in sorted({n for v in per_step.values() for n in v}):
+        writes.add_row(name, *(_cell(per_step[k].get(name), "{:.2f}") for k in keys))
     report.print(writes)
     failed = [f"Not every workflow succeeded: {'; '.join(outcomes)}"] if outcomes else []
     for note in NOTES + failed + errors:
@@ -248,7 +248,7 @@ def main() -> int:
     scenarios = [s for s in SCENARIOS if s in args.scenarios.split(",")]
     console = Console()
     results: dict[str, Any] = {"variants": keys, "sizes": sizes(args.quick), "quick": args.quick,
-                               "argo": ARGO.version, "tekton": TEKTON.version,
+                               "argo_version": ARGO.version, "tekton_version": TEKTON.version,
                                "cores": figures.machine()["cores"], "commit": figures.commit()}
     with contextlib.ExitStack() as stack:
         plane, credentials = control_plane(stack)

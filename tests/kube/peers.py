@@ -143,7 +143,9 @@ def free_port() -> int:
 
 
 def _documents(*paths: Path) -> list[dict[str, Any]]:
-    return [d for p in paths for d in yaml.safe_load_all(p.read_text()) if d]
+    """Every object in the files; kustomize's own files (kind Kustomization) are not objects."""
+    found = [d for p in paths for d in yaml.safe_load_all(p.read_text()) if d]
+    return [d for d in found if d.get("kind") != "Kustomization"]
 
 
 class PeerController:
@@ -168,6 +170,10 @@ class PeerController:
 
     def install(self) -> None:
         raise NotImplementedError
+
+    def install_crds(self, crds: list[dict[str, Any]]) -> None:
+        self.apply(crds)
+        self.plane.wait_established(*(crd["metadata"]["name"] for crd in crds))
 
     def command(self, kubeconfig: Path, tuned: bool) -> tuple[list[str], dict[str, str]]:
         raise NotImplementedError
@@ -217,8 +223,6 @@ class Argo(PeerController):
     """Argo Workflows' workflow-controller, leader election off (one replica), metrics off."""
 
     namespace, account = "argo", "argo"
-    CRDS = ("workflows", "workflowtaskresults", "workflowtemplates", "clusterworkflowtemplates",
-            "cronworkflows", "workflowtasksets", "workflowartifactgctasks", "workfloweventbindings")
 
     def install(self) -> None:
         rbac = _documents(*sorted((self.folder / "rbac").glob("workflow-controller-*.yaml")))
@@ -227,10 +231,9 @@ class Argo(PeerController):
                   # Its Prometheus server would take port 9090 of this shared machine.
                   "data": {"metricsConfig": "enabled: false\n", "telemetryConfig": "enabled: false\n"}}
         account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": self.account}}
-        self.apply(_documents(*sorted((self.folder / "crds").glob("*.yaml"))))
+        self.install_crds(_documents(*sorted((self.folder / "crds").glob("*.yaml"))))
         self.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}])
         self.apply(_namespaced([account, config, *rbac], self.namespace))
-        self.plane.wait_established(*(f"{c}.argoproj.io" for c in self.CRDS))
 
     def command(self, kubeconfig: Path, tuned: bool) -> tuple[list[str], dict[str, str]]:
         """Defaults: 10 s requeue, 20 requests/s (burst 30), 32 workflow workers. Tuned: the 1 s
@@ -251,8 +254,6 @@ class Tekton(PeerController):
     config/config-*.yaml installed, and no webhook."""
 
     namespace, account = "tekton-pipelines", "tekton-pipelines-controller"
-    CRDS = ("pipelines", "pipelineruns", "tasks", "taskruns", "customruns", "stepactions",
-            "resolutionrequests", "verificationpolicies")
     THREADS = 32  # the same as Argo's workflow workers; knative's default is 2
     # Its matrix fans out to at most 256 TaskRuns by default; the 1,000-step fan-out needs more.
     MAX_MATRIX = 1000
@@ -266,10 +267,9 @@ class Tekton(PeerController):
                           config / "200-role.yaml", config / "201-clusterrolebinding.yaml",
                           config / "201-rolebinding.yaml")
         settings = [self._configured(d) for d in _documents(*sorted(config.glob("config-*.yaml")))]
-        self.apply(crds)
+        self.install_crds(crds)
         self.apply(_documents(config / "100-namespace" / "100-namespace.yaml"))
         self.apply(rbac + settings)
-        self.plane.wait_established(*(f"{c}.tekton.dev" for c in self.CRDS))
 
     def _configured(self, doc: dict[str, Any]) -> dict[str, Any]:
         data = doc.setdefault("data", {}) or {}
