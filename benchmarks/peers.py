@@ -39,6 +39,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import figures  # noqa: E402
+import peer_targets  # noqa: E402
 import peer_workflows  # noqa: E402
 from peer_session import AuditLog, Controller, Scenarios, peer_controller, stepflow_controller  # noqa: E402
 
@@ -203,6 +204,13 @@ def tables(report: figures.Report, results: dict[str, Any]) -> None:
     for name in sorted({n for v in per_step.values() for n in v}):
         writes.add_row(name, *(_cell(per_step[k].get(name), "{:.2f}") for k in keys))
     report.print(writes)
+    if not results["quick"]:
+        targets = Table(title="DESIGN.md, Against the peers, judged from this run (peer_targets.py)")
+        for column in ("target", "verdict", "figures"):
+            targets.add_column(column)
+        for row in peer_targets.verdicts(results):
+            targets.add_row(*row)
+        report.print(targets)
     failed = [f"Not every workflow succeeded: {'; '.join(outcomes)}"] if outcomes else []
     for note in NOTES + failed + errors:
         report.print(note)
@@ -222,7 +230,7 @@ NOTES = [
     "(one matrix of all the copies) runs every TaskRun at once.",
     "The fan-out: stepflow, 4 matrix steps of a quarter of the copies each, run in parallel, "
     "maxConcurrency 50 (its matrix stops at 256 copies a step); Argo, withSequence with the workflow's "
-    "parallelism 50. Wall time: the create sent -> the workflow seen finished (polled every second). "
+    "parallelism 50. Wall time: the create sent -> the workflow seen finished (polled every 0.25 s). "
     "The largest object: the JSON of the finished Workflow / PipelineRun as the API server returns it.",
     "The 5-step workflows are one DAG in every controller: a and b, then c, then d and e. Memory runs "
     "first, on a freshly started controller (after one one-step workflow that checks it works).",
