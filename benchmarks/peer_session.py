@@ -51,6 +51,8 @@ class AuditLog:
         if not self.plane.audit_log.exists():
             return []
         with self.plane.audit_log.open("rb") as file:
+            if file.seek(0, os.SEEK_END) < self.offset:
+                raise RuntimeError("the API server rotated its audit log: events were lost")
             file.seek(self.offset)
             data = file.read()
         complete = data[: data.rfind(b"\n") + 1]
@@ -92,6 +94,8 @@ class Window:
 
     def span(self) -> float:
         """First child created -> last pod ended, over every namespace."""
+        if not any(self.creates.values()) or not any(self.ends.values()):
+            raise RuntimeError("the audit log shows no child created or no pod ended")
         first = min(t for s in self.creates.values() for t in s)
         return max(t for s in self.ends.values() for t in s) - first
 

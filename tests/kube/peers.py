@@ -28,6 +28,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +128,13 @@ class PeerControlPlane(ControlPlane):
         path = super().kwok_config()
         path.write_text(path.read_text() + "\n---\n" + PEER_STAGES.read_text())
         return path
+
+    def spawn(self, name: str, args: Sequence[str]) -> subprocess.Popen[bytes]:
+        """The API server never rotates its audit log (by default it does at 100 MB, which a full
+        benchmark run passes), so that one file holds the run."""
+        if name == "kube-apiserver":
+            args = [*args, "--audit-log-maxsize=1000000"]
+        return super().spawn(name, args)
 
     def audit_policy(self) -> Path:
         path = self.workdir / "audit-policy.yaml"

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from kube import build
+from kube.controlplane import ControlPlane
 from kube.peers import ARGO, PEER_STAGES, PEERS, PeerControlPlane
 
 
@@ -56,3 +57,12 @@ def test_the_peer_control_plane_adds_stages_and_the_pod_status_audit_rule(tmp_pa
     assert rules[0] == {"level": "Metadata", "userGroups": ["system:serviceaccounts"]}
     assert {"group": "", "resources": ["pods/status"]} in rules[1]["resources"]
     assert rules[-1] == {"level": "None"}
+
+
+def test_the_peer_control_plane_never_rotates_its_audit_log(tmp_path, monkeypatch):
+    seen = {}
+    monkeypatch.setattr(ControlPlane, "spawn", lambda self, name, args: seen.setdefault(name, list(args)))
+    plane = PeerControlPlane(Path("/nonexistent"), tmp_path)
+    plane.spawn("kube-apiserver", ["--v=1"])
+    plane.spawn("etcd", ["--log-level=warn"])
+    assert seen == {"kube-apiserver": ["--v=1", "--audit-log-maxsize=1000000"], "etcd": ["--log-level=warn"]}
