@@ -8,7 +8,7 @@ FIGURES := docs/figures
 # mkdocs-material prints a banner about its successor on every build; the build itself is unaffected.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: demo test chaos lint docs docs-serve browser bench clean kube-assets cluster ui-assets crds \
+.PHONY: demo test chaos lint docs docs-serve browser bench peers clean kube-assets cluster ui-assets crds \
 	image image-test image-clean
 
 $(STAMP): pyproject.toml
@@ -75,8 +75,13 @@ docs: $(STAMP)
 docs-serve: $(STAMP)
 	$(MKDOCS) serve
 
+# Argo Workflows' and Tekton Pipelines' controllers, built from Go modules once per machine
+# (tests/kube/peers.py): for benchmarks/peers.py only, so neither `test` nor `kube-assets` builds them.
+peers: $(STAMP) kube-assets
+	$(BIN)/python benchmarks/peers.py --build-only >/dev/null
+
 # Every benchmark, each writing its table into the performance page's figures (docs/figures/).
-bench: $(STAMP) kube-assets browser
+bench: $(STAMP) kube-assets peers browser
 	$(BIN)/python benchmarks/plan_scale.py --markdown $(FIGURES)/plan_scale.md
 	$(BIN)/python benchmarks/local_overhead.py --markdown $(FIGURES)/local_overhead.md
 	$(BIN)/python benchmarks/local_chain.py --markdown $(FIGURES)/local_chain.md
@@ -86,6 +91,7 @@ bench: $(STAMP) kube-assets browser
 		--markdown $(FIGURES)/operator_latency_types.md
 	$(BIN)/python benchmarks/fan_out.py --markdown $(FIGURES)/fan_out.md
 	$(BIN)/python benchmarks/ui_render.py --markdown $(FIGURES)/ui_render.md
+	$(BIN)/python benchmarks/peers.py --markdown $(FIGURES)/peers.md
 
 # The web UI's one third-party asset (elkjs, pinned in ui/package.json), copied from npm into
 # the package; only needed after changing that pin. The UI itself needs no Node.js.

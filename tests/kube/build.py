@@ -43,6 +43,9 @@ KUEUE_CRDS = "config/components/crd/bases"
 # control plane's digest) and its own cache folder.
 HELM_VERSION = "v4.3.2"
 HELM_WRAPPER = "helm"
+# The peers' controllers (Argo Workflows, Tekton Pipelines: tests/kube/peers.py, for
+# benchmarks/peers.py) likewise: wrappers of their own, outside the control plane's digest.
+OWN_CACHE_WRAPPERS = (HELM_WRAPPER, "argo", "tekton")
 KWOK_CRDS = "kustomize/crd/bases"
 
 
@@ -62,10 +65,11 @@ def versions() -> dict[str, str]:
 
 def _inputs_digest() -> str:
     """A digest of everything the control plane's build reads, so that an edit to a wrapper
-    rebuilds; Helm's wrapper is left out, so that a new Helm never rebuilds the control plane."""
+    rebuilds; Helm's and the peers' wrappers are left out, so that a new Helm, Argo or Tekton
+    never rebuilds the control plane."""
     digest = hashlib.sha256(VERSIONS_FILE.read_bytes())
     for path in sorted(GOMOD.rglob("*")):
-        if path.is_file() and path.relative_to(GOMOD).parts[0] != HELM_WRAPPER:
+        if path.is_file() and path.relative_to(GOMOD).parts[0] not in OWN_CACHE_WRAPPERS:
             digest.update(str(path.relative_to(GOMOD)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
