@@ -91,6 +91,12 @@ bench: $(STAMP) kube-assets peers browser
 		--markdown $(FIGURES)/operator_latency_types.md
 	$(BIN)/python benchmarks/fan_out.py --markdown $(FIGURES)/fan_out.md
 	$(BIN)/python benchmarks/ui_render.py --markdown $(FIGURES)/ui_render.md
+	$(BIN)/python benchmarks/status_write.py --profile --markdown $(FIGURES)/status_write.md
+	mkdir -p build
+	$(BIN)/python benchmarks/operator_latency.py --variants tuned --scenarios throughput \
+		--profile build/operator-profile.txt
+	$(BIN)/python benchmarks/profile_summary.py build/operator-profile.txt \
+		--markdown $(FIGURES)/operator_profile.md
 	$(BIN)/python benchmarks/peers.py --markdown $(FIGURES)/peers.md
 
 # The web UI's one third-party asset (elkjs, pinned in ui/package.json), copied from npm into
