@@ -205,6 +205,18 @@ class Kube:
     def jobs(self, workflow: str | None = None) -> list[dict[str, Any]]:
         return self.objects("jobs", labels={"stepflow.dev/workflow": workflow} if workflow else None)
 
+    def finished_jobs(self, workflow: str, timeout: float = 30) -> list[dict[str, Any]]:
+        """The workflow's Jobs once the Job controller has marked each finished. A step ends when
+        its pod does, about a second before its Job says so; the Job stays the record."""
+        def finished() -> list[dict[str, Any]] | None:
+            jobs = self.jobs(workflow)
+            done = all((j.get("status") or {}).get("completionTime") or any(
+                c.get("type") == "Failed" and c.get("status") == "True"
+                for c in (j.get("status") or {}).get("conditions") or ()) for j in jobs)
+            return jobs if jobs and done else None
+
+        return wait_for(finished, timeout=timeout, message=f"the Jobs of {workflow} never finished")
+
     def pods(self, job: str) -> list[dict[str, Any]]:
         return self.objects("pods", labels={"job-name": job})
 

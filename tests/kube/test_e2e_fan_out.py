@@ -206,6 +206,10 @@ def test_an_operator_killed_after_the_expansion_before_any_copy_job_resumes_the_
                         message="the expansion was never recorded")
     wait_for(lambda: fault_proxy.count("create jobs", fault=True) >= 1,
              message="the operator never tried to create a copy's Job")
+    # Events are posted in the background after the status write; one still queued dies with
+    # the operator. The new one must not post it again, so the first is waited for.
+    wait_for(lambda: [e for e in kube.events("resume") if e["reason"] == "MatrixExpanded"],
+             message="the expansion's Event was never posted")
     first.kill()
     assert job_names(kube, "resume") == ["resume-1-list"]
     assert list(recorded) == ["deploy-0", "deploy-1", "deploy-2"]

@@ -126,7 +126,7 @@ def test_kueue_admits_the_steps_one_at_a_time_under_a_one_cpu_cluster_queue(kube
     status = kube.wait_phase("admitted", timeout=120)
     assert status["phase"] == "Succeeded", status.get("message")
     runs = sorted((parse_time(j["status"]["startTime"]), parse_time(j["status"]["completionTime"]))
-                  for j in kube.jobs("admitted"))
+                  for j in kube.finished_jobs("admitted"))
     assert all(later[0] >= earlier[1] for earlier, later in pairwise(runs)), runs
     workloads = kube.plane.kubectl("get", "workloads", f"--namespace={kube.namespace}", "--no-headers")
     assert len(workloads.splitlines()) == 3  # one Kueue Workload per step: per-step admission

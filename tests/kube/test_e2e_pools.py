@@ -18,10 +18,19 @@ def span(status: dict, name: str) -> tuple[float, float]:
     return parse_time(entry["startedAt"]), parse_time(entry["finishedAt"])
 
 
-def job_span(kube, job: str) -> tuple[float, float]:
-    """When the Job controller says its pod ran: the real record, not stepflow's."""
-    status = kube.get("jobs", job)["status"]
-    return parse_time(status["startTime"]), parse_time(status["completionTime"])
+def pod_span(kube, job: str) -> tuple[float, float]:
+    """When the step's pod ran, as the pod records it: the real record, not stepflow's. (Not the
+    Job's completionTime: the Job controller sets it about a second after the pod ended, and the
+    step ends with its pod.)"""
+    def ended() -> tuple[float, float] | None:
+        for pod in kube.pods(job):
+            for container in (pod.get("status") or {}).get("containerStatuses") or ():
+                finished = ((container.get("state") or {}).get("terminated") or {}).get("finishedAt")
+                if finished:
+                    return parse_time(pod["metadata"]["creationTimestamp"]), parse_time(finished)
+        return None
+
+    return wait_for(ended, message=f"the pod of {job} never ended")
 
 
 def test_two_workflows_contending_for_a_mutex_pool_never_overlap(kube, operator):
@@ -38,8 +47,8 @@ def test_two_workflows_contending_for_a_mutex_pool_never_overlap(kube, operator)
     assert all(s["phase"] == "Succeeded" for s in statuses.values()), statuses
     deploys = [span(statuses[n], "deploy") for n in ("first", "second")]
     assert max_overlap(deploys) == 1
-    jobs = [job_span(kube, f"{n}-1-deploy") for n in ("first", "second")]
-    assert max(j[0] for j in jobs) >= min(j[1] for j in jobs)  # the second began after the first ended
+    pods = [pod_span(kube, f"{n}-1-deploy") for n in ("first", "second")]
+    assert max(p[0] for p in pods) >= min(p[1] for p in pods)  # the second began after the first ended
     assert kube.get("jobs", "first-1-deploy")["metadata"]["labels"]["stepflow.dev/pool"] == "prod-deploys"
 
 
