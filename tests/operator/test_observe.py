@@ -329,3 +329,23 @@ def test_a_new_run_keeps_the_job_of_a_step_its_pod_ended_before_the_job_controll
     api.workflow = again
     reconciler.reconcile(KEY)
     assert sorted(api.jobs) == ["wf-1-a", "wf-2-a"]
+
+
+def test_a_step_made_ready_by_a_skip_starts_without_waiting_for_another_event():
+    """MatrixEmpty skips the fan-out step as its producer ends with its pod; the step after it
+    is ready then. No later event is due (the producer's Job's Complete wakes nobody), so the
+    reconcile asks to run again at once."""
+    reconciler, api, store = setup([
+        {"name": "list", "script": "true", "outputs": ["items"]},
+        {"name": "each", "script": "true",
+         "matrix": {"item": {"fromOutput": {"step": "list", "output": "items"}}}},
+        {"name": "after", "script": "true", "dependsOn": ["each"]}])
+    reconciler.reconcile(KEY)
+    pod = copy.deepcopy(SUCCEEDED_POD)
+    pod["containerStatuses"][0]["state"]["terminated"]["message"] = "items=[]\n"
+    store.put_pod(KEY, step_pod(api.jobs["wf-1-list"], pod))
+    requeue = reconciler.reconcile(KEY)
+    assert api.workflow["status"]["steps"]["each"]["reason"] == "MatrixEmpty"
+    assert requeue == 0.0
+    reconciler.reconcile(KEY)
+    assert "wf-1-after" in api.jobs

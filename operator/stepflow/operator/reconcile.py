@@ -230,8 +230,12 @@ class Reconciler:
             # failed to start, with what follows) rather than as about to change, or the next
             # reconcile would write it again: the rules run once more on what is now observed,
             # with what is left of this reconcile's grants (the queues are not asked again).
+            attempted = set(decision.start)
             decision = decide(plan, states, queues=queues.left_after(started), **options)
-            if decision.skip or decision.fail:  # they can make steps ready, or end the main part
+            # Skips and failures can make steps ready, or end the main part; steps this reconcile's
+            # skips made ready start now, not on some later event (none may come: the Job of a step
+            # that ended with its pod wakes nobody).
+            if decision.skip or decision.fail or set(decision.start) - attempted:
                 requeue = 0.0
             record_skips(states, decision, now)
         return plan, decision, requeue
