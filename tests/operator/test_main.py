@@ -75,3 +75,23 @@ def test_the_operator_needs_no_passwd_entry_for_its_uid(pod_id):
     assert set_to and kopf_identity == set_to
     if pod_id:
         assert set_to == pod_id
+
+
+@pytest.mark.parametrize(("argv", "served"), [
+    ([], []),
+    (["-n", "team-a"], ["team-a"]),
+    (["--namespace=team-a", "--namespace", "team-b", "-nteam-c"], ["team-a", "team-b", "team-c"]),
+])
+def test_the_namespaces_served_reach_the_operators_own_watches(argv, served):
+    """Jobs and pods are watched outside kopf (child_watches.py), namespace by namespace."""
+    from stepflow.operator.main import namespaces_of
+
+    assert namespaces_of(argv) == served
+
+
+@pytest.mark.parametrize("pattern", ["team-*", "!team-b", "a,b"])
+def test_a_namespace_pattern_is_a_usage_error_naming_it(pattern):
+    result = subprocess.run([sys.executable, "-m", "stepflow", "operator", "-n", pattern],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "not patterns" in result.stderr and pattern in result.stderr

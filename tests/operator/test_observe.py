@@ -59,7 +59,7 @@ def test_an_unschedulable_pod_shows_the_schedulers_reason():
 
 
 def test_a_pending_pod_the_watch_does_not_show_is_read_and_its_reason_goes_once_it_is_ready():
-    """Tuned, the pod watch sees only pods that have ended (handlers.POD_PHASES_WATCHED): a Job
+    """Tuned, the pod watch sees only pods that have ended (child_watches.POD_PHASES_WATCHED): a Job
     with no ready pod for a while is swept, and the reconcile lists its pods, backing off."""
     reconciler, api, store = setup([{"name": "a", "script": "true"}])
     job = existing_job(api.workflow, "a", owner_uid="uid-new", started=NOW - 10)

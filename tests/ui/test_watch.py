@@ -12,7 +12,7 @@ import pytest
 from stepflow.cli.ui import read_only
 from stepflow.operator.api import Api
 from stepflow.operator.runtime.api import NotLeader
-from stepflow.ui.watch import Changes, Hub, WorkflowWatch, lines
+from stepflow.ui.watch import Changes, Hub, WorkflowWatch
 
 
 def obj(name: str, version: str, phase: str = "Running") -> dict[str, Any]:
@@ -20,12 +20,6 @@ def obj(name: str, version: str, phase: str = "Running") -> dict[str, Any]:
         "metadata": {"name": name, "namespace": "ns", "resourceVersion": version},
         "status": {"phase": phase},
     }
-
-
-def test_watch_lines_are_whole_however_the_body_is_cut():
-    body = '{"a": 1}\n{"b": 2}\n\n{"c": 3}\n'
-    for cut in range(1, len(body)):
-        assert list(lines([body[:cut], body[cut:]])) == ['{"a": 1}', '{"b": 2}', '{"c": 3}']
 
 
 class FakeApi:

@@ -4,8 +4,10 @@ The handlers are ``on.event`` handlers: kopf calls them for every watch
 event and writes nothing back, so no progress or last-handled annotations,
 no finalizers, and no Events per log line cost API writes. Each hands its
 event to :mod:`stepflow.operator.watch_events`, which feeds the cache and
-wakes the workflows concerned. The operator is built by
-:mod:`stepflow.operator.startup` on the controller runtime
+wakes the workflows concerned. kopf watches Workflows, StepPools and step
+types; the operator's Jobs and their pods, five events a step, are watched
+outside kopf (:mod:`stepflow.operator.child_watches`). The operator is built
+by :mod:`stepflow.operator.startup` on the controller runtime
 (:mod:`stepflow.operator.runtime`); the reconcile is
 :mod:`stepflow.operator.reconcile`.
 """
@@ -19,6 +21,7 @@ from typing import Any
 import kopf
 
 from stepflow.operator import watch_events
+from stepflow.operator.child_watches import start_child_watches
 from stepflow.operator.jobs import MANAGED_BY, MANAGED_BY_LABEL
 from stepflow.operator.startup import Operator, start_operator
 from stepflow.spec import API_GROUP, API_VERSION
@@ -38,21 +41,15 @@ class NoDiffBase(kopf.AnnotationsDiffBaseStorage):
         return None
 
 
-# Pods are watched once they have ended: their exit code and termination message (the step's
-# outputs) are what a Job does not tell. A pending or running pod would cost three watch events
-# per step, each a pass through kopf; a Job that waits for its pod is looked into on the sweep.
-POD_PHASES_WATCHED = "status.phase!=Pending,status.phase!=Running"
+# Diagnostic switch, for the benchmarks' baseline (operator_latency.py, peers.py): kopf's stock
+# settings, and kopf watching the Jobs and pods too, as an operator written on kopf alone would.
+KOPF_STOCK = os.environ.get("STEPFLOW_KOPF_STOCK_SETTINGS") == "1"
 
 
 def tune(settings: kopf.OperatorSettings) -> None:
     """kopf's defaults cost API writes and reaction time that stepflow's targets cannot afford."""
     # We post our own step and workflow Events; kopf's would add one write per log line.
     settings.posting.enabled = False
-    # Only our own Jobs and their pods, filtered by the API server rather than on our side.
-    # (kopf reads "batch/jobs" as a group and a version: the keys must be spelled out.)
-    for resource in (("batch", "v1", "jobs"), ("v1", "pods")):
-        settings.watching.label_selectors[resource] = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-    settings.watching.field_selectors[("v1", "pods")] = POD_PHASES_WATCHED
     # Reconnect a dropped or silent watch quickly; resume from the last resourceVersion.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -71,10 +68,11 @@ def tune(settings: kopf.OperatorSettings) -> None:
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.peering.standalone = True
-    # Diagnostic switch, for benchmarks/operator_latency.py's baseline: kopf's stock settings.
-    if os.environ.get("STEPFLOW_KOPF_STOCK_SETTINGS") != "1":
+    if not KOPF_STOCK:
         tune(settings)
-    memo.stepflow = await start_operator()
+    memo.stepflow = operator = await start_operator()
+    if not KOPF_STOCK:
+        operator.child_watches = start_child_watches(operator)
 
 
 @kopf.on.cleanup()
@@ -82,6 +80,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     """Stop reconciling, and with an election: fence, let what is in flight end, then hand the
     Lease over (the runtime's Controller.stop)."""
     operator: Operator = memo.stepflow
+    for watch in operator.child_watches:
+        watch.stop()
     await operator.controller.stop()
 
 
@@ -90,14 +90,17 @@ async def workflow_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> No
     watch_events.on_workflow(memo.stepflow, event)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY})
 async def job_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     watch_events.on_job(memo.stepflow, event)
 
 
-@kopf.on.event("", "v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})
 async def pod_event(event: dict[str, Any], memo: kopf.Memo, **_: Any) -> None:
     watch_events.on_pod(memo.stepflow, event)
+
+
+if KOPF_STOCK:
+    kopf.on.event("batch", "v1", "jobs", labels={MANAGED_BY_LABEL: MANAGED_BY})(job_event)
+    kopf.on.event("", "v1", "pods", labels={MANAGED_BY_LABEL: MANAGED_BY})(pod_event)
 
 
 @kopf.on.event(API_GROUP, API_VERSION, "steppools")

@@ -47,6 +47,12 @@ def run_operator(argv: Sequence[str]) -> int:
     scope = [] if scoped else ["--all-namespaces"]
     if scoped:  # a Role cannot grant the watch of a cluster-scoped kind (handlers.py)
         os.environ.setdefault("STEPFLOW_CLUSTER_STEP_TYPES", "0")
+    served = namespaces_of(rest)
+    patterns = [name for name in served if any(c in name for c in "*?[!,")]
+    if patterns:
+        parser.error(f"-n/--namespace takes namespace names, not patterns ({', '.join(patterns)}): "
+                     "the operator watches its Jobs and pods namespace by namespace; give -n once for each")
+    os.environ["STEPFLOW_NAMESPACES"] = ",".join(served)  # child_watches.py; empty: every namespace
     args = ["run", "-m", "stepflow.operator.handlers", "--standalone", *scope, *rest]
     # kopf names the operator after its user unless POD_ID names it, and looks that user up in
     # /etc/passwd, where a container's UID has no entry (the image's 65532, OpenShift's arbitrary
@@ -67,6 +73,20 @@ def run_operator(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def namespaces_of(kopf_args: Sequence[str]) -> list[str]:
+    """The values of kopf's -n/--namespace options, however spelled."""
+    names, args = [], list(kopf_args)
+    for index, arg in enumerate(args):
+        following = args[index + 1] if index + 1 < len(args) else ""
+        if arg in ("-n", "--namespace"):
+            names.append(following)
+        elif arg.startswith("--namespace="):
+            names.append(arg.split("=", 1)[1])
+        elif arg.startswith("-n") and not arg.startswith("--"):
+            names.append(arg[2:].lstrip("="))
+    return [name for name in names if name]
 
 
 def _lease_options(parser: argparse.ArgumentParser, ours: argparse.Namespace) -> None:

@@ -2,7 +2,7 @@
 
 A Job whose pod cannot be created (no such ServiceAccount, PodSecurity, a quota) or cannot be
 scheduled changes nothing on the Job, and the pod watch shows no pod until it ends
-(handlers.POD_PHASES_WATCHED). So the sweeper wakes such workflows, and their reconcile reads
+(child_watches.POD_PHASES_WATCHED). So the sweeper wakes such workflows, and their reconcile reads
 the Job's Events or pods (backing off per Job). Pod reports of Jobs gone are pruned on the way.
 """
 

@@ -15,7 +15,7 @@ import gc
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import prometheus_client
 
@@ -29,6 +29,7 @@ from stepflow.operator.runtime.api import TRANSIENT_ERRORS, Forbidden, NotFound,
 from stepflow.operator.runtime.controller import Controller, exit_now
 from stepflow.operator.runtime.events import EventSource
 from stepflow.operator.runtime.leader import LEASE_NAME, LeaseSettings, default_identity
+from stepflow.operator.runtime.listwatch import ListWatch
 from stepflow.operator.store import Key, Store
 from stepflow.spec import API_GROUP, API_VERSION, KIND
 
@@ -47,6 +48,7 @@ class Operator:
     controller: Controller[Api]
     store: Store
     reconciler: Reconciler
+    child_watches: list[ListWatch] = field(default_factory=list)  # Jobs and pods (child_watches.py)
 
     def take_over(self) -> list[Key]:
         """On becoming the leader: count what already runs into the operator-wide cap and the

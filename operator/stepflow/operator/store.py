@@ -240,7 +240,7 @@ class Store:
 
         Such a Job may never change again: the Job controller fails to create its pod (only an
         Event says so), or the pod cannot be scheduled. The pod watch does not show it either:
-        it sees pods only once they have ended (handlers.POD_PHASES_WATCHED). So these
+        it sees pods only once they have ended (child_watches.POD_PHASES_WATCHED). So these
         workflows are reconciled every few seconds, and the reconcile reads the Job's Events or
         pods, backing off per Job."""
         found = set()

@@ -1,45 +1,23 @@
 """A live copy of the Workflows the identity may list, from the API's list-then-watch.
 
-The official client is blocking, so the loop runs in a thread and hands each change to the
-event loop, where ``Hub`` keeps the copy and fans changes out to the open pages. The thread
-only reads (GET list, GET watch); the ``Api`` it is given refuses every write.
+The loop is the runtime's (:mod:`stepflow.operator.runtime.listwatch`); here ``Hub`` keeps the
+copy on the event loop and fans changes out to the open pages. The ``Api`` the watch is given
+refuses every write.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from stepflow.operator.runtime.listwatch import ListWatch
 from stepflow.spec import API_GROUP, API_VERSION
 from stepflow.ui.model import Key, key_of
-
-log = logging.getLogger("stepflow.ui")
-
-WATCH_SECONDS = 240  # the server ends a watch after this; it is resumed from the last version
-BACKOFF = (0.5, 1, 2, 5, 10)
-
-
-class Gone(Exception):
-    """The watch's resourceVersion is too old (410): list again."""
 
 
 def workflows_path(namespace: str | None) -> str:
     scope = f"/namespaces/{namespace}" if namespace else ""
     return f"/apis/{API_GROUP}/{API_VERSION}{scope}/workflows"
-
-
-def lines(chunks: Iterable[str]) -> Iterator[str]:
-    """Whole lines of a watch's body, which arrives in chunks cut anywhere."""
-    pending = ""
-    for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split("\n")
-        yield from (line for line in complete if line.strip())
 
 
 CONNECTION: Key = ("", "connection")  # the watch broke, or came back
@@ -130,61 +108,9 @@ class Hub:
         self._publish("CONNECTION", CONNECTION)
 
 
-class WorkflowWatch:
-    """List, then watch from the list's version; on a 410 list again; on errors back off."""
+class WorkflowWatch(ListWatch):
+    """The Workflows of ``namespace`` (or every namespace), kept in ``hub``."""
 
     def __init__(self, api: Any, namespace: str | None, hub: Hub, loop: asyncio.AbstractEventLoop):
-        self.api, self.path, self.hub, self.loop = api, workflows_path(namespace), hub, loop
-        self.stopped = threading.Event()
-
-    def start(self) -> threading.Thread:
-        thread = threading.Thread(target=self.run, name="stepflow-ui-watch", daemon=True)
-        thread.start()
-        return thread
-
-    def _send(self, method: Callable[..., None], *args: Any) -> None:
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(method, *args)
-
-    def run(self) -> None:
-        failures = 0
-        while not self.stopped.is_set():
-            try:
-                version = self._list()
-                failures = 0
-                while not self.stopped.is_set():
-                    version = self._watch(version)
-            except Gone:
-                continue
-            except Exception as exc:  # any API failure: report, back off, list again
-                log.warning("watching %s failed (%s); listing again", self.path, str(exc)[:200])
-                self._send(self.hub.lost)
-                self.stopped.wait(BACKOFF[min(failures, len(BACKOFF) - 1)])
-                failures += 1
-
-    def _list(self) -> str:
-        listing = self.api.request("GET", self.path)
-        self._send(self.hub.replace, listing.get("items") or [])
-        return listing["metadata"]["resourceVersion"]
-
-    def _watch(self, version: str) -> str:
-        query = {
-            "watch": "true",
-            "resourceVersion": version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(WATCH_SECONDS),
-        }
-        started = time.monotonic()
-        for line in lines(self.api.stream(self.path, query=query, timeout=(10, WATCH_SECONDS + 30))):
-            event = json.loads(line)
-            kind, obj = event.get("type"), event.get("object") or {}
-            if kind == "ERROR":
-                if obj.get("code") == 410:
-                    raise Gone()
-                raise RuntimeError(f"watch error: {obj.get('message')}")
-            version = obj.get("metadata", {}).get("resourceVersion") or version
-            if kind in ("ADDED", "MODIFIED", "DELETED"):
-                self._send(self.hub.apply, kind, obj)
-        if time.monotonic() - started < 1:  # closed at once, again and again: do not spin
-            self.stopped.wait(1)
-        return version
+        super().__init__(api, workflows_path(namespace), loop, listed=hub.replace, changed=hub.apply,
+                         lost=hub.lost, name="stepflow-ui-watch")

@@ -59,3 +59,20 @@ def test_final_answers_are_translated_and_never_retried(status, translated):
     with pytest.raises(translated, match="injected by the test"):
         api.call(flaky)
     assert flaky.calls == 1
+
+
+def test_a_streamed_character_cut_between_two_chunks_arrives_whole():
+    """A step's output in a watched pod's termination message may be any UTF-8."""
+    from types import SimpleNamespace
+
+    from stepflow.operator.runtime.api import Client
+
+    body = '{"message": "größe ✓"}\n'.encode()
+    cut = body.index("ö".encode()) + 1  # after the first of its two bytes
+    chunks = [body[:cut], body[cut:cut + 1], body[cut + 1:]]
+
+    class Opened(Client):
+        def _open(self, *args: object) -> object:
+            return SimpleNamespace(response=SimpleNamespace(stream=lambda *a, **k: iter(chunks)))
+
+    assert "".join(Opened(None).stream("/x")) == body.decode()

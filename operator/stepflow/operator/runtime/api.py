@@ -9,6 +9,7 @@ deserialisation is the cheapest win on the hot path.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import time
@@ -156,10 +157,14 @@ class Client:
 
     def stream(self, path: str, *, query: Mapping[str, Any] | None = None,
                timeout: tuple[float, float] | None = None) -> Iterator[str]:
-        """A GET whose body is read as it arrives (pod logs with follow, a watch)."""
+        """A GET whose body is read as it arrives (pod logs with follow, a watch). A character
+        cut between two chunks is decoded whole (a step's output in a pod's termination message
+        may be any UTF-8)."""
         response = call(lambda: self._open("GET", path, query, None, "application/json", timeout))
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
         for chunk in response.response.stream(4096, decode_content=True):
-            yield chunk.decode("utf-8", "replace")
+            yield decoder.decode(chunk)
+        yield decoder.decode(b"", final=True)
 
     def post_event(self, event: Mapping[str, Any]) -> None:
         """A core/v1 Event (the Event queue's ``post``)."""
