@@ -20,7 +20,7 @@ class Events:
     def __init__(self) -> None:
         self.posted: list[str] = []
 
-    def record(self, body, kind: str, reason: str, message: str) -> None:
+    def record(self, body, kind: str, reason: str, message: str, closing: bool = False) -> None:
         self.posted.append(reason)
 
     def record_routine(self, body, reason: str, step: str, verb: str) -> None:

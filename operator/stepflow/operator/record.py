@@ -102,7 +102,7 @@ class Recorder:
         was_finished = old_status.get("phase") in FINISHED and not run.is_new
         if decision.finished and not was_finished:
             kind = "Normal" if decision.phase == SUCCEEDED else "Warning"
-            self.events.record(body, kind, f"Workflow{decision.phase}", decision.message)
+            self.events.record(body, kind, f"Workflow{decision.phase}", decision.message, closing=True)
 
     def _announce_expansions(self, body: Mapping[str, Any], plan: Plan,
                              before: Mapping[str, StepState]) -> None:

@@ -88,3 +88,35 @@ def test_a_gathered_event_stays_within_the_message_limit_and_names_every_step():
     assert sum(e["count"] for e in posted) == 100
     text = " ".join(e["message"] for e in posted)
     assert all(name in text for name in names)
+
+
+def test_a_closing_event_tells_what_was_gathered_in_one_write():
+    """A run that ends within the linger: one Event in all, naming every step once."""
+    posted: list = []
+    recorder = recorder_posting_to(posted, linger=60)
+    for name in ("a", "b", "c"):
+        recorder.record_routine(WORKFLOW, "StepStarted", f'"{name}"', "started")
+    for name in ("a", "b"):
+        recorder.record_routine(WORKFLOW, "StepSucceeded", f'"{name}"', "succeeded")
+    recorder.record_routine(WORKFLOW, "StepSucceeded", '"c"', "succeeded")
+    recorder.record(WORKFLOW, "Normal", "WorkflowSucceeded", "all 3 step(s) succeeded", closing=True)
+    recorder.close()
+    assert [(e["reason"], e["message"]) for e in posted] == [
+        ("WorkflowSucceeded", 'all 3 step(s) succeeded: steps "a", "b" and "c" started and succeeded')]
+
+
+def test_a_closing_event_names_different_steps_per_verb_and_posts_apart_what_does_not_fit():
+    posted: list = []
+    recorder = recorder_posting_to(posted, linger=60)
+    recorder.record_routine(WORKFLOW, "StepStarted", '"b"', "started")
+    recorder.record_routine(WORKFLOW, "StepSucceeded", '"a"', "succeeded")
+    recorder.record(WORKFLOW, "Normal", "WorkflowSucceeded", "done", closing=True)
+    long = [f'"{"s" * 60}-{i:03d}"' for i in range(13)]  # 884 characters gathered: one Event
+    for name in long:
+        recorder.record_routine(WORKFLOW, "StepSucceeded", name, "succeeded")
+    recorder.record(WORKFLOW, "Warning", "WorkflowFailed", "x" * 200, closing=True)
+    recorder.close()
+    assert [(e["reason"], e["message"]) for e in posted[:1]] == [
+        ("WorkflowSucceeded", 'done: step "b" started; step "a" succeeded')]
+    assert [e["reason"] for e in posted[1:]] == ["StepSucceeded", "WorkflowFailed"]
+    assert posted[2]["message"] == "x" * 200 and posted[1]["count"] == 13

@@ -11,8 +11,11 @@ naming every item ("steps "a", "b" and "c" succeeded"). On the real control
 plane a step takes about a second at best (the Job controller batches pod
 updates for one), so five seconds gather a few steps of a chain; a step longer
 than that gets Events of its own. Anything else about the same object (a
-failure, a workflow's end) first posts what is gathered, so ``kubectl
-describe`` keeps the order in which things happened.
+failure) first posts what is gathered, so ``kubectl describe`` keeps the order
+in which things happened. An object's closing Event (a workflow's end) tells
+what is gathered in its own message when that fits, rather than after three
+more writes: a run that ends within the linger costs one Event in all
+('all 5 steps succeeded: steps "a", ... and "e" started and succeeded').
 
 What the Events are about and who posts them is the caller's: an
 :class:`EventSource`.
@@ -132,10 +135,12 @@ class EventRecorder:
         self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
         self._thread.start()
 
-    def record(self, obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-        """An Event of its own, posted as soon as the queue gets to it."""
+    def record(self, obj: Mapping[str, Any], kind: str, reason: str, message: str, *,
+               closing: bool = False) -> None:
+        """An Event of its own, posted as soon as the queue gets to it. A ``closing`` one (the
+        object's last news) tells what is gathered for the object in its message, if it fits."""
         event = build_event(self.source, obj, kind, reason, message, time.time())
-        self._put(("event", obj, event), reason, obj)
+        self._put(("event", obj, event, closing), reason, obj)
 
     def record_routine(self, obj: Mapping[str, Any], reason: str, label: str, verb: str) -> None:
         """A Normal outcome of one of the object's items, gathered with others of the same object
@@ -169,8 +174,10 @@ class EventRecorder:
                 self._flush(lambda gathering: True)
                 return
             if item[0] == "event":
-                _, obj, event = item
+                _, obj, event, closing = item
                 key = _object_key(obj)
+                if closing:
+                    self._absorb(key, event)
                 self._flush(lambda gathering, key=key: _object_key(gathering.obj) == key)
                 self._send(event)
             else:
@@ -189,6 +196,21 @@ class EventRecorder:
         gathering.obj = obj  # the newest body: the same object, a fresher resourceVersion
         gathering.labels.append(label)
         gathering.last_at = at
+
+    def _absorb(self, key: ObjectKey, event: dict[str, Any]) -> None:
+        """Tell the object's gathered outcomes in ``event``'s message, if they fit in it; items
+        gathered under several verbs are named once ('started and succeeded')."""
+        mine = [k for k, g in self._gathering.items() if _object_key(g.obj) == key]
+        verbs: dict[tuple[str, ...], list[str]] = {}
+        for gathering in (self._gathering[k] for k in mine):
+            verbs.setdefault(tuple(gathering.labels), []).append(gathering.verb)
+        told = "; ".join(gathered_message(self.source, list(labels), " and ".join(said))
+                         for labels, said in verbs.items())
+        message = f"{event['message']}: {told}"
+        if mine and len(message) <= 1024:
+            event["message"] = message
+            for gathered in mine:
+                del self._gathering[gathered]
 
     def _flush(self, chosen: Callable[[_Gathering], bool]) -> None:
         for key in [k for k, g in self._gathering.items() if chosen(g)]:
