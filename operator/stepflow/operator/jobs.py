@@ -313,6 +313,11 @@ def pod_report(pod: Mapping[str, Any]) -> PodReport:
     return PodReport(created, job_uid)
 
 
+def a_pod_succeeded(job_uid: str | None, reports: Iterable[PodReport]) -> bool:
+    """A pod of the Job of that very uid (not of an earlier Job of the name) Succeeded on its own."""
+    return bool(job_uid) and any(r.succeeded and r.job_uid == job_uid for r in reports)
+
+
 def succeeded_by_pod(previous: StepState, job: Mapping[str, Any], reports: Iterable[PodReport],
                      now: float) -> StepState:
     """The step Succeeded if its Job's one pod did, while the Job still says nothing.
@@ -332,7 +337,7 @@ def succeeded_by_pod(previous: StepState, job: Mapping[str, Any], reports: Itera
             or spec.get("completions", 1) != 1 or spec.get("parallelism", 1) != 1):
         return previous
     mine = [r for r in reports if r.job_uid == uid]
-    if not any(r.succeeded for r in mine):
+    if not a_pod_succeeded(uid, mine):
         return previous
     ended = max(now, previous.started_at or now)
     return replace(previous, phase=SUCCEEDED, finished_at=ended, exit_code=0,

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from stepflow.operator.jobs import PodReport, of_job, pod_report
+from stepflow.operator.jobs import PodReport, a_pod_succeeded, of_job, pod_report
 from stepflow.operator.runtime.cache import Relists, newer, replaced
 from stepflow.status import parse_time
 
@@ -218,8 +218,7 @@ class Store:
         """A pod of that very Job Succeeded on its own: its step ended then, not with the Job."""
         meta = job.get("metadata") or {}
         uid = meta.get("uid")
-        return bool(uid) and any(r.succeeded and r.job_uid == uid
-                                 for r in self.pod_reports(key, meta.get("name", ""), uid))
+        return a_pod_succeeded(uid, self.pod_reports(key, meta.get("name", ""), uid))
 
     def prune_pods(self) -> int:
         """Forget reports of pods whose Job the cache does not hold, on the second sweep that
