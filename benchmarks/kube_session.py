@@ -17,7 +17,7 @@ from typing import Any
 from kube.controlplane import ControlPlane
 from kube.realcluster import Kube, wait_for, watch_events
 from operator_harness import OperatorProcess
-from stepflow.operator.handlers import POD_PHASES_WATCHED
+from stepflow.operator.child_watches import POD_PHASES_WATCHED
 from stepflow.status import parse_time
 
 
