@@ -6,7 +6,8 @@ a child's creation is the ``requestReceivedTimestamp`` of the controller's ``cre
 stepflow, a pod for Argo, a TaskRun for Tekton); a pod's end is the ``stageTimestamp`` of kwok's
 last write to its status (tests/kube/peers.py logs those). Each chain runs in a namespace of its
 own, so that its children and pods pair up by order alone: step i's pod ended -> step i+1's
-child created.
+child created. The same events give each pod's create, binding and Running, from which
+benchmarks/peer_phases.py cuts a step into phases.
 """
 
 from __future__ import annotations
@@ -61,31 +62,61 @@ class AuditLog:
 
 
 class Window:
-    """One scenario's audit events: the controller's children and writes, kwok's pod ends."""
+    """One scenario's audit events: the controller's children and writes, and what became of
+    each pod (created, bound by the scheduler, Running and ended by kwok), for benchmarks/peer_phases.py.
+
+    ``pods[ns]`` maps a pod's name to the times of its milestones; a pod created from
+    ``generateName`` (the Job controller's) has no name in its create's audit event, so that
+    create is kept under its ``generateName`` (``<job>-``, never a pod's name). A request that
+    failed counts as a write, and as nothing else."""
 
     def __init__(self, events: Iterable[dict[str, Any]], user: str, child: str, namespaces: set[str]):
-        self.creates: dict[str, list[float]] = defaultdict(list)
-        ends: dict[tuple[str, str], float] = {}
+        self.child = child
+        self.children: dict[str, list[tuple[float, str]]] = defaultdict(list)  # (created, name)
+        self.pods: dict[str, dict[str, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
         self.writes: Counter[str] = Counter()
         for e in events:
             ref = e.get("objectRef") or {}
             ns = ref.get("namespace")
             if ns not in namespaces or e.get("stage") != "ResponseComplete":
                 continue
-            who = e.get("user", {}).get("username")
-            if who == user and e["verb"] in WRITE_VERBS:
-                self.writes[f"{e['verb']} {ref.get('resource')}"
-                            + (f"/{ref['subresource']}" if ref.get("subresource") else "")] += 1
-                if e["verb"] == "create" and ref.get("resource") == child and not ref.get("subresource"):
-                    self.creates[ns].append(parse_time(e["requestReceivedTimestamp"]))
-            elif who == KWOK_USER and ref.get("resource") == "pods" and ref.get("subresource") == "status":
-                ends[(ns, ref.get("name"))] = max(ends.get((ns, ref.get("name")), 0.0),
-                                                  parse_time(e["stageTimestamp"]))
-        self.ends: dict[str, list[float]] = defaultdict(list)
-        for (ns, _), t in ends.items():
-            self.ends[ns].append(t)
-        for series in (*self.creates.values(), *self.ends.values()):
+            who, verb, sub = e.get("user", {}).get("username"), e["verb"], ref.get("subresource")
+            if who == user and verb in WRITE_VERBS:  # a write that failed still cost a request
+                self.writes[f"{verb} {ref.get('resource')}" + (f"/{sub}" if sub else "")] += 1
+            if (e.get("responseStatus") or {}).get("code", 200) >= 300:
+                continue
+            if who == user and verb == "create" and ref.get("resource") == child and not sub:
+                self.children[ns].append((parse_time(e["requestReceivedTimestamp"]), ref.get("name") or ""))
+            if ref.get("resource") == "pods":
+                self._pod(e, self.pods[ns], who, verb, sub)
+        for series in self.children.values():
             series.sort()
+        self.creates = {ns: [t for t, _ in series] for ns, series in self.children.items()}
+        self.ends: dict[str, list[float]] = defaultdict(list)
+        for ns, pods in self.pods.items():
+            self.ends[ns] = sorted(p["ended"] for p in pods.values() if "ended" in p)
+
+    @staticmethod
+    def _pod(e: dict[str, Any], pods: dict[str, dict[str, float]], who: str, verb: str,
+             sub: str | None) -> None:
+        """A controller's create counts from when the API server received it (as a child's),
+        kwok's writes of a pod's status from when they were stored: its first is the pod
+        Running, its last the pod ended."""
+        received, stored = parse_time(e["requestReceivedTimestamp"]), parse_time(e["stageTimestamp"])
+        name = e["objectRef"].get("name")
+        if verb == "create" and not sub:
+            name = name or ((e.get("requestObject") or {}).get("metadata") or {}).get("generateName")
+            if name:
+                pod = pods[name]
+                pod["created"] = min(pod.get("created", received), received)
+        elif verb == "create" and sub == "binding":
+            pod = pods[name]
+            pod["bound"] = min(pod.get("bound", received), received)
+        elif who == KWOK_USER and sub == "status" and verb in ("patch", "update"):
+            pod = pods[name]
+            pod["running"] = min(pod.get("running", stored), stored)
+            pod["ended"] = max(pod.get("ended", stored), stored)
+            pod["status_writes"] = pod.get("status_writes", 0) + 1
 
     def reactions_ms(self) -> list[float]:
         """Per chain namespace: step i's pod ended -> step i+1's child created."""
@@ -221,9 +252,12 @@ class Scenarios:
         window = self.window(namespaces)
         reactions = window.reactions_ms()
         self.drop(namespaces)
+        import peer_phases  # it reads a Window: imported here, not at the top, where it would be circular
+
         return {"outcomes": outcomes, "reactions": len(reactions),
                 "reaction_p50_ms": percentile(reactions, 50), "reaction_p99_ms": percentile(reactions, 99),
-                "steps_per_second": count * length / window.span(), "pods_ended": window.pods_ended()}
+                "steps_per_second": count * length / window.span(), "pods_ended": window.pods_ended(),
+                "phases": peer_phases.phases(window)}
 
     def throughput(self, workflows: int) -> dict[str, Any]:
         [ns] = self.namespaces(1)

@@ -9,7 +9,8 @@ runs as a process of this machine with a ServiceAccount token of its own; kwok p
 and ends every pod at once. The same workflows are written for each (benchmarks/peer_workflows.py):
 
 - 1 chain of 20 steps, and 10 chains at once: the reaction (a step's pod ended -> the next
-  step's child created), from the API server's audit log, and steps per second end to end;
+  step's child created), from the API server's audit log, and steps per second end to end; for
+  the single chain, where a step's time goes, phase by phase (benchmarks/peer_phases.py);
 - 200 workflows x 5 steps (a DAG: a and b, then c, then d and e): throughput, controller CPU per step
   (/proc), API writes per step by verb and resource, Events included (audit log);
 - a 1,000-step fan-out capped at 50 (Tekton: no cap): wall time, API server CPU, largest object;
@@ -39,6 +40,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 import figures  # noqa: E402
+import peer_phases  # noqa: E402
 import peer_targets  # noqa: E402
 import peer_workflows  # noqa: E402
 from peer_session import AuditLog, Controller, Scenarios, peer_controller, stepflow_controller  # noqa: E402
@@ -204,6 +206,14 @@ def tables(report: figures.Report, results: dict[str, Any]) -> None:
     for name in sorted({n for v in per_step.values() for n in v}):
         writes.add_row(name, *(_cell(per_step[k].get(name), "{:.2f}") for k in keys))
     report.print(writes)
+    phases = Table(title=f"Where a step of 1 chain of {size['length']} goes: phase by phase, from the "
+                   "audit log (peer_phases.py)")
+    phases.add_column("phase")
+    for key in keys:
+        phases.add_column(VARIANTS[key], justify="right")
+    for label, path, fmt in peer_phases.rows():
+        phases.add_row(label, *(_cell(_get(results, k, ("chain", *path)), fmt) for k in keys))
+    report.print(phases)
     if not results["quick"]:
         targets = Table(title="DESIGN.md, Against the peers, judged from this run (peer_targets.py)")
         for column in ("target", "verdict", "figures"):
@@ -221,6 +231,7 @@ NOTES = [
     "(stepflow: its Job, which the Job controller then turns into a pod; Argo: the pod itself; Tekton: the "
     "TaskRun, which its controller turns into a pod), both from the API server's audit log. End to end: "
     "steps / (first child created -> last pod ended).",
+    peer_phases.NOTE,
     "Argo tuned: DEFAULT_REQUEUE_TIME=1s (Argo's own dev setup, its Makefile) and --qps=500 --burst=1000 "
     "(docs/scaling.md: raise --qps/--burst; the values of the tier's controller-manager); workers at their "
     "default of 32. Argo defaults: 10 s requeue, 20 requests/s, burst 30. Both: leader election off.",

@@ -39,13 +39,25 @@ from kube.build import GOMOD, HERE, BuildError, _go, _staged, _timed, _wrapper_d
 from kube.controlplane import AUDIT_POLICY, ControlPlane, _die_with_parent
 
 PEER_STAGES = HERE / "peer-stages.yaml"
-# kwok's writes (the admin certificate) of a pod's status: the last one is when the pod ended,
-# which the benchmark needs to time a controller's reaction. Only this control plane logs them,
-# so the tests that count requests see the audit log they always saw.
-POD_STATUS_RULE = """  - level: Metadata
+# What the components logged in with the admin certificate do to a pod, for the benchmark to
+# time a controller's reaction and the phases of a step (benchmarks/peer_phases.py): kwok's
+# writes of its status (the first is when it ran, the last when it ended), the scheduler's
+# binding, and the Job controller's create. That create is logged with its request, because a
+# pod made from ``generateName`` has no name yet when the API server logs it: its
+# ``generateName`` (``<job>-``) ties it to its Job. Only this control plane logs these, so the
+# tests that count requests see the audit log they always saw.
+POD_RULES = """  - level: Metadata
     users: ["stepflow-test-admin"]
     verbs: ["patch", "update"]
     resources: [{group: "", resources: ["pods/status"]}]
+  - level: Metadata
+    users: ["stepflow-test-admin"]
+    verbs: ["create"]
+    resources: [{group: "", resources: ["pods/binding"]}]
+  - level: Request
+    users: ["stepflow-test-admin"]
+    verbs: ["create"]
+    resources: [{group: "", resources: ["pods"]}]
 """
 
 
@@ -122,7 +134,7 @@ def ensure_tekton() -> Path:
 
 class PeerControlPlane(ControlPlane):
     """The tier's control plane, with kwok Stages that end the peers' pods and an audit log that
-    also records when kwok ended each pod."""
+    also records each pod's create, binding and status writes (POD_RULES)."""
 
     def kwok_config(self) -> Path:
         path = super().kwok_config()
@@ -138,7 +150,7 @@ class PeerControlPlane(ControlPlane):
 
     def audit_policy(self) -> Path:
         path = self.workdir / "audit-policy.yaml"
-        rules = AUDIT_POLICY.replace("  - level: None\n", POD_STATUS_RULE + "  - level: None\n")
+        rules = AUDIT_POLICY.replace("  - level: None\n", POD_RULES + "  - level: None\n")
         assert rules != AUDIT_POLICY, "the tier's audit policy changed shape"
         path.write_text(rules)
         return path

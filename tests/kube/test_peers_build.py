@@ -48,7 +48,7 @@ def test_peer_stages_end_only_the_peers_pods_in_one_update_with_no_message():
     assert template.count("{{ range .spec.containers }}") == 1  # every container, one update
 
 
-def test_the_peer_control_plane_adds_stages_and_the_pod_status_audit_rule(tmp_path):
+def test_the_peer_control_plane_adds_stages_and_the_pod_audit_rules(tmp_path):
     plane = PeerControlPlane(Path("/nonexistent"), tmp_path)
     documents = [d for d in yaml.safe_load_all(plane.kwok_config().read_text()) if d]
     names = [(d.get("metadata") or {}).get("name") for d in documents]
@@ -56,6 +56,11 @@ def test_the_peer_control_plane_adds_stages_and_the_pod_status_audit_rule(tmp_pa
     rules = yaml.safe_load(plane.audit_policy().read_text())["rules"]
     assert rules[0] == {"level": "Metadata", "userGroups": ["system:serviceaccounts"]}
     assert {"group": "", "resources": ["pods/status"]} in rules[1]["resources"]
+    admin = {(r["level"], v, g["resources"][0]) for r in rules if r.get("users") == ["stepflow-test-admin"]
+             for v in r["verbs"] for g in r["resources"]}
+    # the phases of a step (benchmarks/peer_phases.py): the scheduler's binding, the Job
+    # controller's create with its request (its generateName ties the pod to its Job)
+    assert {("Metadata", "create", "pods/binding"), ("Request", "create", "pods")} <= admin
     assert rules[-1] == {"level": "None"}
 
 
