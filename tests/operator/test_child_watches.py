@@ -6,13 +6,12 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from stepflow.operator import child_watches
-from stepflow.operator.store import Store
+from watch_fakes import operator
 
 KEY = ("default", "wf")
 
@@ -20,22 +19,6 @@ KEY = ("default", "wf")
 def job(version: str, **status: Any) -> dict[str, Any]:
     return {"metadata": {"namespace": "default", "name": "wf-1-a", "uid": "j1", "resourceVersion": version,
                          "labels": {"stepflow.dev/workflow": "wf"}}, "status": status}
-
-
-class FakeController:
-    def __init__(self) -> None:
-        self.woken: list[tuple[str, str]] = []
-        self.kinds_listed: list[str] = []
-
-    def wake(self, key: tuple[str, str]) -> None:
-        self.woken.append(key)
-
-    def listed(self, kind: str) -> None:
-        self.kinds_listed.append(kind)
-
-
-def operator() -> Any:
-    return SimpleNamespace(store=Store(), controller=FakeController())
 
 
 @pytest.mark.parametrize(("value", "expected"), [("", [None]), ("a", ["a"]), ("a,b,a", ["a", "b"])])

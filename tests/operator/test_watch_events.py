@@ -2,36 +2,15 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import builders
 from stepflow.operator.pools import Pools
-from stepflow.operator.store import Store
 from stepflow.operator.watch_events import on_job, on_pod, on_pool, on_workflow
 from stepflow.plan import compile_workflow
+from watch_fakes import operator
 
 KEY = ("default", "wf")
-
-
-class FakeController:
-    """The runtime's side: what was woken, and the kinds of listed objects."""
-
-    def __init__(self) -> None:
-        self.woken: list[tuple[str, str]] = []
-        self.kinds_listed: list[str] = []
-
-    def wake(self, key: tuple[str, str]) -> None:
-        self.woken.append(key)
-
-    def listed(self, kind: str) -> None:
-        self.kinds_listed.append(kind)
-
-
-def operator() -> Any:
-    """The parts of an Operator that watch events touch."""
-    return SimpleNamespace(store=Store(), controller=FakeController(),
-                           reconciler=SimpleNamespace(pools=Pools()))
 
 
 def event(kind: str | None, obj: dict[str, Any]) -> dict[str, Any]:
